@@ -1,0 +1,7 @@
+"""UI that only draws (sidebar panels). Each module exports CLASSES; add modules to _MODULES."""
+
+from . import sidebar
+
+_MODULES = (sidebar,)
+
+CLASSES = tuple(cls for module in _MODULES for cls in module.CLASSES)
