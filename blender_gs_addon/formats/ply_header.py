@@ -7,6 +7,7 @@ properties are recorded (``has_list``) so readers can refuse them where a byte s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,24 +59,28 @@ class PlyHeader:
         return None
 
 
+_END_HEADER = re.compile(rb"(?:^|\n)end_header[ \t\r]*\n")
+_COUNT = re.compile(r"[0-9]{1,19}")  # ASCII digits only; 19 digits keep int() cheap and bounded
+
+
 def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
     """Parse the header at the start of ``data`` (the whole file or its first MiB)."""
     head = bytes(data[:MAX_HEADER_BYTES])
-    if not head.startswith(b"ply"):
+    first_line = head[:16].split(b"\n", 1)[0].strip()
+    if first_line != b"ply":
         raise GSError(f"{source}: not a PLY file (missing 'ply' magic)")
-    end = head.find(b"end_header")
-    if end < 0:
+    # The end_header line must be a line of its own: a comment may contain the word.
+    match = _END_HEADER.search(head)
+    if match is None:
+        if b"end_header" in head:
+            raise GSError(f"{source}: PLY header ends without a newline after end_header")
         raise GSError(f"{source}: PLY header has no end_header line (truncated or not a PLY)")
-    stop = head.find(b"\n", end)
-    if stop < 0:
-        raise GSError(f"{source}: PLY header ends without a newline after end_header")
-    try:
-        lines = head[:end].decode("ascii").replace("\r", "").split("\n")
-    except UnicodeDecodeError:
-        raise GSError(f"{source}: PLY header contains non-ASCII bytes") from None
+    # Comments in real files are sometimes UTF-8; keywords are checked word by word below.
+    lines = head[:match.start()].decode("utf-8", errors="replace").replace("\r", "").split("\n")
     fmt = None
     elements: list[PlyElement] = []
     comments: list[str] = []
+    seen: set[str] = set()  # property names of the current element (a set: headers can be long)
     for number, line in enumerate(lines[1:], start=2):
         words = line.split()
         if not words:
@@ -92,25 +97,28 @@ def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
                 raise GSError(f"{source}: unsupported PLY version {words[2]!r}")
             fmt = words[1]
         elif key == "element":
-            if len(words) != 3 or not words[2].isdigit():
-                raise GSError(f"{source}: bad element line {number}: {line!r}")
+            if len(words) != 3 or not _COUNT.fullmatch(words[2]):
+                raise GSError(f"{source}: bad element line {number}: {line[:200]!r}")
             elements.append(PlyElement(words[1], int(words[2])))
+            seen = set()
         elif key == "property":
             if not elements:
                 raise GSError(f"{source}: property before any element on line {number}")
             if len(words) == 5 and words[1] == "list":
+                name, code = words[4], "list"
                 elements[-1].has_list = True
-                elements[-1].properties.append((words[4], "list"))
-                continue
-            if len(words) != 3 or words[1] not in PLY_TYPES:
-                raise GSError(f"{source}: unsupported property on line {number}: {line!r}")
-            names = [n for n, _ in elements[-1].properties]
-            if words[2] in names:
-                raise GSError(f"{source}: property {words[2]!r} appears twice in element "
+            elif len(words) == 3 and words[1] in PLY_TYPES:
+                name, code = words[2], PLY_TYPES[words[1]]
+            else:
+                raise GSError(f"{source}: unsupported property on line {number}: "
+                              f"{line[:200]!r}")
+            if name in seen:
+                raise GSError(f"{source}: property {name!r} appears twice in element "
                               f"{elements[-1].name!r}")
-            elements[-1].properties.append((words[2], PLY_TYPES[words[1]]))
+            seen.add(name)
+            elements[-1].properties.append((name, code))
         else:
-            raise GSError(f"{source}: unknown PLY header keyword {key!r} on line {number}")
+            raise GSError(f"{source}: unknown PLY header keyword {key[:40]!r} on line {number}")
     if fmt is None:
         raise GSError(f"{source}: PLY header has no format line")
-    return PlyHeader(format=fmt, elements=elements, header_size=stop + 1, comments=comments)
+    return PlyHeader(format=fmt, elements=elements, header_size=match.end(), comments=comments)

@@ -1,0 +1,164 @@
+"""antimatter15 .splat: 32 bytes per splat, no header, little endian.
+
+Layout of one splat::
+
+    f32 x, y, z | f32 exp(scale_0..2) | u8 R, G, B, A | u8 rot w, x, y, z
+
+with RGB = (0.5 + C0 · f_dc) · 255, A = sigmoid(opacity) · 255 and rot = q/|q| · 128 + 128.
+There are no SH bands beyond DC, so :func:`write_splat` drops ``sh_rest`` (and extras) with a
+WARNING. Like the reference converter, splats are written sorted by −exp(s0+s1+s2)·sigmoid(α)
+(large, opaque splats first), so the order of a set is not preserved.
+
+Quantisation error of a write → read round trip (tested against random data in
+tests/test_format_splat.py):
+
+* position: exact (stored as float32).
+* scale: exp(s) is stored as float32 (relative rounding ≤ 2⁻²⁴), so a log-scale comes back
+  within 2⁻²⁴ + half an ulp of itself. Log-scales outside float32's normal range
+  [−87.3, 88.7] are stored inexactly, as 0 or as infinity (the writer warns; readers drop the
+  last two).
+* colour 0.5 + C0·f_dc: rounded to the nearest of 256 levels after clipping to [0, 1], so the
+  error is ≤ 0.5/255 plus whatever the clip removed; SH bands 1–3 are lost.
+* opacity: rounded to 256 levels in sigmoid space, error ≤ 0.5/255 in sigmoid(opacity). On read
+  A is clamped to [0.5, 254.5]/255 before the logit, so A = 0 or 255 gives a finite logit
+  (±5.54) and the bound still holds.
+* rotation: each component of the unit quaternion is rounded to a multiple of 1/128. The writer
+  flips q to −q (the same rotation) so its largest-magnitude component is negative: −1 is
+  exactly representable (byte 0) while +1 would need byte 256, so no component is ever clipped.
+  The per-component error is then ≤ 1/256, the error vector e has |e| ≤ 2·(1/256) = 1/128, the
+  angle between q and q + e is ≤ arcsin(1/128), and the rotation (twice the quaternion angle)
+  is off by at most 2·arcsin(1/128) ≈ 0.01563 rad ≈ 0.895°. Files from other writers
+  (which truncate instead of rounding) can be up to twice as far off.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import GSError, Report, log_report
+from ..sh import SH_C0
+from ..splats import SplatSet
+
+__all__ = ["read_splat", "write_splat", "splat_sort_order", "SPLAT_DTYPE", "ROTATION_ERROR_BOUND"]
+
+SPLAT_DTYPE = np.dtype([
+    ("position", "<f4", (3,)),
+    ("scale", "<f4", (3,)),
+    ("rgba", "u1", (4,)),
+    ("rotation", "u1", (4,)),  # w, x, y, z
+])
+assert SPLAT_DTYPE.itemsize == 32
+
+# Largest rotation angle (radians) between a unit quaternion and its write → read image.
+ROTATION_ERROR_BOUND = 2.0 * float(np.arcsin(1.0 / 128.0))
+
+_ALPHA_CLAMP = (0.5 / 255.0, 254.5 / 255.0)
+_LOG_SCALE_RANGE = (float(np.log(np.finfo(np.float32).tiny)),
+                    float(np.log(np.finfo(np.float32).max)))
+
+
+def read_splat(path: str | os.PathLike, *, nonfinite: str = "drop",
+               report: Report = log_report) -> SplatSet:
+    """Read an antimatter15 .splat file (SH degree 0, quaternions normalised)."""
+    source = os.fspath(path)
+    if nonfinite not in ("drop", "error"):
+        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
+    try:
+        with open(source, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size % SPLAT_DTYPE.itemsize:
+                raise GSError(f"{source}: {size:,} bytes is not a multiple of 32; not a .splat "
+                              "file (or truncated)")
+            records = np.fromfile(fh, dtype=SPLAT_DTYPE, count=size // SPLAT_DTYPE.itemsize)
+    except OSError as err:
+        raise GSError(f"{source}: cannot read ({err.strerror or err})") from None
+    if records.shape[0] != size // SPLAT_DTYPE.itemsize:
+        raise GSError(f"{source}: file ended early (read {records.shape[0]:,} splats)")
+    count = records.shape[0]
+    if count == 0:
+        report({"WARNING"}, f"{source}: the file contains no splats")
+        return SplatSet.empty(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_scales = np.log(records["scale"].astype(np.float64))  # ≤ 0 → -inf/NaN → dropped
+    rgba = records["rgba"].astype(np.float64) / 255.0
+    alpha = np.clip(rgba[:, 3], *_ALPHA_CLAMP)
+    quats = records["rotation"].astype(np.float64) - 128.0
+    norms = np.linalg.norm(quats, axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quats = quats / norms  # byte pattern 128,128,128,128 → NaN → dropped as non-finite
+    splats = SplatSet(
+        positions=np.ascontiguousarray(records["position"], dtype=np.float32),
+        log_scales=log_scales.astype(np.float32),
+        rotations=quats.astype(np.float32),
+        opacity_logits=np.log(alpha / (1.0 - alpha)).astype(np.float32),
+        sh_dc=((rgba[:, :3] - 0.5) / SH_C0).astype(np.float32),
+        sh_rest=np.zeros((count, 0, 3), np.float32),
+    )
+    splats.validate(name=source)
+    return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
+
+
+def splat_sort_order(splats: SplatSet) -> np.ndarray:
+    """[N] indices in the reference order: descending exp(s0+s1+s2)·sigmoid(opacity)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # huge scales sort first (or last: NaN)
+        size = np.exp(splats.log_scales.astype(np.float64).sum(axis=1))
+        key = -size * _sigmoid(splats.opacity_logits)
+    return np.argsort(key, kind="stable")
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """[N] float64 sigmoid without overflow warnings for |logit| > 709."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def encode_splat_records(splats: SplatSet) -> np.ndarray:
+    """[N] SPLAT_DTYPE records in the set's own order (no sorting, no checks)."""
+    out = np.empty(splats.count, SPLAT_DTYPE)
+    out["position"] = splats.positions
+    with np.errstate(over="ignore"):  # out-of-range scales are reported by the writer
+        out["scale"] = np.exp(splats.log_scales.astype(np.float64))
+    colour = np.clip(0.5 + SH_C0 * splats.sh_dc.astype(np.float64), 0.0, 1.0)
+    alpha = _sigmoid(splats.opacity_logits)
+    out["rgba"][:, :3] = np.rint(colour * 255.0)
+    out["rgba"][:, 3] = np.rint(alpha * 255.0)
+    quats = splats.rotations.astype(np.float64)
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    # q and −q are the same rotation; make the largest-magnitude component negative, since
+    # −1 maps to byte 0 exactly but +1 would need byte 256 (see the module docstring).
+    largest = np.take_along_axis(quats, np.abs(quats).argmax(axis=1)[:, None], axis=1)
+    quats *= np.where(largest > 0, -1.0, 1.0)
+    out["rotation"] = np.clip(np.rint(quats * 128.0 + 128.0), 0, 255)
+    return out
+
+
+def write_splat(path: str | os.PathLike, splats: SplatSet, *, nonfinite: str = "drop",
+                report: Report = log_report) -> None:
+    """Write an antimatter15 .splat file (sorted; SH bands and extras dropped with a WARNING).
+
+    ``nonfinite``: splats with NaN/Inf or a zero quaternion have no 8-bit encoding; ``"drop"``
+    them (reported) or ``"error"``.
+    """
+    target = os.fspath(path)
+    splats.validate(name=target)
+    if splats.sh_degree:
+        report({"WARNING"}, f"{target}: .splat stores no view-dependent colour; dropped "
+                            f"{splats.sh_degree} SH band(s) (degree {splats.sh_degree} → 0)")
+    if splats.extra:
+        report({"WARNING"}, f"{target}: .splat has no room for extra properties; dropped "
+                            + ", ".join(splats.extra))
+    if splats.count:
+        with np.errstate(over="ignore"):  # float32 quaternion norms of huge components
+            splats = splats.drop_nonfinite(source=target, policy=nonfinite, report=report)
+    outside = (splats.log_scales > _LOG_SCALE_RANGE[1]) | (splats.log_scales < _LOG_SCALE_RANGE[0])
+    if outside.any():
+        report({"WARNING"}, f"{target}: {int(outside.any(axis=1).sum()):,} splats have scales "
+                            "outside float32's normal range (stored inexactly, as 0 or as "
+                            "infinity; readers drop the last two)")
+    records = encode_splat_records(splats)[splat_sort_order(splats)]
+    try:
+        records.tofile(target)
+    except OSError as err:
+        raise GSError(f"{target}: cannot write ({err.strerror or err})") from None

@@ -1,0 +1,141 @@
+"""Captured views in, splats out: the reconstruction pipeline shared by the command line, the
+worker and the in-process Blender operator.
+
+Backends:
+- ``fit``: per-scene 3DGS optimisation (:mod:`.fit`) from random splats in the unit cube.
+- ``lgm``: the LGM feed-forward network (:mod:`.models.lgm`) on the capture's first four
+  training views, which must be the LGM rig (a capture made with ``--rig lgm``).
+- ``lgm+fit``: LGM's prediction refined by the fit backend on every training view.
+
+Frames: the capture's cameras live in the normalised Blender world of the capture (the object
+scaled into a unit cube at the origin). The output file is written in the 3DGS file convention
+of that world (see :mod:`.evaluate`): imported with the default up axis it lands in the
+normalised frame, and the capture's ``normalisation_transform`` maps it back onto the object.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import GSError, Report, log_report
+
+__all__ = ["BACKENDS", "reconstruct", "resolve_device"]
+
+BACKENDS = ("fit", "lgm", "lgm+fit")
+
+# Models stay loaded between jobs of a warm worker (keyed by weights path, device, dtype).
+_MODEL_CACHE: dict = {}
+
+Progress = Callable[[str, float, str], None]
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → 'cuda' when torch sees a GPU, else 'cpu'; checks an explicit 'cuda'."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise GSError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GSError("device 'cuda' was asked for but torch sees no CUDA GPU "
+                      f"(torch {torch.__version__})")
+    return device
+
+
+def _lgm_splats(dataset, *, weights, device, offline, progress: Progress, report: Report):
+    import numpy as np
+
+    from .datasets.camera_views import load_view_image
+    from .models.lgm_views import predict_splats
+    from .models.weights import load_lgm, resolve_lgm_weights
+
+    views = dataset.split_views("train")[:4]
+    if len(views) < 4:
+        raise GSError(f"{dataset.root}: LGM needs 4 training views (the LGM rig); the capture "
+                      f"has {len(dataset.split_views('train'))}")
+    progress("lgm", 0.05, "loading LGM weights")
+    path = resolve_lgm_weights(weights, offline=offline, report=report)
+    key = (str(path), device)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()  # one model on the device at a time
+        _MODEL_CACHE[key] = load_lgm(path, device=device, report=report)
+    model = _MODEL_CACHE[key]
+    fovy = math.degrees(2.0 * math.atan(views[0].height / (2.0 * views[0].fy)))
+    progress("lgm", 0.4, "running LGM")
+    splats = predict_splats(
+        model, [load_view_image(v) for v in views],
+        np.stack([v.camera_to_world for v in views]), names=[v.name for v in views],
+        source=str(dataset.root), fovy_deg=fovy, report=report,
+    )
+    progress("lgm", 1.0, f"LGM predicted {splats.count:,} splats")
+    return splats
+
+
+def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | None = None,
+                weights: str | None = None, device: str = "auto", seed: int = 0,
+                preset: str | None = None, offline: bool | None = None,
+                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                report: Report = log_report) -> dict:
+    """Reconstruct the capture folder ``capture`` and write the splats to ``out``.
+
+    Returns a JSON-able dict: splats (path), count, sh_degree, backend, device, seconds,
+    steps, stopped (why the fit stopped early, "" if it did not), cancelled, and psnr/ssim on
+    the capture's test views when it has any.
+    """
+    from .datasets.nerf_synthetic import read_transforms
+    from .evaluate import evaluate_splats, splats_world_to_file
+    from .fit import fit_preset, fit_splats, views_from_dataset
+    from .formats import write_splats
+
+    progress = progress or (lambda stage, fraction, message: None)
+    if backend not in BACKENDS:
+        raise GSError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    out_path = Path(out)
+    if out_path.suffix.lower() not in (".ply", ".splat", ".spz"):
+        raise GSError(f"{out}: the output must be a .ply, .compressed.ply, .splat or .spz file")
+    start = time.perf_counter()
+    dataset = read_transforms(capture, report=report)
+    device = resolve_device(device)
+    result = {"backend": backend, "device": device, "steps": 0, "stopped": "",
+              "cancelled": False}
+
+    init = None
+    if backend in ("lgm", "lgm+fit"):
+        init = _lgm_splats(dataset, weights=weights, device=device, offline=offline,
+                           progress=progress, report=report)
+    splats = init
+    if backend in ("fit", "lgm+fit"):
+        progress("load", 0.0, "loading training views")
+        views = views_from_dataset(dataset.split_views("train"))
+        config = fit_preset(preset or ("gpu" if device == "cuda" else "cpu"), steps=steps)
+
+        def on_progress(p):
+            progress("fit", p.step / p.steps, f"step {p.step}/{p.steps}, loss {p.loss:.4f}, "
+                                              f"{p.splats:,} splats, ETA {p.eta:.0f} s")
+
+        fitted = fit_splats(views=views, config=config, init=init, device=device, seed=seed,
+                            progress=on_progress, should_stop=should_stop, report=report)
+        result.update(steps=fitted.steps_run, stopped=fitted.stopped,
+                      cancelled=fitted.stopped == "cancelled")
+        if result["cancelled"]:
+            return result
+        splats = fitted.splats
+    if should_stop is not None and should_stop():
+        result["cancelled"] = True
+        return result
+
+    if dataset.split_views("test"):
+        progress("eval", 0.0, "evaluating on held-out views")
+        metrics = evaluate_splats(splats, dataset, split="test", device=device)
+        result.update(psnr=metrics["psnr"], ssim=metrics["ssim"], test_views=metrics["views"])
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_splats(out_path, splats_world_to_file(splats), report=report)
+    result.update(splats=str(out_path.resolve()), count=splats.count,
+                  sh_degree=splats.sh_degree, seconds=time.perf_counter() - start,
+                  normalisation=dataset.normalisation.tolist())
+    progress("done", 1.0, f"{splats.count:,} splats written to {out_path}")
+    return result

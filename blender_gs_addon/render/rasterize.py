@@ -1,0 +1,544 @@
+"""Differentiable 3D Gaussian splatting rasterizer with gsplat's semantics, on CPU and CUDA.
+
+:func:`rasterize` mirrors ``gsplat.rasterization(..., packed=False, render_mode="RGB+ED")``.
+CUDA tensors (with CUDA available) go to gsplat's kernels; everything else runs the pure-torch
+path below, which reproduces gsplat's kernel rules so that a scene trained on one device renders
+the same on the other:
+
+* projection: 3D covariance R S Sᵀ Rᵀ from the (normalised) wxyz quaternion and the activated
+  scales, moved to camera space and projected with the Jacobian of the pinhole map
+  (x/z, y/z), whose x/z and y/z are clamped to 1.3× the image's half field of view as gsplat
+  does; then ``eps2d`` (0.3 px²) is added to the diagonal of the 2D covariance.
+* culling: a Gaussian is dropped for a camera when its depth z < near or z > far, when the
+  blurred 2D covariance is not positive definite, when its opacity is below 1/255, or when its
+  screen box ``mean ± radius`` misses the image, with gsplat's opacity-aware radius
+  ``ceil(min(3.33, sqrt(2 ln(255 opacity))) · sqrt(Σ₂ᴅ_ii))`` — the box holds every pixel where
+  the Gaussian's alpha can reach 1/255, so the box is an optimisation, never a cut.
+* pixel centres are at (j + 0.5, i + 0.5); alpha = min(0.999, opacity · exp(−½ dᵀ Σ₂ᴅ⁻¹ d)),
+  skipped when below 1/255 (or when the quadratic form is negative); compositing goes front to
+  back in camera depth order, and a pixel stops *before* the Gaussian whose alpha would bring
+  its transmittance T·(1−alpha) to ≤ 1e-4 (that Gaussian and all behind it are left out).
+* colours: given per Gaussian, or spherical harmonics evaluated along the direction from the
+  camera centre to the mean in the 3DGS basis (see :mod:`blender_gs_addon.sh`), then
+  ``max(sh + 0.5, 0)``.
+* outputs: ``colors = Σ wᵢ cᵢ + T·background``, ``alphas = 1 − T`` and ``depths`` is gsplat's
+  "ED" expected depth ``Σ wᵢ zᵢ / max(alpha, 1e-10)`` (0 where nothing was hit), with
+  ``wᵢ = alphaᵢ Tᵢ`` and z the camera-space depth of the mean.
+
+The CPU path is vectorised per camera: each visible Gaussian contributes (Gaussian, pixel) pairs
+for the pixels of its screen box only; pairs with alpha < 1/255 are dropped before anything that
+autograd records; the rest are sorted by (pixel, depth), their transmittances come from a
+segmented float64 cumulative sum of log(1 − alpha), and pixel values from scatter-adds.
+Memory is bounded by splitting each camera's depth-sorted Gaussians into chunks of at most
+``max_pairs`` box pairs, carrying each pixel's log-transmittance from one chunk to the next.
+A custom autograd function does the compositing (pairs → pixels) in closed form, so only a few
+per-pair tensors are kept for the backward pass.
+
+The ``meta`` dict of the result has what ``gsplat.strategy.DefaultStrategy`` reads as ``info``
+(``means2d`` [C, N, 2] whose ``.grad`` — and ``.absgrad`` with ``absgrad=True`` — is filled by
+the backward pass, ``radii`` [C, N, 2] int32, ``width``, ``height``, ``n_cameras``,
+``gaussian_ids`` = None, ``packed`` = False), on both devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import GSError
+
+__all__ = [
+    "ALPHA_THRESHOLD",
+    "ALPHA_MAX",
+    "TRANSMITTANCE_MIN",
+    "RenderOutput",
+    "rasterize",
+    "project_gaussians",
+    "quat_to_rotmat",
+    "sh_colors",
+]
+
+ALPHA_THRESHOLD = 1.0 / 255.0
+ALPHA_MAX = 0.999
+TRANSMITTANCE_MIN = 1e-4
+_MAX_EXTEND = 3.33  # gsplat's box half-size in standard deviations
+_LOG_T_MIN = math.log(TRANSMITTANCE_MIN)
+
+_SH_C0 = 0.28209479177387814
+_SH_C1 = 0.4886025119029199
+_SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+          0.5462742152960396)
+_SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+@dataclass
+class RenderOutput:
+    """What :func:`rasterize` returns.
+
+    colors: [C, H, W, D] (D = 3 for RGB or SH); alphas: [C, H, W, 1]; depths: [C, H, W, 1]
+    expected depth (gsplat "ED"); meta: projection results and DefaultStrategy's ``info`` keys.
+    """
+
+    colors: torch.Tensor
+    alphas: torch.Tensor
+    depths: torch.Tensor
+    meta: dict
+
+
+# --------------------------------------------------------------------------- geometry
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[..., 4] wxyz quaternions (any norm) → [..., 3, 3] rotation matrices."""
+    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]
+    return torch.stack(rows, -1).reshape(q.shape[:-1] + (3, 3))
+
+
+def sh_colors(coeffs: torch.Tensor, dirs: torch.Tensor, degree: int) -> torch.Tensor:
+    """Spherical-harmonics sum Σ_k Y_k(d) · coeffs_k in the 3DGS basis (without the +0.5).
+
+    Args:
+        coeffs: [..., K, D] with K ≥ (degree+1)² (extra coefficients are ignored, as in gsplat).
+        dirs: [..., 3] directions camera → splat (normalised here).
+        degree: 0..3.
+    Returns:
+        [..., D].
+    """
+    d = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    x, y, z = d[..., 0:1], d[..., 1:2], d[..., 2:3]  # [..., 1] broadcast over channels
+    out = _SH_C0 * coeffs[..., 0, :]
+    if degree >= 1:
+        out = out + _SH_C1 * (-y * coeffs[..., 1, :] + z * coeffs[..., 2, :]
+                              - x * coeffs[..., 3, :])
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        basis2 = (x * y, y * z, 2.0 * zz - xx - yy, x * z, xx - yy)
+        for k, (c, b) in enumerate(zip(_SH_C2, basis2)):
+            out = out + (c * b) * coeffs[..., 4 + k, :]
+    if degree >= 3:
+        basis3 = (
+            y * (3.0 * xx - yy), x * y * z, y * (4.0 * zz - xx - yy),
+            z * (2.0 * zz - 3.0 * xx - 3.0 * yy), x * (4.0 * zz - xx - yy), z * (xx - yy),
+            x * (xx - 3.0 * yy),
+        )
+        for k, (c, b) in enumerate(zip(_SH_C3, basis3)):
+            out = out + (c * b) * coeffs[..., 9 + k, :]
+    return out
+
+
+@dataclass
+class Projection:
+    """Per camera and Gaussian screen-space data ([C, N, ...]); ``radii`` 0 means culled."""
+
+    means2d: torch.Tensor  # [C, N, 2] pixels
+    conics: torch.Tensor  # [C, N, 3] upper triangle (a, b, c) of Σ₂ᴅ⁻¹
+    depths: torch.Tensor  # [C, N] camera z
+    radii: torch.Tensor  # [C, N, 2] int32
+
+
+def project_gaussians(means, quats, scales, opacities, viewmats, Ks, *, width: int, height: int,
+                      near_plane: float = 0.01, far_plane: float = 1e10,
+                      eps2d: float = 0.3) -> Projection:
+    """EWA projection and culling with gsplat's rules (see the module docstring)."""
+    rot = quat_to_rotmat(quats)  # [N, 3, 3]
+    m = rot * scales[:, None, :]  # [N, 3, 3]; covariance = m mᵀ
+    r = viewmats[:, :3, :3]  # [C, 3, 3]
+    t = viewmats[:, :3, 3]  # [C, 3]
+    means_c = torch.einsum("cij,nj->cni", r, means) + t[:, None, :]  # [C, N, 3]
+    x, y, z = means_c.unbind(-1)  # [C, N]
+
+    fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # [C, 1]
+    cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
+    in_depth = (z >= near_plane) & (z <= far_plane)
+    # Culled entries get z = 1 so no inf/NaN reaches autograd (0·inf would poison gradients).
+    z_safe = torch.where(in_depth, z, torch.ones_like(z))
+    rz = 1.0 / z_safe
+    lim_x_pos = (width - cx) / fx + 0.15 * width / fx
+    lim_x_neg = cx / fx + 0.15 * width / fx
+    lim_y_pos = (height - cy) / fy + 0.15 * height / fy
+    lim_y_neg = cy / fy + 0.15 * height / fy
+    tx = z_safe * torch.minimum(torch.maximum(x * rz, -lim_x_neg), lim_x_pos)
+    ty = z_safe * torch.minimum(torch.maximum(y * rz, -lim_y_neg), lim_y_pos)
+    # Rows of J·R_view (J = [[fx/z, 0, −fx tx/z²], [0, fy/z, −fy ty/z²]]), then (J R m)(J R m)ᵀ.
+    j0 = (fx * rz)[..., None] * r[:, None, 0, :] - (fx * tx * rz * rz)[..., None] * r[:, None, 2, :]
+    j1 = (fy * rz)[..., None] * r[:, None, 1, :] - (fy * ty * rz * rz)[..., None] * r[:, None, 2, :]
+    u0 = (j0[..., :, None] * m).sum(-2)  # [C, N, 3]
+    u1 = (j1[..., :, None] * m).sum(-2)
+    s00 = (u0 * u0).sum(-1) + eps2d
+    s11 = (u1 * u1).sum(-1) + eps2d
+    s01 = (u0 * u1).sum(-1)
+    det = s00 * s11 - s01 * s01
+    valid = in_depth & (det > 0)
+    det_safe = torch.where(valid, det, torch.ones_like(det))
+    conics = torch.stack([s11 / det_safe, -s01 / det_safe, s00 / det_safe], -1)  # [C, N, 3]
+    means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], -1)  # [C, N, 2]
+
+    with torch.no_grad():
+        op = opacities.detach()[None, :].expand_as(z)
+        extend = torch.sqrt(2.0 * torch.log(op.clamp_min(ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
+        extend = extend.clamp_max(_MAX_EXTEND)
+        rx = torch.ceil(extend * torch.sqrt(s00.detach().clamp_min(0)))
+        ry = torch.ceil(extend * torch.sqrt(s11.detach().clamp_min(0)))
+        mx, my = means2d.detach().unbind(-1)
+        visible = (valid & (op >= ALPHA_THRESHOLD) & ((rx > 0) | (ry > 0))
+                   & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height))
+        radii = torch.stack([rx, ry], -1) * visible[..., None]
+        radii = radii.to(torch.int32)
+    means2d = torch.where(visible[..., None], means2d, torch.zeros_like(means2d))
+    return Projection(means2d=means2d, conics=conics, depths=z, radii=radii)
+
+
+# --------------------------------------------------------------------------- compositing
+
+class _PairComposite(torch.autograd.Function):
+    """Alpha of each (Gaussian, pixel) pair and front-to-back compositing, in closed form.
+
+    forward(params [V, 6+D] = (mean2d x, y, conic a, b, c, opacity, features…),
+            g [P] Gaussian row of each pair, pix [P] int32 pixel, seg_start [P],
+            carry [HW] log transmittance left by nearer chunks, width, abs_sink)
+      → (out [HW, D] Σ w·features, log_t [HW] log transmittance after this chunk)
+
+    Pairs are sorted by (pixel, depth): each pixel's pairs form a contiguous run that begins at
+    index ``seg_start``. Pairs below the alpha threshold are inert; pairs whose inclusive
+    transmittance would be ≤ 1e-4 are excluded (gsplat's stop rule; monotone, so they are a
+    tail of each run). Only integer indices and two floats per pair are kept for backward.
+    ``abs_sink`` ([V, 2] or None) accumulates Σ_pairs |∂L/∂mean2d| (gsplat's absgrad).
+    """
+
+    @staticmethod
+    def forward(ctx, params, g, pix, seg_start, carry, width, abs_sink):
+        pg = params.index_select(0, g)  # [P, 6+D]
+        dx = pg[:, 0] - ((pix % width).to(pg.dtype) + 0.5)
+        dy = pg[:, 1] - (torch.div(pix, width, rounding_mode="floor").to(pg.dtype) + 0.5)
+        sigma = 0.5 * (pg[:, 2] * dx * dx + pg[:, 4] * dy * dy) + pg[:, 3] * dx * dy
+        raw = pg[:, 5] * torch.exp(-sigma)
+        alpha = raw.clamp_max(ALPHA_MAX) * ((sigma >= 0) & (raw >= ALPHA_THRESHOLD))
+        log1m = torch.log1p(-alpha)  # [P]
+        # Running sums over all runs at once: float64 so a run's prefix keeps full precision.
+        excl = torch.cumsum(log1m.double(), 0) - log1m
+        log_t = (excl - excl.index_select(0, seg_start)).to(alpha.dtype) + carry.index_select(
+            0, pix)  # [P] log T in front of the pair
+        trans = torch.exp(log_t) * ((log_t + log1m) > _LOG_T_MIN)  # [P], 0 past the stop
+        w = alpha * trans
+        out = torch.zeros(carry.shape[0], pg.shape[1] - 6, dtype=pg.dtype, device=pg.device)
+        out.index_add_(0, pix, w[:, None] * pg[:, 6:])
+        log_t_out = carry.index_add(0, pix, log1m * (trans > 0))
+        ctx.save_for_backward(params, g, pix, seg_start, alpha, trans)
+        ctx.width = width
+        ctx.abs_sink = abs_sink
+        return out, log_t_out
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_log_t):
+        params, g, pix, seg_start, alpha, trans = ctx.saved_tensors
+        width = ctx.width
+        pg = params.index_select(0, g)
+        feats = pg[:, 6:]
+        w = alpha * trans
+        g_pix = grad_out.index_select(0, pix)  # [P, D]
+        # out_p = Σ_i w_i f_i, w_i = α_i T_i, T_i = exp(carry) Π_{j<i}(1−α_j), log T_out = carry +
+        # Σ log(1−α_i):  ∂/∂α_i = T_i (f_i·g) − (Σ_{j>i} w_j f_j·g + g_T) / (1−α_i).
+        feat_dot = (g_pix * feats).sum(-1)  # [P]
+        s64 = (feat_dot * w).double()
+        incl = torch.cumsum(s64, 0)
+        run_incl = incl - (incl - s64).index_select(0, seg_start)  # Σ_{j≤i} in the run
+        total = torch.zeros(grad_log_t.shape[0], dtype=torch.float64,
+                            device=grad_log_t.device).index_add_(0, pix, s64)
+        after = (total.index_select(0, pix) - run_incl).to(alpha.dtype)  # Σ_{j>i} in the run
+        g_t = grad_log_t.index_select(0, pix)
+        grad_alpha = trans * feat_dot - (after + g_t) * (trans > 0) / (1.0 - alpha)
+        # alpha = opacity·exp(−σ) where it is neither below the threshold nor capped.
+        live = (alpha > 0) & (alpha < ALPHA_MAX)
+        g_raw = grad_alpha * alpha * live  # ∂L/∂α · α = −∂L/∂σ
+        dx = pg[:, 0] - ((pix % width).to(pg.dtype) + 0.5)
+        dy = pg[:, 1] - (torch.div(pix, width, rounding_mode="floor").to(pg.dtype) + 0.5)
+        a, b, c, op = pg[:, 2], pg[:, 3], pg[:, 4], pg[:, 5]
+        g_mx = -g_raw * (a * dx + b * dy)
+        g_my = -g_raw * (c * dy + b * dx)
+        columns = [g_mx, g_my, -0.5 * g_raw * dx * dx, -g_raw * dx * dy, -0.5 * g_raw * dy * dy,
+                   g_raw / op]
+        columns += list((g_pix * w[:, None]).t())  # [P] each
+        # One 1-D index_add per parameter: much faster on CPU than a [P, K] index_add.
+        grad_t = torch.zeros(params.shape[1], params.shape[0], dtype=params.dtype,
+                             device=params.device)  # [6+D, V]
+        for row, col in zip(grad_t, columns):
+            row.index_add_(0, g, col)
+        if ctx.abs_sink is not None:
+            ctx.abs_sink[:, 0].index_add_(0, g, g_mx.abs())
+            ctx.abs_sink[:, 1].index_add_(0, g, g_my.abs())
+        grad_carry = total.to(grad_log_t.dtype) + grad_log_t
+        return grad_t.t(), None, None, None, grad_carry, None, None
+
+
+def _abs_flusher(sink, vis, abs_v):
+    # Runs when m2's gradient is complete, i.e. after every chunk's backward filled abs_v.
+    def hook(grad):
+        sink.index_add_(0, vis, abs_v)
+
+    return hook
+
+
+def _row_spans(mx, my, con, op, radii, *, width: int, height: int):
+    """Pixel runs that can reach alpha ≥ 1/255, one per (Gaussian, image row) of its box.
+
+    alpha ≥ 1/255 ⇔ σ(d) = ½ dᵀ Q d ≤ ln(255·opacity): for a row's fixed dy that is an interval of
+    dx (a quadratic inequality), widened by a safety margin; the exact per-pixel test is still
+    applied afterwards. Returns row_g [R] (Gaussian of the row), first pixel index [R] and
+    length [R] (0 for empty rows), all int64.
+    """
+    device = mx.device
+    mx, my, op = mx.double(), my.double(), op.double()
+    con = con.double()
+    rad = radii.double()
+    y0 = torch.ceil(my - rad[:, 1] - 0.5).clamp(0, height).long()
+    y1 = torch.floor(my + rad[:, 1] - 0.5).clamp(-1, height - 1).long()
+    x0 = torch.ceil(mx - rad[:, 0] - 0.5).clamp(0, width)
+    x1 = torch.floor(mx + rad[:, 0] - 0.5).clamp(-1, width - 1)
+    n_rows = (y1 - y0 + 1).clamp_min(0)  # [V]
+    row_g = torch.repeat_interleave(torch.arange(mx.shape[0], device=device), n_rows)  # [R]
+    first_row = torch.cumsum(n_rows, 0) - n_rows
+    row_y = y0.index_select(0, row_g) + torch.arange(row_g.shape[0], device=device) \
+        - first_row.index_select(0, row_g)
+    dy = my.index_select(0, row_g) - (row_y.double() + 0.5)
+    a, b, c = con.index_select(0, row_g).unbind(-1)
+    s_max = torch.log(op * 255.0).clamp_min(0).index_select(0, row_g)
+    # ½a dx² + b dy dx + ½c dy² − s_max ≤ 0  ⇔  dx ∈ (−b dy ± √disc) / a.
+    root = torch.sqrt((b * dy) ** 2 - a * (c * dy * dy - 2.0 * s_max)).nan_to_num(0.0)
+    centre = mx.index_select(0, row_g) + b * dy / a  # pixel centre u = mx − dx
+    half = root / a
+    margin = 0.05
+    j0 = torch.maximum(torch.ceil(centre - half - 0.5 - margin), x0.index_select(0, row_g))
+    j1 = torch.minimum(torch.floor(centre + half - 0.5 + margin), x1.index_select(0, row_g))
+    length = (j1 - j0 + 1).clamp_min(0).long()
+    start = row_y * width + j0.clamp_min(0).long()
+    return row_g, start, length
+
+
+def _render_camera(means2d, conics, opacities, depths, radii, features: Callable, *, width: int,
+                   height: int, max_pairs: int, absgrad_sink=None):
+    """One camera: [N, ...] projections → (feature image [HW, D], log T [HW], n_pairs).
+
+    ``features(index [V]) -> [V, D]`` supplies colours (and the depth channel) of the visible
+    Gaussians; ``absgrad_sink`` ([N, 2] tensor) receives Σ |∂L/∂means2d| per pair when given.
+    """
+    device = means2d.device
+    hw = width * height
+    vis = torch.nonzero((radii > 0).all(-1)).squeeze(1)  # [V]
+    order = torch.argsort(depths.detach().index_select(0, vis), stable=True)
+    vis = vis.index_select(0, order)  # front to back
+    feats = features(vis)  # [V, D]
+    carry = torch.zeros(hw, dtype=means2d.dtype, device=device)
+    out = torch.zeros(hw, feats.shape[1], dtype=feats.dtype, device=device)
+    if vis.numel() == 0:
+        return out, carry, 0
+    m2 = means2d.index_select(0, vis)  # [V, 2]
+    con = conics.index_select(0, vis)  # [V, 3]
+    op = opacities.index_select(0, vis)  # [V]
+    params = torch.cat([m2, con, op[:, None], feats], 1)  # [V, 6+D]
+    abs_sink = None
+    if absgrad_sink is not None and params.requires_grad:
+        abs_sink = torch.zeros(vis.shape[0], 2, dtype=params.dtype, device=device)
+        # Scattered to the camera's [N, 2] buffer once the backward pass has filled it.
+        m2.register_hook(_abs_flusher(absgrad_sink, vis, abs_sink))
+
+    with torch.no_grad():
+        mx, my = m2.detach().unbind(-1)
+        row_g, row_start, row_len = _row_spans(mx, my, con.detach(), op.detach(),
+                                               radii.index_select(0, vis), width=width,
+                                               height=height)
+        # Split the depth-sorted Gaussians into chunks of about max_pairs pairs (whole rows of
+        # whole Gaussians; a chunk holds at least one Gaussian, at most one image of pairs more).
+        row_cum = torch.cumsum(row_len, 0)
+        total = int(row_cum[-1]) if row_cum.numel() else 0
+        budget = max(int(max_pairs), hw)
+        row_bounds = [0]
+        if total > budget:
+            n_rows = torch.bincount(row_g, minlength=vis.numel())
+            g_row_end = torch.cumsum(n_rows, 0)  # rows of Gaussians < k+1 end here
+            g_cum = torch.cat([row_cum.new_zeros(1), row_cum]).index_select(0, g_row_end)
+            marks = torch.arange(1, total // budget + 1, device=device) * budget
+            cut_g = torch.searchsorted(g_cum, marks, right=True)
+            cut_rows = torch.cat([g_row_end.new_zeros(1), g_row_end]).index_select(0, cut_g)
+            row_bounds += sorted(set(cut_rows.tolist()) - {0, row_g.numel()})
+        row_bounds.append(row_g.numel())
+
+    n_pairs = 0
+    for r0, r1 in zip(row_bounds[:-1], row_bounds[1:]):
+        with torch.no_grad():
+            lengths = row_len[r0:r1]
+            n = int(lengths.sum())
+            if n == 0:
+                continue
+            # Pixel index of every pair: the row's start pixel plus the position in the run.
+            offset = torch.repeat_interleave(row_start[r0:r1] - (torch.cumsum(lengths, 0) -
+                                                                 lengths), lengths)
+            pix = (offset + torch.arange(n, device=device)).to(torch.int32)
+            g = torch.repeat_interleave(row_g[r0:r1], lengths)  # depth rank order
+            # int32 keys sort twice as fast; int64 indices make index_add_ take its fast path.
+            pix, perm = torch.sort(pix, stable=True)  # by pixel, depth order kept inside runs
+            pix = pix.long()
+            g = g.index_select(0, perm)
+            new_run = torch.ones(n, dtype=torch.bool, device=device)
+            new_run[1:] = pix[1:] != pix[:-1]
+            run_first = torch.nonzero(new_run).squeeze(1)
+            seg_start = run_first.index_select(0, torch.cumsum(new_run, 0) - 1)
+        n_pairs += n
+        chunk_out, carry = _PairComposite.apply(params, g, pix, seg_start, carry, width,
+                                                abs_sink)
+        out = out + chunk_out
+    return out, carry, n_pairs
+
+
+# --------------------------------------------------------------------------- public API
+
+def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                  sh_degree, backgrounds):
+    def fail(msg):
+        raise GSError(f"rasterize: {msg}")
+
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        fail(f"image size must be positive integers, got {width!r}×{height!r}")
+    if means.dim() != 2 or means.shape[1] != 3:
+        fail(f"means must be [N, 3], got {tuple(means.shape)}")
+    n = means.shape[0]
+    if tuple(quats.shape) != (n, 4):
+        fail(f"quats must be [{n}, 4], got {tuple(quats.shape)}")
+    if tuple(scales.shape) != (n, 3):
+        fail(f"scales must be [{n}, 3], got {tuple(scales.shape)}")
+    if tuple(opacities.shape) != (n,):
+        fail(f"opacities must be [{n}], got {tuple(opacities.shape)}")
+    if viewmats.dim() != 3 or tuple(viewmats.shape[1:]) != (4, 4):
+        fail(f"viewmats must be [C, 4, 4], got {tuple(viewmats.shape)}")
+    c = viewmats.shape[0]
+    if tuple(Ks.shape) != (c, 3, 3):
+        fail(f"Ks must be [{c}, 3, 3], got {tuple(Ks.shape)}")
+    if sh_degree is None:
+        if not (colors.dim() == 2 and colors.shape[0] == n) and not (
+                colors.dim() == 3 and tuple(colors.shape[:2]) == (c, n)):
+            fail(f"colors must be [{n}, D] or [{c}, {n}, D], got {tuple(colors.shape)}")
+    else:
+        if sh_degree not in (0, 1, 2, 3):
+            fail(f"sh_degree must be 0..3, got {sh_degree!r}")
+        need = (sh_degree + 1) ** 2
+        ok = (colors.dim() == 3 and colors.shape[0] == n) or (
+            colors.dim() == 4 and tuple(colors.shape[:2]) == (c, n))
+        if not ok or colors.shape[-1] != 3 or colors.shape[-2] < need:
+            fail(f"SH coefficients must be [{n}, K≥{need}, 3] (or per camera), "
+                 f"got {tuple(colors.shape)}")
+    if backgrounds is not None:
+        d = 3 if sh_degree is not None else colors.shape[-1]
+        if tuple(backgrounds.shape) != (c, d):
+            fail(f"backgrounds must be [{c}, {d}], got {tuple(backgrounds.shape)}")
+
+
+def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: int, height: int,
+              near_plane: float = 0.01, far_plane: float = 1e10, sh_degree: int | None = None,
+              backgrounds=None, eps2d: float = 0.3, absgrad: bool = False,
+              backend: str = "auto", max_pairs: int = 1 << 22) -> RenderOutput:
+    """Render N Gaussians into C pinhole cameras (gsplat semantics, differentiable).
+
+    Args:
+        means: [N, 3] world positions. quats: [N, 4] wxyz, any norm. scales: [N, 3] activated
+            (exp of log-scales). opacities: [N] activated (sigmoid of logits).
+        colors: [N, D] or [C, N, D] colours when ``sh_degree`` is None; else SH coefficients
+            [N, K, 3] or [C, N, K, 3] in 3DGS order (DC first) with K ≥ (sh_degree+1)².
+        viewmats: [C, 4, 4] world→camera, OpenCV axes (see :mod:`.cameras`). Ks: [C, 3, 3].
+        width, height: image size in pixels.
+        near_plane, far_plane: depth range of kept Gaussian centres.
+        backgrounds: [C, D] composited as ``colour + (1 − alpha) · background``, or None (black).
+        eps2d: low-pass variance (px²) added to every projected covariance.
+        absgrad: also accumulate ``meta["means2d"].absgrad`` (Σ over pixels of |∂L/∂mean2d|) in
+            the backward pass, for DefaultStrategy(absgrad=True).
+        backend: "auto" (gsplat's CUDA kernels for CUDA tensors when CUDA is available, else the
+            torch path), "torch" or "gsplat".
+        max_pairs: CPU path memory bound: (Gaussian, pixel) box pairs handled at once per camera
+            (at least one image's worth).
+    Returns:
+        :class:`RenderOutput` (colors [C, H, W, D], alphas [C, H, W, 1], depths [C, H, W, 1]
+        expected depth, meta). meta holds means2d [C, N, 2], radii [C, N, 2], depths [C, N],
+        conics [C, N, 3], width, height, n_cameras, gaussian_ids (None), packed (False), and on
+        the torch path n_pairs (composited pairs, all cameras).
+    """
+    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                  sh_degree, backgrounds)
+    on_cuda = means.is_cuda and torch.cuda.is_available()
+    if backend == "auto":
+        backend = "gsplat" if on_cuda else "torch"
+    if backend == "gsplat":
+        if not on_cuda:
+            raise GSError("rasterize: the gsplat backend needs CUDA tensors and a CUDA device")
+        return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width,
+                                 height, near_plane, far_plane, sh_degree, backgrounds, eps2d,
+                                 absgrad)
+    if backend != "torch":
+        raise GSError(f"rasterize: backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
+
+    n_cams = viewmats.shape[0]
+    proj = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width=width,
+                             height=height, near_plane=near_plane, far_plane=far_plane,
+                             eps2d=eps2d)
+    means2d = proj.means2d
+    absgrad_buf = None
+    if absgrad and means2d.requires_grad:
+        absgrad_buf = torch.zeros_like(means2d.detach())
+        means2d.absgrad = absgrad_buf
+    if sh_degree is not None:
+        campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
+
+    images, log_ts, n_pairs = [], [], 0
+    for cam in range(n_cams):
+        def features(idx, cam=cam):
+            if sh_degree is None:
+                col = colors if colors.dim() == 2 else colors[cam]
+                col = col.index_select(0, idx)
+            else:
+                coeffs = colors if colors.dim() == 3 else colors[cam]
+                dirs = means.index_select(0, idx) - campos[cam]
+                col = torch.clamp_min(
+                    sh_colors(coeffs.index_select(0, idx), dirs, sh_degree) + 0.5, 0.0)
+            return torch.cat([col, proj.depths[cam].index_select(0, idx)[:, None]], 1)
+
+        img, log_t, pairs = _render_camera(
+            means2d[cam], proj.conics[cam], opacities, proj.depths[cam], proj.radii[cam],
+            features, width=width, height=height, max_pairs=max_pairs,
+            absgrad_sink=None if absgrad_buf is None else absgrad_buf[cam])
+        images.append(img)
+        log_ts.append(log_t)
+        n_pairs += pairs
+    feats = torch.stack(images).reshape(n_cams, height, width, -1)  # [C, H, W, D+1]
+    trans = torch.exp(torch.stack(log_ts)).reshape(n_cams, height, width, 1)
+    alphas = 1.0 - trans
+    out_colors = feats[..., :-1]
+    if backgrounds is not None:
+        out_colors = out_colors + trans * backgrounds[:, None, None, :]
+    depths = feats[..., -1:] / alphas.clamp_min(1e-10)
+    meta = {
+        "means2d": means2d, "radii": proj.radii, "depths": proj.depths, "conics": proj.conics,
+        "opacities": opacities[None, :].expand(n_cams, -1), "width": width, "height": height,
+        "n_cameras": n_cams, "gaussian_ids": None, "camera_ids": None, "packed": False,
+        "n_pairs": n_pairs,
+    }
+    return RenderOutput(colors=out_colors, alphas=alphas, depths=depths, meta=meta)
+
+
+def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                      near_plane, far_plane, sh_degree, backgrounds, eps2d, absgrad):
+    from gsplat import rasterization
+
+    render, alphas, meta = rasterization(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree,
+        packed=False, backgrounds=backgrounds, render_mode="RGB+ED", absgrad=absgrad)
+    meta = dict(meta)
+    meta["packed"] = False
+    return RenderOutput(colors=render[..., :-1], alphas=alphas, depths=render[..., -1:],
+                        meta=meta)

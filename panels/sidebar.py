@@ -1,0 +1,36 @@
+"""The "Splats" tab of the 3D viewport sidebar: what the active splat object holds, and the
+import/export buttons. Draw code only; the work happens in the operators."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..scene.splat_object import is_splat_object, splat_count, splat_sh_degree
+
+__all__ = ["GS_PT_splats", "CLASSES"]
+
+
+class GS_PT_splats(bpy.types.Panel):
+    bl_idname = "GS_PT_splats"
+    bl_label = "Gaussian Splats"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Splats"
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.active_object
+        box = layout.box()
+        if is_splat_object(obj):
+            box.label(text=obj.name, icon='OUTLINER_OB_POINTCLOUD')
+            box.label(text=f"{splat_count(obj):,} splats")
+            degree = splat_sh_degree(obj)
+            box.label(text=f"SH degree {degree}" if degree >= 0 else "SH bands incomplete")
+        else:
+            box.label(text="No splat object active", icon='INFO')
+        row = layout.row(align=True)
+        row.operator("gs.import_splats", text="Import", icon='IMPORT')
+        row.operator("gs.export_splats", text="Export", icon='EXPORT')
+
+
+CLASSES = (GS_PT_splats,)

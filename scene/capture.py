@@ -1,0 +1,849 @@
+"""Capture: render training views of scene objects with exact cameras into a NeRF-style data set.
+
+``capture_views(context, objects=…, rig=…, out_dir=…)`` renders the objects from a camera rig
+(:mod:`blender_gs_addon.capture_rigs`: orbit, sphere, LGM) or from every camera of a collection,
+and writes ``transforms_train.json`` / ``transforms_test.json`` (see
+:mod:`blender_gs_addon.datasets.nerf_synthetic`), RGBA PNGs under ``train/`` and ``test/``, and
+``capture.json`` (settings, bounding box, timing).
+
+Framing without touching the user's data: the selection's bounding box is measured and
+:func:`capture_rigs.normalisation_transform` gives N, the similarity taking it into a unit cube at
+the origin. The data set lives in that normalised world (its ``normalisation_transform`` is N),
+but nothing is moved: each camera is placed in the user's world at ``N⁻¹ · c2w`` (scale taken
+out), which sees exactly the same image because a perspective view does not change when the
+scene and the camera are scaled together. The renders come from a temporary scene that links
+the selected objects, the user's render-visible lights and world, with its own render settings,
+camera and frame; it and everything else created here is removed in ``finally``, so the user's
+scene — objects, transforms, render settings, active camera, frame, selection, datablock
+counts — is as it was, also after an error or a cancel.
+
+Output is rendered into a hidden staging folder inside ``out_dir`` and moved into place only when
+every view has rendered, so a failed or cancelled capture leaves ``out_dir`` as it was.
+
+Images: Blender writes straight-alpha RGBA PNGs (film transparent, "Standard" view transform).
+With a background colour instead of transparency each image is composited onto it in display
+space (``rgb·a + bg·(1−a)``, alpha then 1, as trainers composite) and the colour is recorded as
+the data set's ``background_color``.
+
+For the modal operator, :class:`CaptureSession` does the same work one view per call
+(``begin`` → ``step``… → ``finish``, ``close`` always).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from ..blender_gs_addon import capture_rigs
+from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
+from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
+from ..blender_gs_addon.errors import GSError, Report, log_report
+from .camera_import import apply_intrinsics, camera_object_matrix
+
+__all__ = [
+    "ENGINES", "RIGS", "DEFAULT_SAMPLES", "CaptureCancelled", "CaptureSession", "capture_views",
+    "selection_bounds", "capture_main", "print_progress",
+]
+
+# user-facing engine name → Blender's engine id
+ENGINES = {"CYCLES": "CYCLES", "EEVEE": "BLENDER_EEVEE", "WORKBENCH": "BLENDER_WORKBENCH"}
+RIGS = {
+    "orbit": "rings of evenly spaced cameras at given elevations",
+    "sphere": "cameras spread evenly over the whole sphere",
+    "lgm": "the 4 views LGM was trained on (elevation 0, azimuths 0/90/180/270, r 1.5, 49.1°)",
+    "cameras": "every camera in a collection, with its own lens, sensor fit and shift",
+}
+DEFAULT_SAMPLES = {"CYCLES": 64, "EEVEE": 32, "WORKBENCH": 8}
+DEFAULT_FOV_DEG = 50.0
+DEFAULT_RESOLUTION = 512
+MAX_RESOLUTION = 16384
+MAX_VIEWS = 10_000
+
+_GEOMETRY_TYPES = {'MESH', 'CURVE', 'SURFACE', 'META', 'FONT', 'CURVES', 'POINTCLOUD', 'VOLUME',
+                   'GREASEPENCIL'}
+# Workbench anti-aliasing levels (render_aa) by sample count.
+_WORKBENCH_AA = ((1, 'OFF'), (5, '5'), (8, '8'), (11, '11'), (16, '16'), (32, '32'))
+# Radius of the unit cube's bounding sphere: the auto camera distance keeps all of it in view.
+# What defines a Workbench render's look (the rest of View3DShading is viewport-only).
+_WORKBENCH_SHADING = {
+    "light", "color_type", "single_color", "studio_light", "studio_light_rotate_z",
+    "studio_light_intensity", "use_world_space_lighting", "show_backface_culling",
+    "show_xray", "xray_alpha", "show_shadows", "shadow_intensity", "show_cavity", "cavity_type",
+    "curvature_ridge_factor", "curvature_valley_factor", "cavity_ridge_factor",
+    "cavity_valley_factor", "use_dof", "show_object_outline", "object_outline_color",
+    "show_specular_highlight",
+}
+_UNIT_CUBE_RADIUS = math.sqrt(3.0) / 2.0
+_TEMP_NAME = "GS Capture (temporary)"
+
+
+class CaptureCancelled(GSError):
+    """The user (or a progress callback) stopped a capture; nothing was changed."""
+
+
+def print_progress(fraction: float, message: str) -> bool:
+    """Progress callback for background mode and the command line: one printed line per view."""
+    print(f"Capture [{fraction * 100:5.1f}%] {message}", flush=True)
+    return True
+
+
+# ---------------------------------------------------------------------------------- geometry
+def _pointer_set(objects) -> set[int]:
+    return {obj.original.as_pointer() for obj in objects}
+
+
+def selection_bounds(objects, depsgraph) -> tuple[np.ndarray, np.ndarray] | None:
+    """World-space bounding box ([3], [3]) of the evaluated geometry of ``objects``.
+
+    Meshes count with their evaluated vertices (exact), other geometry and instances (collection
+    instances, Geometry Nodes instances, particles) with their bounding-box corners. An object the
+    depsgraph did not evaluate (disabled in viewports) counts with its original bounding box.
+    Returns None when there is no geometry at all.
+    """
+    wanted = _pointer_set(objects)
+    seen: set[int] = set()
+    lows, highs = [], []
+
+    def add(points, matrix) -> None:
+        m = np.array(matrix, dtype=np.float64)  # [4, 4]
+        world = points @ m[:3, :3].T + m[:3, 3]  # [P, 3]
+        lows.append(world.min(axis=0))
+        highs.append(world.max(axis=0))
+
+    for inst in depsgraph.object_instances:
+        owner = inst.parent if inst.is_instance else inst.object
+        if owner is None or owner.original.as_pointer() not in wanted:
+            continue
+        seen.add(owner.original.as_pointer())
+        ob = inst.object
+        if ob.type not in _GEOMETRY_TYPES:
+            continue
+        if ob.type == 'MESH' and not inst.is_instance and len(ob.data.vertices):
+            co = np.empty(len(ob.data.vertices) * 3, dtype=np.float32)
+            ob.data.vertices.foreach_get("co", co)
+            add(co.reshape(-1, 3).astype(np.float64), inst.matrix_world)
+        elif ob.type != 'MESH':
+            add(np.array([tuple(c) for c in ob.bound_box], dtype=np.float64), inst.matrix_world)
+    for obj in objects:
+        if obj.original.as_pointer() not in seen and obj.type in _GEOMETRY_TYPES:
+            add(np.array([tuple(c) for c in obj.bound_box], dtype=np.float64), obj.matrix_world)
+    if not lows:
+        return None
+    return np.min(lows, axis=0), np.max(highs, axis=0)
+
+
+def _render_visible_objects(view_layer) -> list[bpy.types.Object]:
+    """Objects a render of ``view_layer`` would include (collection exclusion and render
+    visibility of collections and objects honoured)."""
+    found: dict[int, bpy.types.Object] = {}
+
+    def walk(layer_collection) -> None:
+        if layer_collection.exclude or layer_collection.collection.hide_render:
+            return
+        for obj in layer_collection.collection.objects:
+            if not obj.hide_render:
+                found.setdefault(obj.as_pointer(), obj)
+        for child in layer_collection.children:
+            walk(child)
+
+    walk(view_layer.layer_collection)
+    return list(found.values())
+
+
+def _copy_rna_settings(source, target, *, only=None) -> None:
+    """Copy every writable plain property (no pointers / collections) of one settings struct to
+    another of the same type (or just those named in ``only``); values the target refuses are
+    skipped."""
+    for prop in source.bl_rna.properties:
+        if prop.is_readonly or prop.type in ('POINTER', 'COLLECTION') or \
+                prop.identifier == "rna_type" or (only and prop.identifier not in only):
+            continue
+        try:
+            setattr(target, prop.identifier, getattr(source, prop.identifier))
+        except (AttributeError, TypeError, ValueError, RuntimeError):
+            pass
+
+
+# ------------------------------------------------------------------------------ render step
+def _render_still(scene: bpy.types.Scene, filepath: Path) -> None:
+    """Render ``scene``'s current frame to ``filepath`` (PNG). Tests patch this to fail."""
+    scene.render.filepath = str(filepath)
+    try:
+        bpy.ops.render.render(scene=scene.name, write_still=True)
+    except RuntimeError as err:
+        raise GSError(f"Blender failed to render {filepath.name}: {str(err).strip()}") from None
+    if not filepath.is_file():
+        raise GSError(f"Blender did not write {filepath} (render engine "
+                      f"{scene.render.engine} failed or was stopped)")
+
+
+def _composite_file(path: Path, background) -> None:
+    """Composite a straight-alpha RGBA PNG onto a colour in place (display space, alpha → 1)."""
+    image = bpy.data.images.load(str(path))
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        rgba = pixels.reshape(-1, 4)  # [P, 4]
+        alpha = rgba[:, 3:4]
+        rgba[:, :3] = rgba[:, :3] * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
+        rgba[:, 3] = 1.0
+        image.pixels.foreach_set(pixels)
+        image.save()
+    finally:
+        bpy.data.images.remove(image)
+
+
+# ------------------------------------------------------------------------------- the session
+@dataclass
+class _PlannedView:
+    view: CameraView          # the data set's view (normalised world, final file path)
+    staging_path: Path        # where Blender writes it first
+    matrix_world: Matrix      # render camera placement in the user's world
+    source_camera: bpy.types.Object | None  # scene-camera rig: the camera it copies
+
+
+def _resolution(resolution, rig: str, scene) -> tuple[int, int]:
+    if resolution is None:
+        if rig == "cameras":
+            pct = scene.render.resolution_percentage / 100.0
+            return (max(1, round(scene.render.resolution_x * pct)),
+                    max(1, round(scene.render.resolution_y * pct)))
+        resolution = DEFAULT_RESOLUTION
+    if isinstance(resolution, int | np.integer):
+        size = (int(resolution), int(resolution))
+    else:
+        try:
+            size = tuple(int(v) for v in resolution)
+            ok = len(size) == 2 and all(float(v) == int(v) for v in resolution)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise GSError(f"resolution must be a whole number or (width, height), "
+                          f"got {resolution!r}")
+    if not all(1 <= v <= MAX_RESOLUTION for v in size):
+        raise GSError(f"resolution {size[0]}×{size[1]} is outside 1‥{MAX_RESOLUTION} pixels")
+    return size
+
+
+def _engine(engine: str) -> str:
+    key = str(engine).upper()
+    for name, blender_id in ENGINES.items():
+        if key in (name, blender_id):
+            return name
+    raise GSError(f"unknown render engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+class CaptureSession:
+    """One capture, runnable a view at a time: ``begin()``, ``step()`` until it returns False,
+    ``finish()`` → data set folder; ``close()`` always (restores the scene, discards the output
+    of an unfinished capture). The constructor only validates; it changes nothing.
+
+    Options: see :func:`capture_views`.
+    """
+
+    def __init__(self, scene: bpy.types.Scene, *, objects, rig: str = "orbit", views: int = 16,
+                 elevations=(0.0, 30.0), radius: float | None = None, fov: float | None = None,
+                 test_views: int = 0, resolution=None, engine: str = "EEVEE",
+                 samples: int | None = None, transparent: bool | None = None,
+                 background=None, camera_collection=None, out_dir,
+                 view_layer=None, report: Report = log_report):
+        self.scene = scene
+        self.view_layer = view_layer or scene.view_layers[0]
+        self.report = report
+        self.rig = str(rig).lower()
+        if self.rig not in RIGS:
+            raise GSError(f"unknown capture rig {rig!r}; choose one of {', '.join(RIGS)}")
+        self.engine = _engine(engine)
+        self.samples = DEFAULT_SAMPLES[self.engine] if samples in (None, 0) else int(samples)
+        if self.samples < 1:
+            raise GSError(f"samples must be at least 1, got {samples}")
+        self.size = _resolution(resolution, self.rig, scene)
+
+        objects = [obj for obj in (objects or ()) if obj is not None]
+        if not objects:
+            raise GSError("nothing to capture: no objects selected (select the objects to "
+                          "render, or pass objects=)")
+        hidden = [obj.name for obj in objects if obj.hide_render]
+        shown = [obj for obj in objects if not obj.hide_render]
+        if hidden:
+            report({'WARNING'}, f"objects disabled in renders are left out: {', '.join(hidden)}")
+        has_geometry = [obj for obj in shown if obj.type in _GEOMETRY_TYPES or (
+            obj.type == 'EMPTY' and obj.instance_type == 'COLLECTION' and obj.instance_collection)]
+        if not has_geometry:
+            names = ", ".join(obj.name for obj in objects)
+            raise GSError(f"nothing to capture: the selection ({names}) has no geometry that "
+                          "renders (only lights, cameras, empties, or objects disabled in renders)")
+        self.objects = shown
+
+        self.views = int(views)
+        self.test_views = int(test_views or 0)
+        if self.test_views < 0:
+            raise GSError(f"test views must be 0 or more, got {test_views}")
+        if self.rig in ("orbit", "sphere") and not 1 <= self.views <= MAX_VIEWS:
+            raise GSError(f"views must be between 1 and {MAX_VIEWS}, got {views}")
+        if self.test_views > MAX_VIEWS:
+            raise GSError(f"test views must be at most {MAX_VIEWS}, got {test_views}")
+        self.elevations = [float(e) for e in np.atleast_1d(np.asarray(elevations, np.float64))]
+        self.fov = DEFAULT_FOV_DEG if fov in (None, 0) else float(fov)
+        self.radius = None if radius in (None, 0) else float(radius)
+        if self.rig == "lgm":
+            if self.size[0] != self.size[1]:
+                raise GSError(f"the LGM rig renders square views; got {self.size[0]}×"
+                              f"{self.size[1]}")
+            if fov not in (None, 0) or radius not in (None, 0):
+                report({'WARNING'}, "the LGM rig always uses radius 1.5 and a 49.1° field of "
+                                    "view; the given radius / field of view are ignored")
+
+        if transparent is None:
+            transparent = self.rig != "lgm"
+        self.transparent = bool(transparent)
+        if self.transparent:
+            self.background = None
+        else:
+            bg = (1.0, 1.0, 1.0) if background is None else tuple(float(c) for c in background)
+            if len(bg) != 3 or not all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in bg):
+                raise GSError(f"background colour must be three numbers in 0‥1, got {bg}")
+            self.background = bg
+
+        self.cameras: list[bpy.types.Object] = []
+        if self.rig == "cameras":
+            self.cameras = self._collection_cameras(camera_collection)
+            if self.test_views >= len(self.cameras):
+                raise GSError(f"{self.test_views} test views leave no training views among the "
+                              f"{len(self.cameras)} cameras")
+
+        if not out_dir:
+            raise GSError("no output folder given")
+        self.out_dir = Path(bpy.path.abspath(str(out_dir))).absolute()
+
+        self._plan: list[_PlannedView] = []
+        self._index = 0
+        self._temp_scene = None
+        self._temp_camera = None
+        self._temp_camera_data = []
+        self._render_result_existed = "Render Result" in bpy.data.images
+        self._staging: Path | None = None
+        self._created_dirs: list[Path] = []
+        self._finished = False
+        self._closed = False
+        self._started = None
+        self._render_seconds: list[float] = []
+        self.normalisation = np.eye(4)
+        self.bbox = None
+        self.message = "preparing"
+
+    # ------------------------------------------------------------------------ validation
+    def _collection_cameras(self, collection) -> list[bpy.types.Object]:
+        if isinstance(collection, str):
+            found = bpy.data.collections.get(collection)
+            if found is None:
+                raise GSError(f"no collection named {collection!r} for the scene-camera rig")
+            collection = found
+        if collection is None:
+            raise GSError("the scene-camera rig needs a collection of cameras "
+                          "(camera_collection=)")
+        cameras = sorted((obj for obj in collection.all_objects if obj.type == 'CAMERA'),
+                         key=lambda obj: obj.name)
+        if not cameras:
+            raise GSError(f"collection {collection.name!r} has no cameras")
+        bad = [cam.name for cam in cameras if cam.data.type != 'PERSP']
+        if bad:
+            raise GSError(f"only perspective cameras can be captured; not perspective: "
+                          f"{', '.join(bad)}")
+        return cameras
+
+    # ---------------------------------------------------------------------------- begin
+    @property
+    def total(self) -> int:
+        return len(self._plan)
+
+    @property
+    def fraction(self) -> float:
+        return self._index / len(self._plan) if self._plan else 0.0
+
+    def begin(self) -> None:
+        """Make the staging folder, the temporary scene and camera, measure and plan."""
+        self._started = time.perf_counter()
+        self._make_staging()
+        temp = bpy.data.scenes.new(_TEMP_NAME)
+        self._temp_scene = temp
+        linked: set[int] = set()
+
+        def link(obj) -> None:
+            if obj.as_pointer() not in linked:
+                temp.collection.objects.link(obj)
+                linked.add(obj.as_pointer())
+
+        for obj in self.objects:
+            link(obj)
+        for obj in _render_visible_objects(self.view_layer):
+            if obj.type == 'LIGHT':
+                link(obj)
+        for cam in self.cameras:  # evaluated with the objects, never rendered
+            link(cam)
+        temp.world = self.scene.world
+        temp.frame_current = self.scene.frame_current
+        self._configure_render(temp)
+
+        with bpy.context.temp_override(scene=temp, view_layer=temp.view_layers[0]):
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+        bounds = selection_bounds(self.objects, depsgraph)
+        names = ", ".join(obj.name for obj in self.objects)
+        if bounds is None:
+            raise GSError(f"nothing to capture: the selection ({names}) has no geometry")
+        lo, hi = bounds
+        if float((hi - lo).max()) <= 1e-9 * max(1.0, float(np.abs(lo).max())):
+            raise GSError(f"the selection ({names}) has a zero-size bounding box at "
+                          f"{lo.round(6).tolist()}; nothing to frame")
+        self.bbox = (lo, hi)
+        self.normalisation = capture_rigs.normalisation_transform(lo, hi)
+        self._plan = self._plan_views(depsgraph)
+
+        cam_data = bpy.data.cameras.new(_TEMP_NAME)
+        self._temp_camera_data.append(cam_data)
+        self._temp_camera = bpy.data.objects.new(_TEMP_NAME, cam_data)
+        temp.collection.objects.link(self._temp_camera)
+        temp.camera = self._temp_camera
+        self.message = f"rendering {self.total} views with {self.engine}"
+
+    def _make_staging(self) -> None:
+        out = self.out_dir
+        missing = []
+        probe = out
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise GSError(f"{out}: cannot write the data set there ({probe} is a file)")
+        try:
+            for folder in reversed(missing):
+                folder.mkdir()
+                self._created_dirs.append(folder)
+            staging = out / f".gs_capture_{uuid.uuid4().hex[:8]}"
+            staging.mkdir()
+            self._staging = staging
+            (staging / "train").mkdir()
+            (staging / "test").mkdir()
+            with open(staging / "probe", "wb") as fh:
+                fh.write(b"ok")
+            (staging / "probe").unlink()
+        except OSError as err:
+            raise GSError(f"{out}: cannot write the data set there ({err.strerror or err})") \
+                from None
+
+    def _configure_render(self, temp: bpy.types.Scene) -> None:
+        render = temp.render
+        render.engine = ENGINES[self.engine]
+        render.resolution_x, render.resolution_y = self.size
+        render.resolution_percentage = 100
+        render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+        render.use_border = False
+        render.use_motion_blur = False
+        render.use_compositing = False
+        render.use_sequencer = False
+        render.film_transparent = True
+        render.use_file_extension = True
+        render.use_overwrite = True
+        render.threads_mode = self.scene.render.threads_mode
+        render.threads = self.scene.render.threads
+        settings = render.image_settings
+        settings.file_format = 'PNG'
+        settings.color_mode = 'RGBA'
+        settings.color_depth = '8'
+        settings.compression = 15
+        view = temp.view_settings
+        view.view_transform = 'Standard'
+        view.look = 'None'
+        view.exposure = 0.0
+        view.gamma = 1.0
+        temp.display_settings.display_device = self.scene.display_settings.display_device
+        if self.engine == "CYCLES":
+            _copy_rna_settings(self.scene.cycles, temp.cycles)
+            temp.cycles.samples = self.samples
+            temp.cycles.use_adaptive_sampling = True
+            temp.cycles.film_transparent_glass = False
+            # Several views of the same scene: keep the BVH and textures between them.
+            render.use_persistent_data = True
+        elif self.engine == "EEVEE":
+            _copy_rna_settings(self.scene.eevee, temp.eevee)
+            temp.eevee.taa_render_samples = self.samples
+        else:
+            _copy_rna_settings(self.scene.display.shading, temp.display.shading,
+                               only=_WORKBENCH_SHADING)
+            temp.display.render_aa = next(
+                (aa for n, aa in reversed(_WORKBENCH_AA) if self.samples >= n), 'OFF')
+
+    # ----------------------------------------------------------------------------- plan
+    def _rig_cameras(self, count: int, *, test: bool) -> capture_rigs.RigCameras:
+        w, h = self.size
+        if self.rig == "lgm" and not test:
+            return capture_rigs.lgm_rig(resolution=w)
+        if self.rig == "lgm":
+            fov, radius = capture_rigs.LGM_FOVY_DEG, capture_rigs.LGM_RADIUS
+        else:
+            fov, radius = self.fov, self.radius or self._auto_radius()
+        if self.rig == "orbit" and not test:
+            return capture_rigs.orbit_rig(azimuth_count=count, elevations_deg=self.elevations,
+                                          radius=radius, fov_deg=fov, width=w, height=h)
+        rig = capture_rigs.sphere_rig(count=count, radius=radius, fov_deg=fov, width=w,
+                                      height=h)
+        if test:
+            # Turn the held-out spiral away from the training one (golden-angle spiral too).
+            turn = np.eye(4)
+            angle = math.radians(0.5 * 180.0 * (3.0 - math.sqrt(5.0)))
+            turn[:2, :2] = [[math.cos(angle), -math.sin(angle)],
+                            [math.sin(angle), math.cos(angle)]]
+            rig.camera_to_world = turn @ rig.camera_to_world
+        return rig
+
+    def _auto_radius(self) -> float:
+        """Distance at which the unit cube's bounding sphere fits the narrower side's view."""
+        w, h = self.size
+        half_wide = math.radians(self.fov) / 2.0
+        half_narrow = math.atan(math.tan(half_wide) * min(w, h) / max(w, h))
+        return 1.02 * _UNIT_CUBE_RADIUS / math.sin(half_narrow)
+
+    def _plan_views(self, depsgraph) -> list[_PlannedView]:
+        denormalisation = np.linalg.inv(self.normalisation)
+        plan: list[_PlannedView] = []
+
+        def add(view_name, split, index, c2w, intrinsics, matrix_world, source=None):
+            file_name = f"view_{index:03d}.png"
+            w, h = self.size
+            fx, fy, cx, cy = intrinsics
+            view = CameraView(name=view_name, file_path=self.out_dir / split / file_name,
+                              width=w, height=h, fx=fx, fy=fy, cx=cx, cy=cy,
+                              camera_to_world=c2w, split=split)
+            plan.append(_PlannedView(view, self._staging / split / file_name, matrix_world,
+                                     source))
+
+        if self.rig == "cameras":
+            n = len(self.cameras)
+            k = self.test_views
+            test_ids = {min(n - 1, int((i + 0.5) * n / k)) for i in range(k)} if k else set()
+            counters = {"train": 0, "test": 0}
+            for i, cam in enumerate(self.cameras):
+                evaluated = cam.evaluated_get(depsgraph)
+                c2w_user = capture_rigs.camera_to_world_from_matrix_world(
+                    np.array(evaluated.matrix_world))
+                c2w = np.array(camera_object_matrix(c2w_user, self.normalisation))
+                data = evaluated.data
+                intrinsics = capture_rigs.intrinsics_from_blender_camera(
+                    lens_mm=data.lens, sensor_width=data.sensor_width,
+                    sensor_height=data.sensor_height, sensor_fit=data.sensor_fit,
+                    shift_x=data.shift_x, shift_y=data.shift_y,
+                    res_x=self.size[0], res_y=self.size[1])
+                split = "test" if i in test_ids else "train"
+                add(cam.name, split, counters[split], c2w, intrinsics,
+                    Matrix(c2w_user.tolist()), source=cam)
+                counters[split] += 1
+            return plan
+
+        splits = [("train", self._rig_cameras(self.views, test=False))]
+        if self.test_views:
+            splits.append(("test", self._rig_cameras(self.test_views, test=True)))
+        for split, rig in splits:
+            intrinsics = (rig.fx, rig.fy, rig.cx, rig.cy)
+            for i, c2w in enumerate(rig.camera_to_world):
+                add(f"{split}_{i:03d}", split, i, c2w, intrinsics,
+                    camera_object_matrix(c2w, denormalisation))
+        return plan
+
+    # ----------------------------------------------------------------------------- step
+    def step(self) -> bool:
+        """Render the next view; False when all are done (then call :meth:`finish`)."""
+        if self._index >= len(self._plan):
+            return False
+        planned = self._plan[self._index]
+        self.message = (f"view {self._index + 1}/{self.total} "
+                        f"({planned.view.split}/{planned.staging_path.stem})")
+        self._set_camera(planned)
+        start = time.perf_counter()
+        _render_still(self._temp_scene, planned.staging_path)
+        if self.background is not None:
+            _composite_file(planned.staging_path, self.background)
+        self._render_seconds.append(time.perf_counter() - start)
+        self._index += 1
+        return self._index < len(self._plan)
+
+    def _set_camera(self, planned: _PlannedView) -> None:
+        temp_cam = self._temp_camera
+        scale = float(self.normalisation[0, 0])
+        if planned.source_camera is not None:
+            data = planned.source_camera.data.copy()
+            self._temp_camera_data.append(data)
+            data.dof.use_dof = False  # a training image must be sharp
+            old = temp_cam.data
+            temp_cam.data = data
+            if old is not self._temp_camera_data[0]:
+                self._temp_camera_data.remove(old)
+                bpy.data.cameras.remove(old)
+        else:
+            data = temp_cam.data
+            apply_intrinsics(data, planned.view)
+            data.clip_start = 0.01 / scale
+            data.clip_end = (2.0 * (self.radius or self._lgm_or_auto_radius()) + 2.0) / scale
+        temp_cam.matrix_world = planned.matrix_world
+
+    def _lgm_or_auto_radius(self) -> float:
+        return capture_rigs.LGM_RADIUS if self.rig == "lgm" else self._auto_radius()
+
+    # ---------------------------------------------------------------------------- finish
+    def finish(self) -> Path:
+        """Move the images into ``out_dir`` and write the transforms and capture.json."""
+        if self._index < len(self._plan):
+            raise GSError("capture is not complete; render every view before finishing")
+        dataset = ViewDataset(views=[p.view for p in self._plan],
+                              normalisation=self.normalisation, background=self.background,
+                              root=self.out_dir)
+        try:
+            for split in ("train", "test"):
+                (self.out_dir / split).mkdir(exist_ok=True)
+            for planned in self._plan:
+                os.replace(planned.staging_path, planned.view.file_path)
+        except OSError as err:
+            raise GSError(f"{self.out_dir}: cannot move the rendered images into place "
+                          f"({err})") from None
+        write_transforms(dataset, self.out_dir, report=self.report)
+        seconds = float(np.sum(self._render_seconds))
+        info = {
+            "rig": self.rig,
+            "engine": self.engine,
+            "samples": self.samples,
+            "resolution": list(self.size),
+            "transparent": self.transparent,
+            "background_color": None if self.background is None else list(self.background),
+            "objects": [obj.name for obj in self.objects],
+            "blend_file": bpy.data.filepath or None,
+            "frame": self.scene.frame_current,
+            "bbox_min": self.bbox[0].tolist(),
+            "bbox_max": self.bbox[1].tolist(),
+            "normalisation_transform": self.normalisation.tolist(),
+            "views": {"train": len(dataset.split_views("train")),
+                      "test": len(dataset.split_views("test"))},
+            "render_seconds": seconds,
+            "seconds_per_view": seconds / max(1, len(self._render_seconds)),
+            "first_view_seconds": self._render_seconds[0] if self._render_seconds else None,
+        }
+        try:
+            with open(self.out_dir / "capture.json", "w", encoding="utf-8") as fh:
+                json.dump(info, fh, indent=2)
+                fh.write("\n")
+        except OSError as err:
+            raise GSError(f"{self.out_dir / 'capture.json'}: cannot write ({err})") from None
+        self._finished = True
+        self._created_dirs.clear()  # they hold the data set now
+        self.report({'INFO'}, f"Captured {len(self._plan)} views ({self.engine}, "
+                              f"{self.size[0]}×{self.size[1]}) in {seconds:.1f} s → "
+                              f"{self.out_dir}")
+        return self.out_dir
+
+    @property
+    def render_seconds(self) -> list[float]:
+        """Seconds each rendered view took (render + write + compositing)."""
+        return list(self._render_seconds)
+
+    # ----------------------------------------------------------------------------- close
+    def close(self) -> None:
+        """Remove every temporary datablock and the staging folder; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        try:
+            if self._temp_scene is not None:
+                bpy.data.scenes.remove(self._temp_scene, do_unlink=True)
+        except (ReferenceError, RuntimeError) as err:
+            errors.append(err)
+        self._temp_scene = None
+        try:
+            if self._temp_camera is not None:
+                bpy.data.objects.remove(self._temp_camera, do_unlink=True)
+        except (ReferenceError, RuntimeError) as err:
+            errors.append(err)
+        self._temp_camera = None
+        for data in self._temp_camera_data:
+            try:
+                bpy.data.cameras.remove(data, do_unlink=True)
+            except (ReferenceError, RuntimeError) as err:
+                errors.append(err)
+        self._temp_camera_data = []
+        if not self._render_result_existed:
+            result = bpy.data.images.get("Render Result")
+            if result is not None and result.type == 'RENDER_RESULT':
+                bpy.data.images.remove(result)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        for folder in reversed(self._created_dirs):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        if errors:
+            self.report({'WARNING'}, f"capture clean-up: {errors[0]}")
+
+    def __enter__(self) -> CaptureSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------- the call
+def capture_views(context_or_scene=None, *, objects=None, rig: str = "orbit", views: int = 16,
+                  elevations=(0.0, 30.0), radius: float | None = None, fov: float | None = None,
+                  test_views: int = 0, resolution=None, engine: str = "EEVEE",
+                  samples: int | None = None, transparent: bool | None = None, background=None,
+                  camera_collection=None, out_dir, progress=None,
+                  report: Report = log_report) -> Path:
+    """Render views of ``objects`` and write a NeRF-synthetic data set; return its folder.
+
+    Args:
+        context_or_scene: a context (its scene, view layer and selection) or a Scene (default
+            ``bpy.context``).
+        objects: the objects to capture (default: the selected objects).
+        rig: "orbit" (``views`` cameras per ring at each of ``elevations`` degrees), "sphere"
+            (``views`` cameras spread evenly over the sphere), "lgm" (LGM's 4 views; square;
+            white background unless ``transparent``), "cameras" (every camera in
+            ``camera_collection``, with its own intrinsics; test views held out among them).
+        radius: camera distance in the normalised world (the selection fits a unit cube);
+            None: the whole cube stays in view. fov: degrees across the larger image side
+            (default 50).
+        test_views: held-out views (orbit / sphere / lgm: an extra spiral; cameras: that many of
+            the collection's cameras).
+        resolution: int (square) or (width, height); None: 512, or the scene's render size for
+            the scene-camera rig.
+        engine: "CYCLES", "EEVEE" or "WORKBENCH"; samples: per pixel (None: engine default).
+        transparent: RGBA film (None: True except for the LGM rig); otherwise composite onto
+            ``background`` (RGB in 0‥1, default white).
+        out_dir: the data set folder (created; existing files of the same names replaced).
+        progress: ``callback(fraction, message) -> bool``; returning False cancels
+            (:class:`CaptureCancelled`).
+    Raises:
+        GSError for bad input (no selection, no cameras, zero-size selection, unwritable
+        folder, render failure); the scene and ``out_dir`` are then as they were.
+    """
+    context_or_scene = context_or_scene or bpy.context
+    if isinstance(context_or_scene, bpy.types.Scene):
+        scene, view_layer = context_or_scene, context_or_scene.view_layers[0]
+        if objects is None:
+            objects = [obj for obj in scene.objects if obj.select_get(view_layer=view_layer)]
+    else:
+        scene, view_layer = context_or_scene.scene, context_or_scene.view_layer
+        if objects is None:
+            objects = list(context_or_scene.selected_objects)
+    session = CaptureSession(
+        scene, objects=objects, rig=rig, views=views, elevations=elevations, radius=radius,
+        fov=fov, test_views=test_views, resolution=resolution, engine=engine, samples=samples,
+        transparent=transparent, background=background, camera_collection=camera_collection,
+        out_dir=out_dir, view_layer=view_layer, report=report)
+    with session:
+        session.begin()
+        if progress is not None and progress(0.0, session.message) is False:
+            raise CaptureCancelled("capture cancelled; nothing was written")
+        more = True
+        while more:
+            more = session.step()
+            if progress is not None and progress(session.fraction, session.message) is False:
+                raise CaptureCancelled("capture cancelled; nothing was written")
+        return session.finish()
+
+
+# ---------------------------------------------------------------------------- command line
+def capture_main(args, *, report: Report | None = None) -> Path:
+    """The ``capture`` command: open ``args.blend`` (objects ``args.objects``, comma-separated
+    names; default: the file's selection, else every render-visible geometry object) or build
+    ``args.builtin`` into an empty file, then :func:`capture_views` with printed progress.
+
+    Reads ``args``: blend, objects, builtin, rig, views, test_views, resolution (int or "WxH"),
+    engine, out, and optionally samples, elevations ("0,30"), radius, fov, background ("r,g,b"
+    or "transparent"), camera_collection.
+    """
+    from .sample_scenes import build_sample_scene
+
+    report = report or _print_report
+    builtin = getattr(args, "builtin", None)
+    blend = getattr(args, "blend", None)
+    if bool(builtin) == bool(blend):
+        raise GSError("give exactly one of --blend FILE or --builtin NAME")
+    if builtin:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        objects = build_sample_scene(builtin)
+    else:
+        if not os.path.isfile(blend):
+            raise GSError(f"{blend}: no such .blend file")
+        try:
+            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(blend))
+        except RuntimeError as err:
+            raise GSError(f"{blend}: Blender could not open it: {str(err).strip()}") from None
+        objects = _objects_from_names(getattr(args, "objects", None), blend)
+
+    def option(name, default=None):
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    resolution = option("resolution")
+    if isinstance(resolution, str):
+        parts = resolution.lower().replace("×", "x").split("x")
+        try:
+            resolution = tuple(int(p) for p in parts) if len(parts) == 2 else int(parts[0])
+        except ValueError:
+            raise GSError(f"--resolution must be N or WxH, got {resolution!r}") from None
+    elevations = option("elevations", (0.0, 30.0))
+    if isinstance(elevations, str):
+        try:
+            elevations = [float(e) for e in elevations.split(",") if e.strip()]
+        except ValueError:
+            raise GSError(f"--elevations must be comma-separated degrees, got "
+                          f"{elevations!r}") from None
+    background, transparent = option("background"), None
+    if isinstance(background, str):
+        if background.lower() == "transparent":
+            background, transparent = None, True
+        else:
+            try:
+                background = tuple(float(c) for c in background.split(","))
+            except ValueError:
+                raise GSError(f"--background must be r,g,b or 'transparent', got "
+                              f"{background!r}") from None
+            transparent = False
+    return capture_views(
+        bpy.context, objects=objects, rig=option("rig", "orbit"), views=option("views", 16),
+        elevations=elevations, radius=option("radius"), fov=option("fov"),
+        test_views=option("test_views", 0), resolution=resolution,
+        engine=option("engine", "EEVEE"), samples=option("samples"), transparent=transparent,
+        background=background, camera_collection=option("camera_collection"),
+        out_dir=option("out"), progress=print_progress, report=report)
+
+
+def _objects_from_names(names, blend) -> list[bpy.types.Object]:
+    scene = bpy.context.scene
+    if names:
+        wanted = [n.strip() for n in str(names).split(",") if n.strip()]
+        missing = [n for n in wanted if n not in bpy.data.objects]
+        if missing:
+            available = ", ".join(sorted(o.name for o in scene.objects)) or "none"
+            raise GSError(f"{blend}: no object named {', '.join(map(repr, missing))} "
+                          f"(objects: {available})")
+        return [bpy.data.objects[n] for n in wanted]
+    selected = list(bpy.context.selected_objects)
+    if selected:
+        return selected
+    return [obj for obj in _render_visible_objects(bpy.context.view_layer)
+            if obj.type in _GEOMETRY_TYPES]
+
+
+def _print_report(levels: set, message: str) -> None:
+    prefix = "error: " if "ERROR" in levels else "warning: " if "WARNING" in levels else ""
+    print(prefix + message, flush=True)
