@@ -1,9 +1,10 @@
-"""Timing of the pure-torch CPU rasterizer (blender_gs_addon.render.rasterize).
+"""Timing of the pure-torch CPU rasterizer (blender_gs_addon.render.rasterize.rasterize).
 
-``run() -> dict`` returns figures for docs/benchmarks.md; ``python benchmarks/bench_rasterize.py``
-prints them. Scene: N Gaussians uniform in [−1, 1]³, scales 0.01–0.06 (log-uniform), random
-rotations, opacities 0.1–0.9, one camera at distance 4 with a 50° field of view (as in
-shared/reference/gsplat-cpu.md), 2 torch threads, minimum over repeats.
+``run(quick) -> list[dict]`` rows for benchmarks/run_benchmarks.py; ``python
+benchmarks/bench_rasterize.py [--quick]`` prints them. Scene (as in
+shared/reference/gsplat-cpu.md): N Gaussians uniform in [−1, 1]³, scales 0.01–0.06
+(log-uniform), random rotations, opacities 0.1–0.9, one camera at distance 4 with a 50° field of
+view, 2 torch threads; each figure is the minimum over repeats (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+THREADS = 2
 
 
 def _scene(n: int, size: int, seed: int = 0):
@@ -36,7 +39,7 @@ def _scene(n: int, size: int, seed: int = 0):
     return params, {"viewmats": viewmat, "Ks": ks, "width": size, "height": size}
 
 
-def _time(fn, repeats: int) -> float:
+def _best_ms(fn, repeats: int) -> float:
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
@@ -45,36 +48,50 @@ def _time(fn, repeats: int) -> float:
     return best * 1000.0
 
 
-def run(*, cases=((1_000, 128), (10_000, 128), (100_000, 128), (10_000, 256)),
-        repeats: int = 5, threads: int = 2) -> dict:
-    """Forward and forward+backward times (ms) and composited pair counts per case."""
+def _measure(n: int, size: int, repeats: int) -> dict:
     import torch
 
     from blender_gs_addon.render.rasterize import rasterize
 
-    torch.set_num_threads(threads)
-    figures = {"threads": threads}
+    params, cams = _scene(n, size)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+
+    def forward():
+        with torch.no_grad():
+            return rasterize(**params, **cams)
+
+    def forward_backward():
+        out = rasterize(**leaves, **cams)
+        (out.colors.sum() + out.alphas.sum() + 0.1 * out.depths.sum()).backward()
+
+    forward_backward()  # warm-up (allocator, lazy imports)
+    return {"forward": _best_ms(forward, repeats),
+            "forward+backward": _best_ms(forward_backward, repeats),
+            "pairs": forward().meta["n_pairs"]}
+
+
+def run(quick: bool = False) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    cases = [(1_000, 128), (10_000, 128)] if quick else [
+        (1_000, 128), (10_000, 128), (100_000, 128), (10_000, 256)]
+    repeats = 3 if quick else 7
+    rows = []
     for n, size in cases:
-        params, cams = _scene(n, size)
-        leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-
-        def forward():
-            with torch.no_grad():
-                return rasterize(**params, **cams)
-
-        def forward_backward():
-            out = rasterize(**leaves, **cams)
-            (out.colors.sum() + out.alphas.sum()).backward()
-            return out
-
-        forward_backward()  # warm-up
-        key = f"N={n} {size}x{size}"
-        figures[f"{key} forward ms"] = round(_time(forward, repeats), 1)
-        figures[f"{key} forward+backward ms"] = round(_time(forward_backward, repeats), 1)
-        figures[f"{key} pairs"] = forward().meta["n_pairs"]
-    return figures
+        m = _measure(n, size, repeats)
+        label = f"N={n:,} at {size}×{size}"
+        note = f"{THREADS} threads, {m['pairs']:,} composited (Gaussian, pixel) pairs"
+        goal = "≤ 100 ms" if (n, size) == (10_000, 128) else ""
+        rows.append({"name": f"rasterize forward, {label}", "value": round(m["forward"], 1),
+                     "unit": "ms", "goal": "", "note": note})
+        rows.append({"name": f"rasterize forward+backward, {label}",
+                     "value": round(m["forward+backward"], 1), "unit": "ms", "goal": goal,
+                     "note": note})
+    return rows
 
 
 if __name__ == "__main__":
-    for name, value in run().items():
-        print(f"{name}: {value}")
+    for row in run(quick="--quick" in sys.argv):
+        print(f"{row['name']}: {row['value']} {row['unit']}  (goal {row['goal'] or '—'}; "
+              f"{row['note']})")

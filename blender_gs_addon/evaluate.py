@@ -15,7 +15,7 @@ from .errors import GSError
 from .splats import SplatSet
 
 __all__ = ["FILE_TO_WORLD_UP", "splats_file_to_world", "splats_world_to_file", "render_views",
-           "evaluate_splats"]
+           "evaluate_splats", "render_dataset_frames"]
 
 FILE_TO_WORLD_UP = "-Y"
 
@@ -100,3 +100,49 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
     a, b = torch.from_numpy(rendered), torch.from_numpy(truth)
     return {"psnr": psnr(a, b), "ssim": float(ssim(a, b)), "views": len(views), "split": split,
             "per_view": per_view}
+
+
+def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact",
+                          resolution: int | None = None, device: str = "auto",
+                          report=None) -> list:
+    """Render a splat file from every frame of a NeRF-synthetic transforms file to PNGs.
+
+    PNGs are RGBA (transparent film) and named after the frames' file names, so they can be
+    compared with the data set's own images. ``resolution`` rescales the longer side (the
+    intrinsics scale with it). Only the exact engine (our rasterizer) runs here; the EEVEE and
+    Cycles displays need Blender and come from the splat display module.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .datasets.camera_views import CameraView
+    from .datasets.nerf_synthetic import read_transforms
+    from .formats import read_splats
+    from .reconstruct import resolve_device
+
+    if engine != "exact":
+        raise GSError(f"render engine {engine!r} needs Blender's splat display, which this "
+                      "version does not have yet; use --engine exact")
+    splats = splats_file_to_world(read_splats(splats_path))
+    dataset = read_transforms(cameras, check_images=False)
+    if not dataset.views:
+        raise GSError(f"{cameras}: no frames to render")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    written = []
+    for view in dataset.views:
+        if resolution:
+            f = resolution / max(view.width, view.height)
+            view = CameraView(name=view.name, file_path=None, width=round(view.width * f),
+                              height=round(view.height * f), fx=view.fx * f, fy=view.fy * f,
+                              cx=view.cx * f, cy=view.cy * f,
+                              camera_to_world=view.camera_to_world, split=view.split)
+        rgb, alpha = render_views(splats, [view], background=(0.0, 0.0, 0.0), device=dev)
+        straight = np.where(alpha[0] > 1e-6, rgb[0] / np.maximum(alpha[0], 1e-6), 0.0)
+        rgba = np.clip(np.concatenate([straight, alpha[0]], axis=-1), 0.0, 1.0)
+        path = out / f"{Path(view.name).name}.png"
+        Image.fromarray((rgba * 255.0 + 0.5).astype(np.uint8), "RGBA").save(path)
+        written.append(path)
+    return written

@@ -20,7 +20,7 @@ from types import ModuleType
 
 from .errors import GSError
 
-__all__ = ["EXTENSION_ID", "extension_root", "load_extension"]
+__all__ = ["EXTENSION_ID", "extension_root", "load_extension", "extension_module"]
 
 EXTENSION_ID = "gaussian_splats"
 _CORE = __name__.rpartition(".")[0]  # "blender_gs_addon" when imported top-level
@@ -70,3 +70,9 @@ def load_extension(name: str = EXTENSION_ID) -> ModuleType:
         del sys.modules[name]
         raise
     return module
+
+
+def extension_module(relative: str, *, name: str = EXTENSION_ID) -> ModuleType:
+    """A module of the Blender side, e.g. ``extension_module("scene.splat_object")``."""
+    package = load_extension(name)
+    return importlib.import_module(f"{package.__name__}.{relative}")

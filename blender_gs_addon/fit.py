@@ -73,7 +73,8 @@ def fit_preset(name: str, **overrides) -> FitConfig:
     try:
         base = FIT_PRESETS[name]
     except KeyError:
-        raise GSError(f"unknown fit preset {name!r}; choose one of {', '.join(FIT_PRESETS)}")
+        choices = ", ".join(FIT_PRESETS)
+        raise GSError(f"unknown fit preset {name!r}; choose one of {choices}") from None
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 

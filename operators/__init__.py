@@ -1,11 +1,13 @@
 """bpy operators: thin wrappers that gather options and make one call into scene/ or the core.
 
-Each module exports CLASSES (and optionally MENUS); add new modules to _MODULES.
+Each module exports CLASSES (and optionally MENUS, and the registration hooks
+``register_properties()`` / ``unregister_properties()``); add new modules to _MODULES.
 """
 
-from . import io_splats
+from . import capture, io_splats, reconstruct
 
-_MODULES = (io_splats,)
+_MODULES = (io_splats, reconstruct, capture)
 
+MODULES = _MODULES  # the root registrar calls their hooks
 CLASSES = tuple(cls for module in _MODULES for cls in module.CLASSES)
 MENUS = tuple(menu for module in _MODULES for menu in getattr(module, "MENUS", ()))

@@ -1,5 +1,6 @@
-"""The "Splats" tab of the 3D viewport sidebar: what the active splat object holds, and the
-import/export buttons. Draw code only; the work happens in the operators."""
+"""The "Splats" tab of the 3D viewport sidebar: what the active splat object holds, the
+import/export buttons, and one-click reconstruction with its progress bar. Draw code only; the
+work happens in the operators."""
 
 from __future__ import annotations
 
@@ -31,6 +32,27 @@ class GS_PT_splats(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("gs.import_splats", text="Import", icon='IMPORT')
         row.operator("gs.export_splats", text="Export", icon='EXPORT')
+        _draw_reconstruct(layout, context)
+
+
+def _draw_reconstruct(layout, context) -> None:
+    status = getattr(context.window_manager, "gs_reconstruct", None)
+    if status is None:  # the reconstruct operators are not registered
+        return
+    box = layout.box()
+    box.label(text="Reconstruct", icon='MOD_PARTICLES')
+    if status.running:
+        box.progress(factor=status.progress, type='BAR',
+                     text=f"{status.progress * 100:.0f}% {status.stage}")
+        box.label(text=status.message)
+        box.operator("gs.reconstruct_cancel", text="Cancel (Esc)", icon='CANCEL')
+        return
+    selected = len(context.selected_objects)
+    col = box.column()
+    col.enabled = selected > 0
+    col.operator("gs.reconstruct", text=f"Reconstruct Selection ({selected})", icon='PLAY')
+    if status.last_result:
+        box.label(text=status.last_result, icon='CHECKMARK')
 
 
 CLASSES = (GS_PT_splats,)

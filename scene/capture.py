@@ -175,6 +175,15 @@ def _copy_rna_settings(source, target, *, only=None) -> None:
 
 
 # ------------------------------------------------------------------------------ render step
+def _set_engine(render, engine: str) -> None:
+    try:
+        render.engine = ENGINES[engine]
+    except TypeError:
+        if engine != "EEVEE":
+            raise GSError(f"render engine {engine} is not available in this Blender") from None
+        render.engine = 'BLENDER_EEVEE_NEXT'  # Blender 4.2–4.4 name
+
+
 def _render_still(scene: bpy.types.Scene, filepath: Path) -> None:
     """Render ``scene``'s current frame to ``filepath`` (PNG). Tests patch this to fail."""
     scene.render.filepath = str(filepath)
@@ -304,6 +313,7 @@ class CaptureSession:
             if fov not in (None, 0) or radius not in (None, 0):
                 report({'WARNING'}, "the LGM rig always uses radius 1.5 and a 49.1° field of "
                                     "view; the given radius / field of view are ignored")
+            self.radius, self.fov = capture_rigs.LGM_RADIUS, capture_rigs.LGM_FOVY_DEG
 
         if transparent is None:
             transparent = self.rig != "lgm"
@@ -367,6 +377,11 @@ class CaptureSession:
     @property
     def total(self) -> int:
         return len(self._plan)
+
+    @property
+    def done(self) -> int:
+        """Views rendered so far."""
+        return self._index
 
     @property
     def fraction(self) -> float:
@@ -444,7 +459,7 @@ class CaptureSession:
 
     def _configure_render(self, temp: bpy.types.Scene) -> None:
         render = temp.render
-        render.engine = ENGINES[self.engine]
+        _set_engine(render, self.engine)
         render.resolution_x, render.resolution_y = self.size
         render.resolution_percentage = 100
         render.pixel_aspect_x = render.pixel_aspect_y = 1.0
@@ -508,11 +523,16 @@ class CaptureSession:
         return rig
 
     def _auto_radius(self) -> float:
-        """Distance at which the unit cube's bounding sphere fits the narrower side's view."""
+        """Distance at which the normalised selection's bounding sphere (centred on the origin,
+        at most the unit cube's) fits the narrower image side's field of view."""
         w, h = self.size
         half_wide = math.radians(self.fov) / 2.0
         half_narrow = math.atan(math.tan(half_wide) * min(w, h) / max(w, h))
-        return 1.02 * _UNIT_CUBE_RADIUS / math.sin(half_narrow)
+        sphere = _UNIT_CUBE_RADIUS
+        if self.bbox is not None:
+            half_extent = 0.5 * (self.bbox[1] - self.bbox[0]) * self.normalisation[0, 0]
+            sphere = float(np.linalg.norm(half_extent))
+        return 1.02 * sphere / math.sin(half_narrow)
 
     def _plan_views(self, depsgraph) -> list[_PlannedView]:
         denormalisation = np.linalg.inv(self.normalisation)
@@ -593,11 +613,8 @@ class CaptureSession:
             data = temp_cam.data
             apply_intrinsics(data, planned.view)
             data.clip_start = 0.01 / scale
-            data.clip_end = (2.0 * (self.radius or self._lgm_or_auto_radius()) + 2.0) / scale
+            data.clip_end = (2.0 * (self.radius or self._auto_radius()) + 2.0) / scale
         temp_cam.matrix_world = planned.matrix_world
-
-    def _lgm_or_auto_radius(self) -> float:
-        return capture_rigs.LGM_RADIUS if self.rig == "lgm" else self._auto_radius()
 
     # ---------------------------------------------------------------------------- finish
     def finish(self) -> Path:
@@ -718,8 +735,8 @@ def capture_views(context_or_scene=None, *, objects=None, rig: str = "orbit", vi
             white background unless ``transparent``), "cameras" (every camera in
             ``camera_collection``, with its own intrinsics; test views held out among them).
         radius: camera distance in the normalised world (the selection fits a unit cube);
-            None: the whole cube stays in view. fov: degrees across the larger image side
-            (default 50).
+            None: the selection's bounding sphere stays in view.
+        fov: degrees across the larger image side (default 50; the LGM rig has its own).
         test_views: held-out views (orbit / sphere / lgm: an extra spiral; cameras: that many of
             the collection's cameras).
         resolution: int (square) or (width, height); None: 512, or the scene's render size for
@@ -778,7 +795,8 @@ def capture_main(args, *, report: Report | None = None) -> Path:
     if bool(builtin) == bool(blend):
         raise GSError("give exactly one of --blend FILE or --builtin NAME")
     if builtin:
-        bpy.ops.wm.read_factory_settings(use_empty=True)
+        # Factory startup file, not factory settings: preferences and add-ons stay as they are.
+        bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True, app_template="")
         objects = build_sample_scene(builtin)
     else:
         if not os.path.isfile(blend):

@@ -17,6 +17,7 @@ import math
 
 import bmesh
 import bpy
+import numpy as np
 from mathutils import Matrix, Vector
 
 from ..blender_gs_addon.errors import GSError
@@ -58,7 +59,9 @@ def _box(bm: bmesh.types.BMesh, size, center, bevel: float) -> None:
     bmesh.ops.scale(bm, vec=Vector(size), verts=geom)
     bmesh.ops.translate(bm, vec=Vector(center), verts=geom)
     if bevel > 0:
-        edges = list({e for v in geom for e in v.link_edges})
+        # Insertion-ordered de-duplication: a set's order would follow memory addresses and
+        # make the bevel's vertex order (and so the mesh) differ between builds.
+        edges = list(dict.fromkeys(e for v in geom for e in v.link_edges))
         bmesh.ops.bevel(bm, geom=edges, offset=bevel, segments=3, profile=0.5, affect='EDGES',
                         clamp_overlap=True)
 
@@ -73,10 +76,23 @@ def _sphere(bm, radius: float, center, segments: int = 24) -> None:
                               matrix=Matrix.Translation(Vector(center)))
 
 
+def _sort_by_position(sequence, position) -> None:
+    sequence.index_update()
+    xyz = np.round(np.array([tuple(position(e)) for e in sequence], dtype=np.float64), 6)
+    order = np.lexsort((xyz[:, 0], xyz[:, 1], xyz[:, 2]))  # [N] z, then y, then x
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    sequence.sort(key=lambda e: int(rank[e.index]))
+
+
 def _mesh_object(name: str, build, material, collection) -> bpy.types.Object:
     bm = bmesh.new()
     try:
         build(bm)
+        # bmesh's bevel orders its new elements by memory address in places: sort vertices and
+        # faces by position so that every build yields the same mesh, element for element.
+        _sort_by_position(bm.verts, lambda v: v.co)
+        _sort_by_position(bm.faces, lambda f: f.calc_center_median())
         mesh = bpy.data.meshes.new(name)
         bm.to_mesh(mesh)
     finally:
@@ -93,7 +109,8 @@ def _mesh_object(name: str, build, material, collection) -> bpy.types.Object:
 def _principled_material(name: str, viewport_rgb, roughness: float = 0.5,
                          metallic: float = 0.0) -> tuple[bpy.types.Material, object]:
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 makes node trees on request
+        mat.use_nodes = True
     mat.diffuse_color = (*viewport_rgb, 1.0)
     mat.roughness = roughness
     mat.metallic = metallic
@@ -258,7 +275,8 @@ def _add_lights(collection, name: str) -> None:
 
 def _sample_world(name: str) -> bpy.types.World:
     world = bpy.data.worlds.new(f"GS Sample {name} World")
-    world.use_nodes = True
+    if world.node_tree is None:
+        world.use_nodes = True
     background = world.node_tree.nodes.get("Background")
     background.inputs["Color"].default_value = (0.35, 0.38, 0.42, 1.0)
     background.inputs["Strength"].default_value = 1.0

@@ -48,17 +48,37 @@ SNAP_TOLERANCE = 1e-6
 
 # ---------------------------------------------------------------------- building objects
 def create_splat_object(splats: SplatSet, *, name: str, up_axis: str = "-Y",
-                        collection: bpy.types.Collection | None = None) -> bpy.types.Object:
+                        collection: bpy.types.Collection | None = None,
+                        display: bool = True) -> bpy.types.Object:
     """New mesh object holding ``splats`` (file frame) with the file → Blender rotation.
 
     Linked into ``collection`` (default: the active collection). The mesh is filled completely
     before the object is linked; on any error the new mesh and object are removed again.
+    With ``display`` the object gets the Gaussian splat display (``splat_display``).
     """
     file_to_blender_matrix(up_axis)  # GSError for an unknown axis before anything is made
     splats.validate(name=name)
-    return _new_splat_object(layout.splat_attribute_arrays(splats), count=splats.count,
-                             sh_degree=splats.sh_degree, name=name, up_axis=up_axis,
-                             collection=collection)
+    obj = _new_splat_object(layout.splat_attribute_arrays(splats), count=splats.count,
+                            sh_degree=splats.sh_degree, name=name, up_axis=up_axis,
+                            collection=collection)
+    if display:
+        _with_display([obj])
+    return obj
+
+
+def _with_display(objects: list[bpy.types.Object]) -> None:
+    """Hook: the splat display on new objects (removed again with them on failure)."""
+    from .splat_display import add_display
+
+    try:
+        for obj in objects:
+            add_display(obj)
+    except BaseException:
+        for obj in objects:
+            mesh = obj.data
+            bpy.data.objects.remove(obj)
+            bpy.data.meshes.remove(mesh)
+        raise
 
 
 def _new_splat_object(arrays, *, count: int, sh_degree: int, name: str, up_axis: str,
@@ -125,7 +145,7 @@ def _select_only(objects: list[bpy.types.Object]) -> None:
 
 def import_splats(filepath: str | os.PathLike, *, up_axis: str = "-Y", name: str | None = None,
                   nonfinite: str = "drop", collection: bpy.types.Collection | None = None,
-                  report: Report = log_report) -> bpy.types.Object:
+                  display: bool = True, report: Report = log_report) -> bpy.types.Object:
     """Read a splat file (.ply, compressed .ply, .splat, .spz) into a new, selected object.
 
     Args:
@@ -135,12 +155,13 @@ def import_splats(filepath: str | os.PathLike, *, up_axis: str = "-Y", name: str
     Reports "Imported N splats (SH d) in t s". GSError (bpy.data unchanged) for bad files.
     """
     return import_splat_files([filepath], up_axis=up_axis, name=name, nonfinite=nonfinite,
-                              collection=collection, report=report)[0]
+                              collection=collection, display=display, report=report)[0]
 
 
 def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str = "-Y",
                        name: str | None = None, nonfinite: str = "drop",
                        collection: bpy.types.Collection | None = None,
+                       display: bool = True,
                        report: Report = log_report) -> list[bpy.types.Object]:
     """Import several files, all or nothing: if one fails, the objects made so far are removed.
 
@@ -173,6 +194,8 @@ def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str =
             bpy.data.objects.remove(obj)
             bpy.data.meshes.remove(mesh)
         raise
+    if display:
+        _with_display(created)
     _select_only(created)
     return created
 

@@ -202,25 +202,27 @@ def project_gaussians(means, quats, scales, opacities, viewmats, Ks, *, width: i
 class _PairComposite(torch.autograd.Function):
     """Alpha of each (Gaussian, pixel) pair and front-to-back compositing, in closed form.
 
-    forward(params [V, 6+D] = (mean2d x, y, conic a, b, c, opacity, features…),
-            g [P] Gaussian row of each pair, pix [P] int32 pixel, seg_start [P],
-            carry [HW] log transmittance left by nearer chunks, width, abs_sink)
-      → (out [HW, D] Σ w·features, log_t [HW] log transmittance after this chunk)
+    forward(params [6+D, V] = rows (mean2d x, y, conic a, b, c, opacity, features…),
+            g [P] Gaussian column of each pair, pix [P] pixel, px [P], py [P] pixel-centre
+            coordinates, seg_start [P], carry [HW] log transmittance left by nearer chunks,
+            abs_sink)
+      → (out [D, HW] Σ w·features, log_t [HW] log transmittance after this chunk)
 
     Pairs are sorted by (pixel, depth): each pixel's pairs form a contiguous run that begins at
     index ``seg_start``. Pairs below the alpha threshold are inert; pairs whose inclusive
     transmittance would be ≤ 1e-4 are excluded (gsplat's stop rule; monotone, so they are a
-    tail of each run). Only integer indices and two floats per pair are kept for backward.
-    ``abs_sink`` ([V, 2] or None) accumulates Σ_pairs |∂L/∂mean2d| (gsplat's absgrad).
+    tail of each run). Parameters are laid out one per row so every per-pair quantity is a
+    contiguous vector (strided columns are ~10× slower on CPU). ``abs_sink`` ([2, V] or None)
+    accumulates Σ_pairs |∂L/∂mean2d| (gsplat's absgrad).
     """
 
     @staticmethod
-    def forward(ctx, params, g, pix, seg_start, carry, width, abs_sink):
-        pg = params.index_select(0, g)  # [P, 6+D]
-        dx = pg[:, 0] - ((pix % width).to(pg.dtype) + 0.5)
-        dy = pg[:, 1] - (torch.div(pix, width, rounding_mode="floor").to(pg.dtype) + 0.5)
-        sigma = 0.5 * (pg[:, 2] * dx * dx + pg[:, 4] * dy * dy) + pg[:, 3] * dx * dy
-        raw = pg[:, 5] * torch.exp(-sigma)
+    def forward(ctx, params, g, pix, px, py, seg_start, carry, abs_sink):
+        pg = params.index_select(1, g)  # [6+D, P]
+        dx = pg[0] - px
+        dy = pg[1] - py
+        sigma = 0.5 * (pg[2] * dx * dx + pg[4] * dy * dy) + pg[3] * dx * dy
+        raw = pg[5] * torch.exp(-sigma)
         alpha = raw.clamp_max(ALPHA_MAX) * ((sigma >= 0) & (raw >= ALPHA_THRESHOLD))
         log1m = torch.log1p(-alpha)  # [P]
         # Running sums over all runs at once: float64 so a run's prefix keeps full precision.
@@ -229,25 +231,25 @@ class _PairComposite(torch.autograd.Function):
             0, pix)  # [P] log T in front of the pair
         trans = torch.exp(log_t) * ((log_t + log1m) > _LOG_T_MIN)  # [P], 0 past the stop
         w = alpha * trans
-        out = torch.zeros(carry.shape[0], pg.shape[1] - 6, dtype=pg.dtype, device=pg.device)
-        out.index_add_(0, pix, w[:, None] * pg[:, 6:])
+        n_feats = params.shape[0] - 6
+        out = torch.zeros(n_feats, carry.shape[0], dtype=pg.dtype, device=pg.device)
+        for k in range(n_feats):
+            out[k].index_add_(0, pix, w * pg[6 + k])
         log_t_out = carry.index_add(0, pix, log1m * (trans > 0))
-        ctx.save_for_backward(params, g, pix, seg_start, alpha, trans)
-        ctx.width = width
+        ctx.save_for_backward(params, g, pix, px, py, seg_start, alpha, trans)
         ctx.abs_sink = abs_sink
         return out, log_t_out
 
     @staticmethod
     def backward(ctx, grad_out, grad_log_t):
-        params, g, pix, seg_start, alpha, trans = ctx.saved_tensors
-        width = ctx.width
-        pg = params.index_select(0, g)
-        feats = pg[:, 6:]
+        params, g, pix, px, py, seg_start, alpha, trans = ctx.saved_tensors
+        pg = params.index_select(1, g)  # [6+D, P]
+        feats = pg[6:]
         w = alpha * trans
-        g_pix = grad_out.index_select(0, pix)  # [P, D]
+        g_pix = grad_out.index_select(1, pix)  # [D, P]
         # out_p = Σ_i w_i f_i, w_i = α_i T_i, T_i = exp(carry) Π_{j<i}(1−α_j), log T_out = carry +
         # Σ log(1−α_i):  ∂/∂α_i = T_i (f_i·g) − (Σ_{j>i} w_j f_j·g + g_T) / (1−α_i).
-        feat_dot = (g_pix * feats).sum(-1)  # [P]
+        feat_dot = (g_pix * feats).sum(0)  # [P]
         s64 = (feat_dot * w).double()
         incl = torch.cumsum(s64, 0)
         run_incl = incl - (incl - s64).index_select(0, seg_start)  # Σ_{j≤i} in the run
@@ -259,30 +261,29 @@ class _PairComposite(torch.autograd.Function):
         # alpha = opacity·exp(−σ) where it is neither below the threshold nor capped.
         live = (alpha > 0) & (alpha < ALPHA_MAX)
         g_raw = grad_alpha * alpha * live  # ∂L/∂α · α = −∂L/∂σ
-        dx = pg[:, 0] - ((pix % width).to(pg.dtype) + 0.5)
-        dy = pg[:, 1] - (torch.div(pix, width, rounding_mode="floor").to(pg.dtype) + 0.5)
-        a, b, c, op = pg[:, 2], pg[:, 3], pg[:, 4], pg[:, 5]
+        dx = pg[0] - px
+        dy = pg[1] - py
+        a, b, c, op = pg[2], pg[3], pg[4], pg[5]
         g_mx = -g_raw * (a * dx + b * dy)
         g_my = -g_raw * (c * dy + b * dx)
         columns = [g_mx, g_my, -0.5 * g_raw * dx * dx, -g_raw * dx * dy, -0.5 * g_raw * dy * dy,
                    g_raw / op]
-        columns += list((g_pix * w[:, None]).t())  # [P] each
+        columns += list(g_pix * w)  # [P] each
         # One 1-D index_add per parameter: much faster on CPU than a [P, K] index_add.
-        grad_t = torch.zeros(params.shape[1], params.shape[0], dtype=params.dtype,
-                             device=params.device)  # [6+D, V]
-        for row, col in zip(grad_t, columns):
+        grad_params = torch.zeros_like(params)  # [6+D, V]
+        for row, col in zip(grad_params, columns):
             row.index_add_(0, g, col)
         if ctx.abs_sink is not None:
-            ctx.abs_sink[:, 0].index_add_(0, g, g_mx.abs())
-            ctx.abs_sink[:, 1].index_add_(0, g, g_my.abs())
+            ctx.abs_sink[0].index_add_(0, g, g_mx.abs())
+            ctx.abs_sink[1].index_add_(0, g, g_my.abs())
         grad_carry = total.to(grad_log_t.dtype) + grad_log_t
-        return grad_t.t(), None, None, None, grad_carry, None, None
+        return grad_params, None, None, None, None, None, grad_carry, None
 
 
 def _abs_flusher(sink, vis, abs_v):
     # Runs when m2's gradient is complete, i.e. after every chunk's backward filled abs_v.
     def hook(grad):
-        sink.index_add_(0, vis, abs_v)
+        sink.index_add_(0, vis, abs_v.t())
 
     return hook
 
@@ -337,16 +338,16 @@ def _render_camera(means2d, conics, opacities, depths, radii, features: Callable
     vis = vis.index_select(0, order)  # front to back
     feats = features(vis)  # [V, D]
     carry = torch.zeros(hw, dtype=means2d.dtype, device=device)
-    out = torch.zeros(hw, feats.shape[1], dtype=feats.dtype, device=device)
+    out = torch.zeros(feats.shape[1], hw, dtype=feats.dtype, device=device)
     if vis.numel() == 0:
-        return out, carry, 0
+        return out.t(), carry, 0
     m2 = means2d.index_select(0, vis)  # [V, 2]
     con = conics.index_select(0, vis)  # [V, 3]
     op = opacities.index_select(0, vis)  # [V]
-    params = torch.cat([m2, con, op[:, None], feats], 1)  # [V, 6+D]
+    params = torch.cat([m2.t(), con.t(), op[None], feats.t()], 0)  # [6+D, V]
     abs_sink = None
     if absgrad_sink is not None and params.requires_grad:
-        abs_sink = torch.zeros(vis.shape[0], 2, dtype=params.dtype, device=device)
+        abs_sink = torch.zeros(2, vis.shape[0], dtype=params.dtype, device=device)
         # Scattered to the camera's [N, 2] buffer once the backward pass has filled it.
         m2.register_hook(_abs_flusher(absgrad_sink, vis, abs_sink))
 
@@ -385,17 +386,17 @@ def _render_camera(means2d, conics, opacities, depths, radii, features: Callable
             g = torch.repeat_interleave(row_g[r0:r1], lengths)  # depth rank order
             # int32 keys sort twice as fast; int64 indices make index_add_ take its fast path.
             pix, perm = torch.sort(pix, stable=True)  # by pixel, depth order kept inside runs
+            px = (pix % width).to(m2.dtype) + 0.5  # pixel centres
+            py = torch.div(pix, width, rounding_mode="floor").to(m2.dtype) + 0.5
             pix = pix.long()
             g = g.index_select(0, perm)
-            new_run = torch.ones(n, dtype=torch.bool, device=device)
-            new_run[1:] = pix[1:] != pix[:-1]
-            run_first = torch.nonzero(new_run).squeeze(1)
-            seg_start = run_first.index_select(0, torch.cumsum(new_run, 0) - 1)
+            per_pixel = torch.bincount(pix, minlength=hw)
+            seg_start = (torch.cumsum(per_pixel, 0) - per_pixel).index_select(0, pix)
         n_pairs += n
-        chunk_out, carry = _PairComposite.apply(params, g, pix, seg_start, carry, width,
+        chunk_out, carry = _PairComposite.apply(params, g, pix, px, py, seg_start, carry,
                                                 abs_sink)
         out = out + chunk_out
-    return out, carry, n_pairs
+    return out.t(), carry, n_pairs
 
 
 # --------------------------------------------------------------------------- public API

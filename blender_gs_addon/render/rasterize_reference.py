@@ -100,14 +100,15 @@ def rasterize_reference(*, means, quats, scales, opacities, colors, viewmats, Ks
         acc = torch.zeros(height * width, col.shape[1], dtype=means.dtype)
         acc_depth = torch.zeros(height * width, dtype=means.dtype)
         radii = torch.zeros(n, 2, dtype=torch.int32)
-        for i in torch.argsort(z.detach(), stable=True).tolist():
-            zi, op = float(z[i].detach()), float(opacities[i].detach())
-            if not (near_plane <= zi <= far_plane) or float(det[i]) <= 0 or op < _ALPHA_THRESHOLD:
+        plain = [t.detach() for t in (z, opacities, det, cov2d, mean2d)]
+        for i in torch.argsort(plain[0], stable=True).tolist():
+            zi, op, det_i = float(plain[0][i]), float(plain[1][i]), float(plain[2][i])
+            if not (near_plane <= zi <= far_plane) or det_i <= 0 or op < _ALPHA_THRESHOLD:
                 continue
             extend = min(3.33, math.sqrt(2.0 * math.log(op / _ALPHA_THRESHOLD)))
-            rx = math.ceil(extend * math.sqrt(float(cov2d[i, 0, 0])))
-            ry = math.ceil(extend * math.sqrt(float(cov2d[i, 1, 1])))
-            mx, my = float(mean2d[i, 0]), float(mean2d[i, 1])
+            rx = math.ceil(extend * math.sqrt(float(plain[3][i, 0, 0])))
+            ry = math.ceil(extend * math.sqrt(float(plain[3][i, 1, 1])))
+            mx, my = float(plain[4][i, 0]), float(plain[4][i, 1])
             if (rx <= 0 and ry <= 0) or mx + rx <= 0 or mx - rx >= width or my + ry <= 0 \
                     or my - ry >= height:
                 continue

@@ -1,0 +1,124 @@
+"""Splat I/O: Blender import/export of a 1M-splat SH3 .ply, peak memory, and format speeds.
+
+Import is compared with Blender's own C++ ``bpy.ops.wm.ply_import`` on the same file in the
+same process (best of several runs each, alternating), so the ratio does not depend on how
+busy the machine is. Peak memory is measured in a fresh subprocess: the kernel's high-water
+mark (VmHWM) is reset just before the import, so it is the import's own peak over what the
+process already held.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_MEMORY_PROBE = r"""
+import sys, json
+sys.path.insert(0, {root!r})
+import bpy
+from blender_gs_addon.extension import extension_module
+splat_object = extension_module("scene.splat_object")
+bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+before = status("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM to the current RSS
+splat_object.import_splats({path!r}, report=lambda *a: None)
+print("@@" + json.dumps({{"before": before, "peak": status("VmHWM:")}}))
+"""
+
+
+def _best(fn, runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run(quick: bool = False) -> list[dict]:
+    import json
+
+    import bpy
+
+    sys.path.insert(0, str(ROOT))
+    from blender_gs_addon.extension import extension_module
+    from blender_gs_addon.formats import read_splats, write_splats
+    from blender_gs_addon.samples import sample_splats
+
+    splat_object = extension_module("scene.splat_object")
+    count = 100_000 if quick else 1_000_000
+    runs = 2 if quick else 5
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "big.ply")
+        splats = sample_splats("random", count=count, sh_degree=3, seed=1)
+        write_splats(path, splats)
+        size = os.path.getsize(path)
+        del splats
+
+        def ours():
+            bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+            splat_object.import_splats(path, report=lambda *a: None)
+
+        def blenders():
+            bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+            bpy.ops.wm.ply_import(filepath=path)
+
+        ours()
+        blenders()  # warm the page cache and both code paths
+        t_ours, t_blender = float("inf"), float("inf")
+        for _ in range(runs):
+            t_ours = min(t_ours, _best(ours, 1))
+            t_blender = min(t_blender, _best(blenders, 1))
+        rows.append({"name": f"import {count:,} SH3 .ply ({size / 1e6:.0f} MB)", "value": t_ours,
+                     "unit": "s", "goal": "", "note": "best of %d" % runs})
+        rows.append({"name": "Blender wm.ply_import, same file", "value": t_blender,
+                     "unit": "s", "goal": "", "note": "best of %d" % runs})
+        rows.append({"name": "import / wm.ply_import", "value": t_ours / t_blender, "unit": "×",
+                     "goal": "≤ 1.3", "note": "same process, same file"})
+
+        bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+        obj = splat_object.import_splats(path, report=lambda *a: None)
+        out = os.path.join(tmp, "out.ply")
+        t_export = _best(lambda: splat_object.export_splats(obj, out, report=lambda *a: None),
+                         runs)
+        rows.append({"name": f"export {count:,} SH3 splats to .ply", "value": t_export,
+                     "unit": "s", "goal": "≤ 0.5" if not quick else "", "note": "untransformed"})
+        obj.location = (1.0, 2.0, 3.0)
+        obj.rotation_euler = (0.3, 0.2, 0.1)
+        bpy.context.view_layer.update()
+        t_moved = _best(lambda: splat_object.export_splats(obj, out, report=lambda *a: None), 2)
+        rows.append({"name": "export with a baked rotation (SH rotated)", "value": t_moved,
+                     "unit": "s", "goal": "", "note": ""})
+
+        probe = _MEMORY_PROBE.format(root=str(ROOT), path=path)
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("@@")]
+        if line:
+            mem = json.loads(line[0][2:])
+            extra = mem["peak"] - mem["before"]
+            rows.append({"name": "import peak memory over baseline", "value": extra / size,
+                         "unit": "× file size", "goal": "≤ 2",
+                         "note": f"{extra / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"})
+
+        splats = read_splats(path)
+        for name in ("x.ply", "x.compressed.ply", "x.spz", "x.splat"):
+            target = os.path.join(tmp, name)
+            t_w = _best(lambda target=target: write_splats(target, splats,
+                                                           report=lambda *a: None), 1)
+            t_r = _best(lambda target=target: read_splats(target, report=lambda *a: None), 2)
+            per = os.path.getsize(target) / count
+            rows.append({"name": f"{name[2:]} write / read, {count:,} SH3", "value": t_w,
+                         "unit": "s write", "goal": "",
+                         "note": f"read {t_r:.2f} s, {per:.1f} bytes/splat"})
+    return rows

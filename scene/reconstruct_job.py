@@ -1,0 +1,597 @@
+"""One-click reconstruction in Blender: capture the selection → reconstruct → import the splats
+on top of the source objects.
+
+:class:`ReconstructSession` runs the three stages either a slice at a time (``step()`` from a
+modal operator's timer; never blocks for long) or all at once (``run()``, background mode and
+scripts). The model runs
+
+- in-process, in a background thread, when torch imports cleanly in this Python
+  (execution "AUTO" or "IN_PROCESS");
+- otherwise in the worker subprocess (:mod:`blender_gs_addon.worker_client`) on the Python the
+  preferences point to. That worker stays warm between jobs (models stay loaded) and is stopped
+  by :func:`stop_worker` (add-on unregister), at interpreter exit, and when Blender dies (the
+  worker exits with its parent).
+
+Files: every job gets a private folder (``tempfile.mkdtemp``: mode 0700) holding the capture
+data set and the splat file; it is removed when the session closes.
+
+Scene state: the capture restores everything it touches; the splats are imported in a single
+all-or-nothing call at the very end, so a cancel or a failure at any stage leaves the scene as
+it was. Errors are :class:`GSError` with the text of whatever failed (capture, data-set reader,
+worker, importer).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from ..blender_gs_addon.errors import GSError, Report, log_report
+from ..preferences import DEFAULTS, Settings, backend_from_item
+from .capture import CaptureCancelled, CaptureSession
+from .splat_object import import_splats
+
+__all__ = [
+    "STAGES", "DEFAULT_CAPTURE", "ReconstructSession", "ReconstructCancelled",
+    "torch_available", "use_in_process", "worker_python",
+    "check_environment", "stop_worker", "active_session", "last_result", "print_progress",
+]
+
+STAGES = ("idle", "capture", "reconstruct", "import", "done", "cancelled", "failed")
+
+# Share of the progress bar each stage gets (the model dominates the wall time).
+_SPAN = {"capture": (0.0, 0.25), "reconstruct": (0.25, 0.97), "import": (0.97, 1.0)}
+
+# Capture settings when the caller gives none (the operator passes the scene's gs_capture).
+DEFAULT_CAPTURE = {"rig": "orbit", "views": 16, "elevations": (0.0, 30.0), "resolution": 256,
+                   "engine": "EEVEE", "test_views": 0}
+
+_WORKER_STARTUP_TIMEOUT = 120.0  # seconds: first torch + CUDA import on a cold disk is slow
+_CANCEL_GRACE = 2.0              # seconds a worker job gets to stop before the worker is killed
+_THREAD_JOIN = 10.0              # seconds cancel() waits for the in-process model to stop
+
+
+class ReconstructCancelled(GSError):
+    """The reconstruction was cancelled; the scene is as it was."""
+
+
+# ------------------------------------------------------------------------ where the model runs
+_TORCH_STATE: dict = {}
+
+
+def torch_available() -> bool:
+    """True when ``import torch`` works in this Python (tried once, then remembered).
+
+    A torch that is installed but fails to import (ABI or DLL clash) counts as unavailable, so
+    automatic mode goes to the worker instead.
+    """
+    if "ok" not in _TORCH_STATE:
+        if "torch" in sys.modules:
+            _TORCH_STATE["ok"] = True
+        elif importlib.util.find_spec("torch") is None:
+            _TORCH_STATE["ok"] = False
+            _TORCH_STATE["why"] = "torch is not installed in this Python"
+        else:
+            try:
+                import torch  # noqa: F401
+                _TORCH_STATE["ok"] = True
+            except Exception as err:  # any import failure means: use the worker
+                _TORCH_STATE["ok"] = False
+                _TORCH_STATE["why"] = f"import torch failed: {type(err).__name__}: {err}"
+    return _TORCH_STATE["ok"]
+
+
+def use_in_process(settings: Settings) -> bool:
+    """Decide where the model runs for ``settings.execution`` (AUTO / IN_PROCESS / SUBPROCESS)."""
+    mode = settings.execution
+    if mode == "SUBPROCESS":
+        return False
+    if mode == "IN_PROCESS":
+        if not torch_available():
+            raise GSError(f"the add-on is set to run the model inside Blender, but "
+                          f"{_TORCH_STATE.get('why', 'torch is unavailable')} (Python "
+                          f"{sys.version.split()[0]}); choose 'Worker Process' or 'Automatic' "
+                          "in the add-on preferences and point it at a Python with torch")
+        return True
+    if mode != "AUTO":
+        raise GSError(f"unknown execution mode {mode!r}; choose AUTO, IN_PROCESS or SUBPROCESS")
+    return torch_available()
+
+
+def worker_python(settings: Settings) -> str:
+    """The worker's interpreter: the preference (``~`` and Blender's ``//`` expanded), else this
+    Python."""
+    path = settings.worker_python.strip()
+    if not path:
+        return sys.executable
+    return os.path.abspath(os.path.expanduser(bpy.path.abspath(path)))
+
+
+# ---------------------------------------------------------------------------- the warm worker
+_WORKER: dict = {"client": None}
+_WORKER_LOCK = threading.Lock()
+# The worker asks Linux to stop it when its parent dies (PR_SET_PDEATHSIG), and "parent" there
+# means the THREAD that started it: a worker started from a short-lived thread is killed when
+# that thread ends. So workers are started from one long-lived thread (its start-up, with the
+# torch import, must not block Blender's main thread either).
+_OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gs-worker-owner")
+
+
+def _get_worker(python: str):
+    """The warm worker for ``python`` (started on first use; blocks for its start-up)."""
+    from ..blender_gs_addon.worker_client import WorkerClient
+
+    with _WORKER_LOCK:
+        client = _WORKER["client"]
+        if client is not None and (client.python != python or not client.alive):
+            client.close(timeout=2.0)
+            client = _WORKER["client"] = None
+        if client is None:
+            client = WorkerClient(python=python, startup_timeout=_WORKER_STARTUP_TIMEOUT)
+            if not client.info.get("torch"):
+                why = client.info.get("torch_error", "no torch module")
+                client.close()
+                raise GSError(f"the worker Python {python} (Python "
+                              f"{client.info.get('python', '?')}) cannot import torch ({why}); "
+                              "point the add-on preferences at an environment with torch")
+            _WORKER["client"] = client
+        return client
+
+
+def stop_worker() -> None:
+    """Stop the warm worker, if any (add-on unregister, Blender exit)."""
+    with _WORKER_LOCK:
+        client, _WORKER["client"] = _WORKER["client"], None
+    if client is not None:
+        client.close(timeout=2.0)
+
+
+atexit.register(stop_worker)
+
+
+def check_environment(settings: Settings = DEFAULTS, *, timeout: float = 120.0) -> dict:
+    """What the model would run with: this Python's torch, and the worker's torch / gsplat / CUDA.
+
+    Returns {"in_process": bool, "in_process_note": str, "worker": {python, torch, gsplat,
+    cuda, device_name} or None, "worker_error": str, "summary": [lines]}. Uses a fresh worker
+    (closed again), so a busy warm worker is not disturbed.
+    """
+    from ..blender_gs_addon.worker_client import WorkerClient
+
+    here = torch_available()
+    info = {"in_process": here, "in_process_note": "" if here else _TORCH_STATE.get("why", ""),
+            "worker": None, "worker_error": ""}
+    python = worker_python(settings)
+    try:
+        with WorkerClient(python=python, startup_timeout=timeout) as client:
+            info["worker"] = client.run("check", timeout=timeout)
+    except GSError as err:
+        info["worker_error"] = str(err)
+    lines = [f"Blender's Python {sys.version.split()[0]}: "
+             + ("torch imports" if here else info["in_process_note"] or "no torch")]
+    worker = info["worker"]
+    if worker is not None:
+        cuda = f"yes ({worker.get('device_name')})" if worker.get("cuda") else "no"
+        lines.append(f"Worker {python} (Python {worker.get('python')}): "
+                     f"torch {worker.get('torch') or 'missing'}, "
+                     f"gsplat {worker.get('gsplat') or 'missing'}, CUDA {cuda}")
+    else:
+        lines.append(f"Worker {python}: {info['worker_error']}")
+    try:
+        lines.append("Reconstruction will run " + (
+            "inside Blender" if use_in_process(settings) else "in the worker process"))
+    except GSError as err:
+        lines.append(str(err))
+    info["summary"] = lines
+    return info
+
+
+# ------------------------------------------------------------------------------- the session
+def print_progress(stage: str, fraction: float, message: str) -> None:
+    """Progress printer for background mode: one line per stage change, else at most 1/s."""
+    print(f"Reconstruct [{fraction * 100:5.1f}%] {stage}: {message}", flush=True)
+
+
+class _Throttle:
+    """Pass on a stage change at once, a new message at most every ``every`` seconds."""
+
+    def __init__(self, sink, every: float = 1.0):
+        self.sink, self.every, self.last, self.seen = sink, every, 0.0, (None, None)
+
+    def __call__(self, stage, fraction, message):
+        now = time.monotonic()
+        if (stage, message) == self.seen:
+            return
+        if stage != self.seen[0] or now - self.last >= self.every:
+            self.seen, self.last = (stage, message), now
+            self.sink(stage, fraction, message)
+
+
+_ACTIVE: dict = {"session": None, "last": None}
+
+
+def active_session() -> ReconstructSession | None:
+    """The session that is running now (one at a time), if any."""
+    return _ACTIVE["session"]
+
+
+def last_result() -> dict | None:
+    """The result of the last successful reconstruction in this Blender session: the
+    reconstruct() dict (splats, count, normalisation, device, seconds, …) plus object (name of
+    the imported object), job_dir (removed by now), in_process and python (the worker's)."""
+    return _ACTIVE["last"]
+
+
+class ReconstructSession:
+    """Capture ``objects`` → reconstruct → import, steppable or synchronous.
+
+    Args:
+        context: gives the scene and view layer (and the selection when ``objects`` is None).
+        objects: what to capture (default: the selected objects).
+        capture: :class:`CaptureSession` keyword options except scene / objects / out_dir /
+            view_layer / report (default: :data:`DEFAULT_CAPTURE`).
+        settings: preference values (:class:`preferences.Settings`).
+        backend: "fit", "lgm" or "lgm+fit" (default: the preferences' default backend).
+        steps: fit steps (None: the backend's default); seed: random seed.
+        name: name of the new object (default: "<active object> Splats").
+        keep_files: keep the job folder (debugging); it is reported.
+        report: ``report(levels, message)``, called from the thread that calls step/run.
+
+    Use: ``start()``, then ``step()`` until it returns False (or ``run()``); ``cancel()`` any
+    time; ``close()`` always (idempotent; ``run()`` closes itself). After success ``object``
+    holds the imported splat object and ``result`` the reconstruction result dict.
+    """
+
+    def __init__(self, context, *, objects=None, capture: dict | None = None,
+                 settings: Settings = DEFAULTS, backend: str | None = None,
+                 steps: int | None = None, seed: int = 0, name: str | None = None,
+                 keep_files: bool = False, report: Report = log_report):
+        self.scene = context.scene
+        self.view_layer = context.view_layer
+        self.objects = list(context.selected_objects if objects is None else objects)
+        self.capture_options = dict(DEFAULT_CAPTURE if capture is None else capture)
+        self.settings = settings
+        self.backend = backend or backend_from_item(settings.default_backend)
+        self.steps = None if not steps else int(steps)
+        self.seed = int(seed)
+        active = getattr(context, "active_object", None)
+        base = active if active in self.objects else (self.objects[0] if self.objects else None)
+        self.name = name or f"{base.name if base else 'Capture'} Splats"
+        self.keep_files = keep_files
+        self.report = report
+        self.in_process = use_in_process(settings)
+        self.python = None if self.in_process else worker_python(settings)
+
+        self.stage = "idle"
+        self.stage_fraction = 0.0
+        self.message = "not started"
+        self.result: dict | None = None
+        self.object: bpy.types.Object | None = None
+        self.error: str = ""
+        self.job_dir: Path | None = None
+        self._capture: CaptureSession | None = None
+        self._capture_dir: Path | None = None
+        self._stop = threading.Event()
+        self._events: queue.Queue = queue.Queue()  # (kind, payload) from model threads
+        self._thread: threading.Thread | None = None
+        self._thread_outcome: dict = {}
+        self._job = None  # WorkerJob while the worker runs ours
+        self._worker_start: Future | None = None
+        self._closed = False
+        self._cleanup_lock = threading.Lock()
+        self._thread_done = False
+        self._started = None
+
+    # -------------------------------------------------------------------------- progress
+    @property
+    def fraction(self) -> float:
+        """Overall progress 0‥1 (capture, reconstruct and import weighted)."""
+        if self.stage == "done":
+            return 1.0
+        lo, hi = _SPAN.get(self.stage, (0.0, 0.0))
+        return lo + (hi - lo) * min(1.0, max(0.0, self.stage_fraction))
+
+    @property
+    def running(self) -> bool:
+        return self.stage in ("capture", "reconstruct", "import")
+
+    def _set(self, stage: str, fraction: float, message: str) -> None:
+        self.stage, self.stage_fraction, self.message = stage, fraction, message
+
+    # ----------------------------------------------------------------------------- start
+    def start(self) -> None:
+        """Validate, make the private job folder and begin the capture."""
+        if self.stage != "idle":
+            raise GSError("this reconstruction has already been started")
+        other = _ACTIVE["session"]
+        if other is not None and other is not self and other.running:
+            raise GSError("another reconstruction is running; wait for it or cancel it (Esc)")
+        self._started = time.perf_counter()
+        self.job_dir = Path(tempfile.mkdtemp(prefix="gs_reconstruct_"))  # mode 0700
+        _ACTIVE["session"] = self
+        self._capture_dir = self.job_dir / "capture"
+        try:
+            self._capture = CaptureSession(
+                self.scene, objects=self.objects, out_dir=self._capture_dir,
+                view_layer=self.view_layer, report=self.report, **self.capture_options)
+            self._set("capture", 0.0, "preparing the capture")
+            self._capture.begin()
+            self.message = self._capture.message
+        except BaseException as err:
+            self._fail(err)
+            raise
+
+    # ------------------------------------------------------------------------------ step
+    def step(self, *, budget: float = 0.05) -> bool:
+        """Do a slice of work; True while there is more. Never waits for the model: it only
+        collects its progress. Raises GSError on failure (the session is then closed)."""
+        if self.stage == "idle":
+            self.start()
+            return True
+        if not self.running:
+            return False
+        try:
+            if self.stage == "capture":
+                self._step_capture()
+            elif self.stage == "reconstruct":
+                self._step_reconstruct(wait=0.0, budget=budget)
+            elif self.stage == "import":
+                self._import()
+        except BaseException as err:
+            self._fail(err)
+            raise
+        return self.running
+
+    def _step_capture(self) -> None:
+        capture = self._capture
+        more = capture.step()
+        self._set("capture", capture.fraction, capture.message)
+        if more:
+            return
+        capture.finish()
+        capture.close()
+        self._capture = None
+        self._set("reconstruct", 0.0, "starting the model")
+        self._launch()
+
+    # ------------------------------------------------------------------------- the model
+    def _params(self) -> dict:
+        settings = self.settings
+        return {
+            "capture": str(self._capture_dir), "out": str(self.job_dir / "splats.ply"),
+            "backend": self.backend, "steps": self.steps,
+            "weights": (os.path.abspath(os.path.expanduser(bpy.path.abspath(settings.weights)))
+                        if settings.weights.strip() else None),
+            "device": settings.device.lower(), "seed": self.seed,
+            "offline": True if settings.offline else None,
+        }
+
+    def _launch(self) -> None:
+        """Start the model: a thread running reconstruct() here, or a thread starting the
+        worker (its torch import takes seconds) after which the job is submitted."""
+        params = self._params()
+        events, stop, outcome = self._events, self._stop, self._thread_outcome
+
+        def in_process():
+            from ..blender_gs_addon.reconstruct import reconstruct
+
+            try:
+                outcome["result"] = reconstruct(
+                    **params, should_stop=stop.is_set,
+                    progress=lambda s, f, m: events.put(("progress", (s, f, m))),
+                    report=lambda levels, msg: events.put(("report", (levels, msg))))
+            except BaseException as err:
+                outcome["error"] = err
+                outcome["traceback"] = traceback.format_exc()
+            finally:
+                self._after_thread()
+
+        if self.in_process:
+            self.message = "running the model in Blender's Python"
+            self._thread = threading.Thread(target=in_process, daemon=True,
+                                            name="gs-reconstruct")
+            self._thread.start()
+        else:
+            self.message = f"starting the worker ({self.python})"
+            self._worker_start = _OWNER.submit(_get_worker, self.python)
+
+    def _after_thread(self) -> None:
+        # A cancelled session may have closed while the model was finishing its step; the
+        # folder is then removed here, once nothing writes into it any more.
+        with self._cleanup_lock:
+            self._thread_done = True
+            remove = self._closed
+        if remove:
+            self._remove_job_dir()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, payload = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "progress":
+                stage, fraction, message = payload
+                self.stage_fraction = float(fraction) if stage != "done" else 1.0
+                self.message = f"{stage}: {message}" if message else stage
+            else:
+                levels, message = payload
+                self.report(set(levels), message)
+
+    def _step_reconstruct(self, *, wait: float, budget: float) -> None:
+        if self.in_process:
+            self._thread.join(timeout=wait)
+            self._drain()
+            if self._thread.is_alive():
+                return
+            self._collect(self._thread_outcome)
+            return
+        if self._job is None:
+            try:
+                client = self._worker_start.result(timeout=wait or 0.0)
+            except FuturesTimeout:
+                return
+            if self._stop.is_set():
+                raise ReconstructCancelled("reconstruction cancelled")
+            self._job = client.submit("reconstruct", self._params())
+            self.message = f"worker pid {client.info.get('pid')}: reconstructing"
+            return
+        deadline = time.monotonic() + max(wait, budget)
+        while True:
+            for event in self._job.poll():
+                if event.kind == "progress":
+                    self.stage_fraction = event.fraction if event.stage != "done" else 1.0
+                    self.message = f"{event.stage}: {event.message}"
+                else:
+                    self.report({event.level}, event.message)
+            if self._job.done or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        if self._job.done:
+            if self._job.cancelled:
+                raise ReconstructCancelled("reconstruction cancelled")
+            self._collect({"result": self._job.outputs})
+
+    def _collect(self, outcome: dict) -> None:
+        if "error" in outcome:
+            err = outcome["error"]
+            if isinstance(err, GSError):
+                raise err
+            print(outcome.get("traceback", ""), file=sys.stderr)
+            raise GSError(f"reconstruction failed: {type(err).__name__}: {err}") from err
+        result = outcome.get("result") or {}
+        if result.get("cancelled") or self._stop.is_set():
+            raise ReconstructCancelled("reconstruction cancelled")
+        if "splats" not in result or "normalisation" not in result:
+            raise GSError(f"the reconstruction returned no splats ({result})")
+        self.result = result
+        self._set("import", 0.0, f"importing {result.get('count', 0):,} splats")
+
+    # ---------------------------------------------------------------------------- import
+    def _import(self) -> None:
+        normalisation = np.asarray(self.result["normalisation"], dtype=np.float64)  # [4, 4]
+        if normalisation.shape != (4, 4) or not np.isfinite(normalisation).all():
+            raise GSError(f"the capture's normalisation is not a finite 4×4 matrix "
+                          f"({self.result['normalisation']})")
+        undo = Matrix(np.linalg.inv(normalisation).tolist())
+        obj = import_splats(self.result["splats"], up_axis="-Y", name=self.name,
+                            report=self.report)
+        # The file is in the capture's normalised world; this puts it back on the objects.
+        # matrix_basis, not matrix_world: a new object's matrix_world is only brought up to
+        # date by the next depsgraph evaluation (it still reads as the identity here).
+        obj.matrix_basis = undo @ obj.matrix_basis
+        self.object = obj
+        seconds = time.perf_counter() - self._started
+        self.result["total_seconds"] = seconds
+        self._set("done", 1.0, f"{self.result.get('count', 0):,} splats in {seconds:.1f} s "
+                               f"({'in Blender' if self.in_process else 'worker'}, "
+                               f"{self.result.get('device', '?')})")
+        _ACTIVE["last"] = {**self.result, "object": obj.name, "job_dir": str(self.job_dir),
+                           "in_process": self.in_process, "python": self.python}
+        self.close()
+
+    # ------------------------------------------------------------------------ synchronous
+    def run(self, *, progress: Callable[[str, float, str], None] | None = print_progress,
+            ) -> bpy.types.Object:
+        """Everything in one call (background mode, scripts); returns the splat object.
+        ``progress(stage, overall_fraction, message)`` is throttled to about one call a
+        second."""
+        notify = _Throttle(progress) if progress is not None else None
+        try:
+            if self.stage == "idle":
+                self.start()
+            while self.running:
+                if self.stage == "reconstruct":
+                    try:
+                        self._step_reconstruct(wait=0.2, budget=0.2)
+                    except BaseException as err:
+                        self._fail(err)
+                        raise
+                else:
+                    self.step()
+                if notify is not None:
+                    notify(self.stage, self.fraction, self.message)
+        finally:
+            self.close()
+        if self.stage != "done":
+            raise ReconstructCancelled("reconstruction cancelled")
+        return self.object
+
+    # ------------------------------------------------------------------- cancel / close
+    def cancel(self) -> bool:
+        """Stop at whatever stage; the scene is left as it was. False when there is nothing
+        left to cancel (already done, failed or cancelled)."""
+        if not self.running and self.stage != "idle":
+            return False
+        self._stop.set()
+        if self._job is not None and not self._job.done:
+            try:
+                self._job.cancel(grace=_CANCEL_GRACE)
+            except GSError:
+                pass  # the worker died while cancelling: nothing of ours runs any more
+        if self.in_process and self._thread is not None:
+            self._thread.join(timeout=_THREAD_JOIN)
+        self._set("cancelled", 0.0, "cancelled")
+        self.close()
+        return True
+
+    def _fail(self, err: BaseException) -> None:
+        if isinstance(err, ReconstructCancelled | CaptureCancelled):
+            self._set("cancelled", 0.0, str(err))
+        else:
+            self.error = str(err)
+            self._set("failed", 0.0, self.error)
+        self._stop.set()
+        if self._job is not None and not self._job.done:
+            try:
+                self._job.cancel(grace=_CANCEL_GRACE)
+            except GSError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        """Restore the scene after an unfinished capture and remove the job folder."""
+        with self._cleanup_lock:
+            if self._closed:
+                return
+            self._closed = True
+            # An in-process model still running removes the folder itself when it stops.
+            thread_busy = self.in_process and self._thread is not None and \
+                not self._thread_done
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+        if self.keep_files and self.job_dir is not None:
+            self.report({'INFO'}, f"job files kept in {self.job_dir}")
+        elif not thread_busy:
+            self._remove_job_dir()
+        if _ACTIVE["session"] is self:
+            _ACTIVE["session"] = None
+
+    def _remove_job_dir(self) -> None:
+        if self.job_dir is not None and not self.keep_files:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+
+    def __enter__(self) -> ReconstructSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.running:
+            self.cancel()
+        self.close()

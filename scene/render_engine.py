@@ -1,0 +1,425 @@
+"""The "Gaussian Splatting" render engine: F12 renders of splat objects with our rasterizer.
+
+:class:`GS_RenderEngine` renders every splat object of the evaluated scene (the evaluated —
+e.g. armature-deformed — splats, moved to the world with ``matrix_world``, SH bands rotated) from
+the scene camera with the project's 3DGS rasterizer (``blender_gs_addon/render/rasterize.py``:
+gsplat's kernels on CUDA, the pure-torch path on CPU), the same one reconstruction trains with.
+It writes RGBA (premultiplied, as Blender's render results are) and, when the view layer asks
+for it, the Depth (Z) pass: the rasterizer's expected camera depth, 1e10 where nothing was hit.
+
+Camera: perspective only, intrinsics from lens, sensor size and fit, shift, render size and
+pixel aspect exactly as Blender projects (``capture_rigs.intrinsics_from_blender_camera``).
+Film: transparent film keeps the alpha; otherwise the world colour is composited behind.
+
+Bad input: mesh objects without splat attributes are skipped with a warning; no splats renders
+a transparent (or world-coloured) image; no scene camera is a clear error; splats with NaN/Inf
+values are dropped with a warning. When torch cannot be imported in Blender's Python the engine
+reports what to install (the exact engine needs torch in-process).
+
+:func:`render_dataset_frames` renders a splat file from every frame of a NeRF-synthetic
+transforms file with EEVEE, Cycles (through the splat display) or this engine, for the
+``render`` command of the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..blender_gs_addon import object_layout as layout
+from ..blender_gs_addon.capture_rigs import (
+    camera_to_world_from_matrix_world,
+    intrinsics_from_blender_camera,
+)
+from ..blender_gs_addon.errors import GSError, Report, log_report
+from ..blender_gs_addon.render.cameras import opengl_c2w_to_viewmat
+from ..blender_gs_addon.splats import SplatSet, concatenate
+from . import splat_display
+
+__all__ = ["ENGINE_ID", "ENGINES", "GS_RenderEngine", "scene_camera", "collect_splats",
+           "render_exact", "configure_scene", "render_scene_to_array", "render_dataset_frames",
+           "CLASSES"]
+
+ENGINE_ID = "GAUSSIAN_SPLATS"
+# CLI names → Blender engine identifiers.
+ENGINES = {"exact": ENGINE_ID, "eevee": "BLENDER_EEVEE", "cycles": "CYCLES"}
+NO_DEPTH = 1e10  # Z pass value where no splat was hit (Blender's background depth)
+
+
+# ------------------------------------------------------------------------------- the camera
+def scene_camera(scene: bpy.types.Scene, depsgraph=None):
+    """(viewmat [4, 4] world → camera OpenCV, K [3, 3], width, height) of the scene camera."""
+    cam = scene.camera
+    if cam is None:
+        raise GSError(f"Scene {scene.name!r} has no active camera: add a camera and make it "
+                      "the scene camera (Ctrl+Numpad 0) to render splats")
+    if depsgraph is not None:
+        cam = cam.evaluated_get(depsgraph)
+    if cam.type != 'CAMERA':
+        raise GSError(f"Scene camera {cam.name!r} is a {cam.type.lower()}, not a camera")
+    data = cam.data
+    if data.type != 'PERSP':
+        raise GSError(f"Camera {cam.name!r} is {data.type.lower()}; Gaussian splats render "
+                      "through perspective cameras only")
+    render = scene.render
+    width = max(1, round(render.resolution_x * render.resolution_percentage / 100))
+    height = max(1, round(render.resolution_y * render.resolution_percentage / 100))
+    fx, fy, cx, cy = intrinsics_from_blender_camera(
+        lens_mm=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height,
+        sensor_fit=data.sensor_fit, shift_x=data.shift_x, shift_y=data.shift_y, res_x=width,
+        res_y=height, pixel_aspect=render.pixel_aspect_x / render.pixel_aspect_y)
+    c2w = camera_to_world_from_matrix_world(np.array(cam.matrix_world, dtype=np.float64))
+    viewmat = opengl_c2w_to_viewmat(c2w)
+    k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return viewmat, k, width, height
+
+
+# ------------------------------------------------------------------------------- the splats
+def _read_mesh_splats(mesh, *, source: str) -> SplatSet:
+    attributes = {a.name: a.data_type for a in mesh.attributes if a.domain == 'POINT'}
+
+    def fetch(spec: layout.AttributeSpec, out: np.ndarray) -> None:
+        mesh.attributes[spec.name].data.foreach_get(spec.foreach_key, out)
+
+    return layout.splats_from_attributes(attributes, len(mesh.vertices), fetch, source=source)
+
+
+def _object_splats(obj_eval, *, source: str) -> SplatSet | None:
+    """The evaluated splats of one evaluated object (file frame), or None without any."""
+    mesh = obj_eval.data
+    if splat_display._has_splat_attributes(mesh):
+        return _read_mesh_splats(mesh, source=source)
+    # With the display, the splats are the instance the display tree keeps; the geometry set
+    # owns that mesh, so it is read while ``geometry`` is alive.
+    geometry = obj_eval.evaluated_geometry()
+    for ref in geometry.instance_references():
+        ref_mesh = getattr(ref, "mesh", None)
+        if ref_mesh is not None and splat_display._has_splat_attributes(ref_mesh):
+            return _read_mesh_splats(ref_mesh, source=source)
+    return None
+
+
+def collect_splats(depsgraph, *, report: Report = log_report) -> SplatSet | None:
+    """All splat objects of the evaluated scene as one world-frame SplatSet (None if none).
+
+    Mesh objects without splat attributes are skipped with one warning naming them; splats with
+    NaN/Inf values are dropped with a warning; an object whose transform is not a similarity
+    (rotation, uniform scale, translation) is skipped with a warning.
+    """
+    sets, skipped = [], []
+    for obj in depsgraph.objects:
+        if obj.type != 'MESH':
+            continue
+        source = f"Object {obj.name!r}"
+        splats = _object_splats(obj, source=source)
+        if splats is None:
+            skipped.append(obj.name)
+            continue
+        if splats.count == 0:
+            continue
+        mask = splats.finite_mask()
+        if not mask.all():
+            report({'WARNING'}, f"{source}: skipped {int((~mask).sum()):,} of "
+                                f"{splats.count:,} splats with NaN or infinite values")
+            splats = splats.subset(mask)
+            if splats.count == 0:
+                continue
+        try:
+            sets.append(splats.transformed(np.array(obj.matrix_world, dtype=np.float64)))
+        except GSError as err:
+            report({'WARNING'}, f"{source} skipped: {err}")
+    if skipped:
+        report({'WARNING'}, f"Skipped {len(skipped)} object(s) without splat attributes: "
+                            f"{', '.join(sorted(skipped)[:5])}" + (" …" if len(skipped) > 5
+                                                                  else ""))
+    if not sets:
+        return None
+    return sets[0] if len(sets) == 1 else concatenate(sets)
+
+
+def _world_color(scene) -> tuple[float, float, float]:
+    world = scene.world
+    if world is None:
+        return (0.0, 0.0, 0.0)
+    if world.use_nodes and world.node_tree is not None:
+        for node in world.node_tree.nodes:
+            if node.type == 'BACKGROUND' and not node.inputs["Color"].is_linked:
+                rgb = node.inputs["Color"].default_value
+                strength = node.inputs["Strength"].default_value
+                return tuple(float(c) * strength for c in rgb[:3])
+    return tuple(float(c) for c in world.color)
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise GSError(
+            "The Gaussian Splatting render engine needs PyTorch in Blender's Python, and it "
+            "cannot be imported here. Install it into Blender's Python (e.g. "
+            "`<blender>/python/bin/python -m pip install torch`), or render with EEVEE or "
+            "Cycles (the splat display), or from the command line with "
+            "`python -m blender_gs_addon render --engine exact`.") from None
+    return torch
+
+
+def render_exact(depsgraph, *, report: Report = log_report) -> dict:
+    """Render the evaluated scene from its camera with the exact rasterizer.
+
+    Returns {"rgba": [H, W, 4] float32 premultiplied (row 0 = top), "depth": [H, W] float32
+    (NO_DEPTH where nothing was hit), "splats": count rendered, "seconds": float}.
+    """
+    start = time.perf_counter()
+    scene = depsgraph.scene
+    viewmat, k, width, height = scene_camera(scene, depsgraph)
+    splats = collect_splats(depsgraph, report=report)
+    film = scene.render.film_transparent
+    background = np.zeros(3) if film else np.asarray(_world_color(scene), np.float64)
+    rgba = np.zeros((height, width, 4), np.float32)
+    depth = np.full((height, width), NO_DEPTH, np.float32)
+    count = 0
+    if splats is not None:
+        torch = _import_torch()
+        from ..blender_gs_addon.render.rasterize import rasterize
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+        def t(a):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+        coeffs = np.concatenate([splats.sh_dc[:, None, :], splats.sh_rest], axis=1)
+        with torch.no_grad():
+            out = rasterize(
+                means=t(splats.positions), quats=t(splats.rotations),
+                scales=t(np.exp(splats.log_scales)), opacities=t(splats.opacities()),
+                colors=t(coeffs), sh_degree=splats.sh_degree, viewmats=t(viewmat[None]),
+                Ks=t(k[None]), width=width, height=height)
+        alpha = out.alphas[0, ..., 0].cpu().numpy()  # [H, W]
+        rgba[..., :3] = out.colors[0].cpu().numpy()  # premultiplied (black background)
+        rgba[..., 3] = alpha
+        hit = alpha > 0
+        depth[hit] = out.depths[0, ..., 0].cpu().numpy()[hit]
+        count = splats.count
+    if not film:
+        rgba[..., :3] += (1.0 - rgba[..., 3:4]) * background.astype(np.float32)
+        rgba[..., 3] = 1.0
+    np.nan_to_num(rgba, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return {"rgba": rgba, "depth": depth, "splats": count,
+            "seconds": time.perf_counter() - start}
+
+
+# --------------------------------------------------------------------------- the engine
+class GS_RenderEngine(bpy.types.RenderEngine):
+    """Exact 3D Gaussian splatting renders (F12 stills and animations)."""
+
+    bl_idname = ENGINE_ID
+    bl_label = "Gaussian Splatting"
+    bl_use_preview = False
+    bl_use_postprocess = True
+    bl_use_eevee_viewport = True  # the viewport shows the EEVEE display of the splats
+
+    def render(self, depsgraph):
+        scene = depsgraph.scene
+        width = max(1, round(scene.render.resolution_x * scene.render.resolution_percentage
+                             / 100))
+        height = max(1, round(scene.render.resolution_y * scene.render.resolution_percentage
+                              / 100))
+
+        def report(level, message):
+            self.report(level, message)
+            log_report(level, message)
+
+        try:
+            out = render_exact(depsgraph, report=report)
+        except GSError as err:
+            self.report({'ERROR'}, str(err))
+            self.error_set(str(err))
+            return
+        result = self.begin_result(0, 0, width, height)
+        layer = result.layers[0]
+        # Blender's image rows go bottom to top.
+        layer.passes["Combined"].rect.foreach_set(np.ascontiguousarray(
+            out["rgba"][::-1]).reshape(-1))
+        depth_pass = layer.passes.find_by_name("Depth", "")
+        if depth_pass is not None:
+            depth_pass.rect.foreach_set(np.ascontiguousarray(out["depth"][::-1]).reshape(-1))
+        self.end_result(result)
+        self.update_stats("", f"{out['splats']:,} splats in {out['seconds']:.2f} s")
+
+    def update_render_passes(self, scene=None, renderlayer=None):
+        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", 'COLOR')
+        if renderlayer.use_pass_z:
+            self.register_pass(scene, renderlayer, "Depth", 1, "Z", 'VALUE')
+
+    @classmethod
+    def register(cls):
+        # Show the standard output/film/pass panels for this engine too.
+        for panel in _compatible_panels():
+            panel.COMPAT_ENGINES.add(ENGINE_ID)
+
+    @classmethod
+    def unregister(cls):
+        for panel in _compatible_panels():
+            panel.COMPAT_ENGINES.discard(ENGINE_ID)
+
+
+_PANELS = ("RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_output", "RENDER_PT_film",
+           "CYCLES_RENDER_PT_film_transparency", "RENDER_PT_eevee_film",
+           "VIEWLAYER_PT_layer_passes", "VIEWLAYER_PT_eevee_layer_passes_data",
+           "RENDER_PT_color_management", "DATA_PT_lens", "DATA_PT_camera",
+           "DATA_PT_camera_display", "DATA_PT_context_camera")
+
+
+def _compatible_panels():
+    for name in _PANELS:
+        panel = getattr(bpy.types, name, None)
+        engines = getattr(panel, "COMPAT_ENGINES", None)
+        if isinstance(engines, set):
+            yield panel
+
+
+CLASSES = (GS_RenderEngine,)
+
+
+# --------------------------------------------------------------------------- batch renders
+def configure_scene(scene: bpy.types.Scene, engine: str, *, samples: int | None = None) -> None:
+    """Render settings under which EEVEE, Cycles and the exact engine agree with the rasterizer.
+
+    Pixel samples at pixel centres (one sample, a tiny pixel filter), transparent film, the
+    "Raw" view transform (the model's values unchanged), no dithering; Cycles gets enough
+    transparent bounces to see through every splat layer.
+    """
+    if engine not in ENGINES:
+        raise GSError(f"unknown render engine {engine!r}; use {', '.join(ENGINES)}")
+    render = scene.render
+    render.engine = ENGINES[engine]
+    render.film_transparent = True
+    render.dither_intensity = 0.0
+    render.filter_size = 0.0
+    render.use_motion_blur = False
+    splat_display.use_raw_view_transform(scene, report=lambda *_: None)
+    scene.display_settings.display_device = 'sRGB'
+    if engine == "eevee":
+        scene.eevee.taa_render_samples = samples or 1
+    elif engine == "cycles":
+        cycles = scene.cycles
+        cycles.samples = samples or 1
+        cycles.use_adaptive_sampling = False
+        cycles.use_denoising = False
+        cycles.pixel_filter_type = 'GAUSSIAN'
+        cycles.filter_width = 0.01
+        cycles.transparent_max_bounces = 1024
+        cycles.min_transparent_bounces = 1024
+        cycles.max_bounces = 1024
+        cycles.device = 'CPU'
+
+
+def render_scene_to_array(scene: bpy.types.Scene) -> np.ndarray:
+    """Render ``scene`` with its engine; [H, W, 4] float32 premultiplied RGBA, row 0 on top.
+
+    Goes through a float EXR (no view transform is baked into EXR files), read back by Blender.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "render.exr")
+        settings = scene.render.image_settings
+        old = (settings.file_format, settings.color_depth, scene.render.filepath)
+        settings.file_format = 'OPEN_EXR'
+        settings.color_mode = 'RGBA'
+        settings.color_depth = '32'
+        scene.render.filepath = path
+        try:
+            with bpy.context.temp_override(scene=scene):
+                bpy.ops.render.render(write_still=True, scene=scene.name)
+        finally:
+            settings.file_format, settings.color_depth, scene.render.filepath = old[0], old[1], \
+                old[2]
+        if not os.path.exists(path):
+            raise GSError(f"Scene {scene.name!r}: the render wrote no image")
+        image = bpy.data.images.load(path, check_existing=False)
+        try:
+            width, height = image.size
+            pixels = np.empty(width * height * 4, np.float32)
+            image.pixels.foreach_get(pixels)
+        finally:
+            bpy.data.images.remove(image)
+    return pixels.reshape(height, width, 4)[::-1].copy()
+
+
+def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee",
+                          resolution: int | None = None, samples: int | None = None,
+                          report: Report = log_report) -> list[Path]:
+    """Render a splat file from every frame of a NeRF-synthetic transforms file to RGBA PNGs
+    named after the frames, with EEVEE, Cycles or the exact engine inside Blender.
+
+    The work happens in a temporary scene that is removed afterwards (the open file is
+    otherwise untouched). ``resolution`` rescales the longer image side.
+    """
+    from ..blender_gs_addon.datasets.camera_views import CameraView
+    from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
+    from ..blender_gs_addon.evaluate import FILE_TO_WORLD_UP
+    from .camera_import import apply_intrinsics, camera_object_matrix
+    from .splat_object import import_splats
+
+    if engine not in ENGINES:
+        raise GSError(f"unknown render engine {engine!r}; use {', '.join(ENGINES)}")
+    if resolution is not None and resolution < 1:
+        raise GSError(f"resolution must be a positive number of pixels, got {resolution}")
+    dataset = read_transforms(cameras, check_images=False)
+    if not dataset.views:
+        raise GSError(f"{cameras}: no frames to render")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scene = bpy.data.scenes.new("GS Render")
+    created = []
+    try:
+        obj = import_splats(splats_path, up_axis=FILE_TO_WORLD_UP, collection=scene.collection,
+                            report=report)
+        created.append(obj)
+        splat_display.add_display(obj, scene=scene, report=report)
+        cam_data = bpy.data.cameras.new("GS Render Camera")
+        cam = bpy.data.objects.new("GS Render Camera", cam_data)
+        created.append(cam)
+        scene.collection.objects.link(cam)
+        scene.camera = cam
+        configure_scene(scene, engine, samples=samples)
+        settings = scene.render.image_settings
+        settings.file_format = 'PNG'
+        settings.color_mode = 'RGBA'
+        settings.color_depth = '8'
+        written = []
+        for view in dataset.views:
+            if resolution:
+                f = resolution / max(view.width, view.height)
+                view = CameraView(name=view.name, file_path=None, width=round(view.width * f),
+                                  height=round(view.height * f), fx=view.fx * f,
+                                  fy=view.fy * f, cx=view.cx * f, cy=view.cy * f,
+                                  camera_to_world=view.camera_to_world, split=view.split)
+            settings_cam = apply_intrinsics(cam_data, view)
+            scene.render.resolution_x, scene.render.resolution_y = view.width, view.height
+            scene.render.resolution_percentage = 100
+            scene.render.pixel_aspect_x = settings_cam["pixel_aspect_x"]
+            scene.render.pixel_aspect_y = settings_cam["pixel_aspect_y"]
+            cam.matrix_world = camera_object_matrix(view.camera_to_world, np.eye(4))
+            path = out / f"{Path(view.name).name}.png"
+            scene.render.filepath = str(path)
+            with bpy.context.temp_override(scene=scene):
+                bpy.ops.render.render(write_still=True, scene=scene.name)
+            if not path.exists():
+                raise GSError(f"{engine} render of frame {view.name!r} wrote no image")
+            written.append(path)
+        report({'INFO'}, f"Rendered {len(written)} frames with {engine} to {out}")
+        return written
+    finally:
+        for item in created:
+            data = item.data
+            bpy.data.objects.remove(item)
+            if isinstance(data, bpy.types.Mesh):
+                bpy.data.meshes.remove(data)
+            elif isinstance(data, bpy.types.Camera):
+                bpy.data.cameras.remove(data)
+        bpy.data.scenes.remove(scene)

@@ -1,0 +1,599 @@
+"""Show splat objects in EEVEE and Cycles as the Gaussians they are, built entirely in Python.
+
+:func:`add_display` puts a Geometry Nodes modifier (:data:`MODIFIER_NAME`) and a material on a
+splat object (see :mod:`blender_gs_addon.object_layout`). Per splat and for the scene's active
+camera, the node tree does what the 3DGS rasterizer (``render/rasterize.py``) does:
+
+* the mean and the covariance factor W·R·S (W: object → camera, R, S: the splat's rotation and
+  scale × the scale multiplier) go into camera space; the Jacobian of the pinhole map (x/z, y/z
+  clamped to 1.3× the half field of view, as gsplat does) gives the 2D covariance in pixels, plus
+  the 0.3 px² low-pass ``eps2d``. Focal lengths and principal point come from the camera's
+  projection matrix (Camera Info: lens, sensor fit, shift, pixel aspect) and the render size,
+  which drivers copy from the scene's render settings;
+* the 2D covariance's principal axes, scaled by k = sqrt(2 ln(255·opacity)) (≤ 3.33: the
+  distance at which alpha falls to 1/255), are mapped back onto the plane through the mean
+  parallel to the image plane. That plane maps to the image affinely, so a quad spanned there
+  and its per-corner coordinate ``gsd_uv`` (in standard deviations) interpolate exactly into
+  ``uv = L⁻¹ d`` for the pixel offset d (Σ₂ᴅ = L Lᵀ): the material's
+  ``alpha = min(0.999, opacity · exp(−½ |uv|²))``, cut below 1/255, is the rasterizer's alpha;
+* colour is the SH sum for the direction camera → splat in the object's frame (SH coefficients
+  are stored there; for a rotation / uniform-scale object transform this equals the world
+  evaluation with rotated bands), ``max(sh + 0.5, 0)``;
+* splats are culled as the rasterizer culls them (depth outside [0.01, 1e10], degenerate 2D
+  covariance, opacity < 1/255 or below the object's threshold, any NaN) and sorted back to front
+  by camera depth, so EEVEE's in-order blending composites them like the rasterizer.
+
+The material is emission mixed with transparency by alpha: EEVEE (blended render method) and
+Cycles (camera rays pass transparent surfaces exactly; give it enough transparent bounces) both
+composite "over". Colours are the model's values as they are: with the scene's view transform
+"Raw" (``use_raw_view_transform``) the screen shows exactly what the model produced.
+
+The un-displayed splats stay in the evaluated geometry as an instance of the input mesh (loose
+vertices, which no render engine draws), so the exact render engine can read the evaluated —
+e.g. armature-deformed — splats after the display turned them into quads
+(:func:`evaluated_splat_mesh`).
+
+Per-object options are modifier inputs (see :data:`OPTION_NAMES`): "SH Degree",
+"Scale Multiplier", "Opacity Threshold" and "Viewport Points" (a cheap point display in the
+viewport for very large sets). Nothing loops over splats in Python.
+"""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+
+from ..blender_gs_addon import object_layout as layout
+from ..blender_gs_addon.errors import GSError, Report, log_report
+from ..blender_gs_addon.sh import _C1, _C2, _C3, SH_C0
+
+__all__ = [
+    "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
+    "remove_display", "display_modifier", "set_display_options", "display_options",
+    "use_raw_view_transform", "display_node_group", "display_material",
+]
+
+MODIFIER_NAME = "Splat Display"
+NODE_GROUP_NAME = "GS Splat Display"
+MATERIAL_NAME = "GS Splat"
+_VERSION = 1  # bump when the tree changes: older groups are rebuilt
+_VERSION_PROP = "gs_display_version"
+
+# Display attribute names: "gsd_" does not match the "gs_*" pattern the tree removes.
+UV = "gsd_uv"
+COLOR = "gsd_color"
+OPACITY = "gsd_opacity"
+
+ALPHA_THRESHOLD = 1.0 / 255.0
+ALPHA_MAX = 0.999
+NEAR, FAR = 0.01, 1e10
+EPS2D = 0.3
+
+# Modifier inputs: (name, socket type, default, min, max).
+_OPTIONS = (
+    ("SH Degree", "NodeSocketInt", 3, 0, 3),
+    ("Scale Multiplier", "NodeSocketFloat", 1.0, 0.0, 100.0),
+    ("Opacity Threshold", "NodeSocketFloat", 0.0, 0.0, 1.0),
+    ("Viewport Points", "NodeSocketBool", False, None, None),
+    ("Point Radius", "NodeSocketFloat", 0.0, 0.0, 1e3),
+)
+OPTION_NAMES = tuple(o[0] for o in _OPTIONS)
+# Copied from the scene by drivers: the projection needs the render size in pixels.
+_RENDER_INPUTS = (("Resolution X", "render.resolution_x"), ("Resolution Y", "render.resolution_y"),
+                  ("Resolution %", "render.resolution_percentage"))
+
+
+# ------------------------------------------------------------------------------- node helper
+class _Nodes:
+    """Small builder: every method adds one node and returns its output socket."""
+
+    def __init__(self, tree: bpy.types.NodeTree):
+        self.tree = tree
+
+    def node(self, kind: str, inputs=(), **props) -> bpy.types.Node:
+        node = self.tree.nodes.new(kind)
+        for key, value in props.items():
+            setattr(node, key, value)
+        for key, value in inputs:
+            self.feed(node.inputs[key], value)
+        return node
+
+    def feed(self, socket, value) -> None:
+        if isinstance(value, bpy.types.NodeSocket):
+            self.tree.links.new(value, socket)
+        elif value is not None:
+            socket.default_value = value
+
+    def math(self, op: str, a, b=None, c=None):
+        node = self.node("ShaderNodeMath", [(0, a), (1, b), (2, c)], operation=op)
+        return node.outputs[0]
+
+    def add(self, a, b):
+        return self.math("ADD", a, b)
+
+    def sub(self, a, b):
+        return self.math("SUBTRACT", a, b)
+
+    def mul(self, a, b):
+        return self.math("MULTIPLY", a, b)
+
+    def div(self, a, b):
+        return self.math("DIVIDE", a, b)
+
+    def vmath(self, op: str, a, b=None, *, scale=None, out: int = 0):
+        node = self.node("ShaderNodeVectorMath", [(0, a), (1, b)], operation=op)
+        if scale is not None:
+            self.feed(node.inputs["Scale"], scale)
+        return node.outputs[out]
+
+    def vscale(self, v, s):
+        return self.vmath("SCALE", v, scale=s)
+
+    def dot(self, a, b):
+        return self.vmath("DOT_PRODUCT", a, b, out=1)
+
+    def xyz(self, x, y, z):
+        return self.node("ShaderNodeCombineXYZ", [(0, x), (1, y), (2, z)]).outputs[0]
+
+    def split(self, v):
+        return tuple(self.node("ShaderNodeSeparateXYZ", [(0, v)]).outputs[:3])
+
+
+class _GeoNodes(_Nodes):
+    def attribute(self, name: str, data_type: str):
+        node = self.node("GeometryNodeInputNamedAttribute", [("Name", name)], data_type=data_type)
+        return node.outputs[0]
+
+    def compare(self, op: str, a, b):
+        node = self.node("FunctionNodeCompare", [(0, a), (1, b)], data_type='FLOAT',
+                         operation=op)
+        return node.outputs[0]
+
+    def both(self, a, b):
+        return self.node("FunctionNodeBooleanMath", [(0, a), (1, b)],
+                         operation='AND').outputs[0]
+
+    def store(self, geometry, name: str, value, data_type: str, domain: str = 'POINT'):
+        node = self.node("GeometryNodeStoreNamedAttribute", [(0, geometry), ("Name", name)],
+                         data_type=data_type, domain=domain)
+        self.feed(node.inputs["Value"], value)
+        return node.outputs[0]
+
+    def matrix(self, m):
+        """Separate Matrix → entries e[row][col]."""
+        outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
+        return [[outs[col * 4 + row] for col in range(4)] for row in range(4)]
+
+
+# ---------------------------------------------------------------------------- the node tree
+def _sh_color(g: _GeoNodes, direction, degree):
+    """max(Σ_k Y_k(dir) c_k + 0.5, 0) with the coefficients read from the gs_sh_* attributes."""
+    d = g.vmath("NORMALIZE", direction)
+    x, y, z = g.split(d)
+
+    def coeff(k: int):
+        name = layout.SH_DC if k == 0 else layout.sh_rest_attribute(k - 1)
+        return g.attribute(name, 'FLOAT_VECTOR')  # 0 where the set has fewer bands
+
+    total = g.vscale(coeff(0), SH_C0)
+    xx, yy, zz = g.mul(x, x), g.mul(y, y), g.mul(z, z)
+    bands = {
+        1: [g.mul(-_C1, y), g.mul(_C1, z), g.mul(-_C1, x)],
+        2: [g.mul(_C2[0], g.mul(x, y)), g.mul(_C2[1], g.mul(y, z)),
+            g.mul(_C2[2], g.sub(g.mul(2.0, zz), g.add(xx, yy))), g.mul(_C2[3], g.mul(x, z)),
+            g.mul(_C2[4], g.sub(xx, yy))],
+    }
+    four_zz_minus = g.sub(g.mul(4.0, zz), g.add(xx, yy))
+    bands[3] = [
+        g.mul(_C3[0], g.mul(y, g.sub(g.mul(3.0, xx), yy))),
+        g.mul(_C3[1], g.mul(g.mul(x, y), z)),
+        g.mul(_C3[2], g.mul(y, four_zz_minus)),
+        g.mul(_C3[3], g.mul(z, g.sub(g.mul(2.0, zz), g.mul(3.0, g.add(xx, yy))))),
+        g.mul(_C3[4], g.mul(x, four_zz_minus)),
+        g.mul(_C3[5], g.mul(z, g.sub(xx, yy))),
+        g.mul(_C3[6], g.mul(x, g.sub(xx, g.mul(3.0, yy)))),
+    ]
+    k = 1
+    for band in (1, 2, 3):
+        on = g.math("GREATER_THAN", degree, band - 0.5)  # 1 when the band is enabled
+        part = None
+        for basis in bands[band]:
+            term = g.vscale(coeff(k), basis)
+            part = term if part is None else g.vmath("ADD", part, term)
+            k += 1
+        total = g.vmath("ADD", total, g.vscale(part, on))
+    color = g.vmath("ADD", total, (0.5, 0.5, 0.5))
+    return g.vmath("MAXIMUM", color, (0.0, 0.0, 0.0))
+
+
+def _build_tree(tree: bpy.types.NodeTree) -> None:
+    g = _GeoNodes(tree)
+    face = tree.interface
+    face.new_socket("Geometry", in_out='INPUT', socket_type='NodeSocketGeometry')
+    for name, kind, default, lo, hi in _OPTIONS:
+        sock = face.new_socket(name, in_out='INPUT', socket_type=kind)
+        sock.default_value = default
+        if lo is not None:
+            sock.min_value, sock.max_value = lo, hi
+    for name, _path in _RENDER_INPUTS:
+        sock = face.new_socket(name, in_out='INPUT', socket_type='NodeSocketInt')
+        sock.default_value = 100 if name.endswith("%") else 1920
+        sock.min_value = 1
+    face.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
+    gin = g.node("NodeGroupInput").outputs
+    gout = g.node("NodeGroupOutput")
+    geometry = gin["Geometry"]
+
+    # Camera relative to this object: C_rel = object⁻¹ · camera (camera → object frame).
+    camera = g.node("GeometryNodeInputActiveCamera").outputs[0]
+    info = g.node("GeometryNodeObjectInfo", [(0, camera)], transform_space='RELATIVE')
+    c_rel = info.outputs["Transform"]
+    view = g.node("FunctionNodeInvertMatrix", [(0, c_rel)]).outputs[0]  # object → camera (GL)
+    proj = g.matrix(g.node("GeometryNodeCameraInfo", [(0, camera)]).outputs["Projection Matrix"])
+    pct = g.div(gin["Resolution %"], 100.0)
+    width = g.math("ROUND", g.mul(gin["Resolution X"], pct))
+    height = g.math("ROUND", g.mul(gin["Resolution Y"], pct))
+    # Pinhole intrinsics from Blender's projection matrix (OpenCV pixel convention).
+    fx, fy = g.mul(proj[0][0], g.mul(width, 0.5)), g.mul(proj[1][1], g.mul(height, 0.5))
+    cx = g.mul(g.sub(1.0, proj[0][2]), g.mul(width, 0.5))
+    cy = g.mul(g.add(1.0, proj[1][2]), g.mul(height, 0.5))
+
+    # Splat fields (object frame).
+    position = g.node("GeometryNodeInputPosition").outputs[0]
+    mult = gin["Scale Multiplier"]
+    scale = g.vscale(g.vmath("POWER", (math.e,) * 3,
+                                     g.attribute(layout.SCALE, 'FLOAT_VECTOR')), mult)
+    quat = g.node("FunctionNodeRotationToQuaternion",
+                  [(0, g.attribute(layout.ROTATION, 'QUATERNION'))]).outputs
+    qn = g.math("SQRT", g.add(g.add(g.mul(quat[0], quat[0]), g.mul(quat[1], quat[1])),
+                              g.add(g.mul(quat[2], quat[2]), g.mul(quat[3], quat[3]))))
+    unit = [g.div(quat[i], qn) for i in range(4)]
+    rotation = g.node("FunctionNodeQuaternionToRotation",
+                      [(i, unit[i]) for i in range(4)]).outputs[0]
+    logit = g.attribute(layout.OPACITY, 'FLOAT')
+    opacity = g.div(1.0, g.add(1.0, g.math("EXPONENT", g.mul(-1.0, logit))))
+
+    # Mean and covariance factor U = W R S in OpenCV camera axes (flip GL rows y and z).
+    mean_gl = g.node("FunctionNodeTransformPoint", [(0, position), (1, view)]).outputs[0]
+    mx, my_gl, mz_gl = g.split(mean_gl)
+    my, mz = g.mul(-1.0, my_gl), g.mul(-1.0, mz_gl)
+    rs = g.node("FunctionNodeCombineTransform", [(0, (0.0, 0.0, 0.0)), (1, rotation),
+                                                 (2, scale)]).outputs[0]
+    u = g.matrix(g.node("FunctionNodeMatrixMultiply", [(0, view), (1, rs)]).outputs[0])
+    row0 = g.xyz(u[0][0], u[0][1], u[0][2])
+    row1 = g.vscale(g.xyz(u[1][0], u[1][1], u[1][2]), -1.0)
+    row2 = g.vscale(g.xyz(u[2][0], u[2][1], u[2][2]), -1.0)
+
+    # Jacobian rows with gsplat's clamped x/z, y/z (1.3× the half field of view).
+    z_safe = g.math("MAXIMUM", mz, NEAR)
+    rz = g.div(1.0, z_safe)
+    lim_x_pos = g.div(g.add(g.sub(width, cx), g.mul(0.15, width)), fx)
+    lim_x_neg = g.div(g.add(cx, g.mul(0.15, width)), fx)
+    lim_y_pos = g.div(g.add(g.sub(height, cy), g.mul(0.15, height)), fy)
+    lim_y_neg = g.div(g.add(cy, g.mul(0.15, height)), fy)
+    tx = g.mul(z_safe, g.math("MINIMUM", g.math("MAXIMUM", g.mul(mx, rz), g.mul(-1.0, lim_x_neg)),
+                              lim_x_pos))
+    ty = g.mul(z_safe, g.math("MINIMUM", g.math("MAXIMUM", g.mul(my, rz), g.mul(-1.0, lim_y_neg)),
+                              lim_y_pos))
+    rz2 = g.mul(rz, rz)
+    j0 = g.vmath("SUBTRACT", g.vscale(row0, g.mul(fx, rz)), g.vscale(row2, g.mul(g.mul(fx, tx),
+                                                                                rz2)))
+    j1 = g.vmath("SUBTRACT", g.vscale(row1, g.mul(fy, rz)), g.vscale(row2, g.mul(g.mul(fy, ty),
+                                                                                rz2)))
+    s00, s11, s01 = g.add(g.dot(j0, j0), EPS2D), g.add(g.dot(j1, j1), EPS2D), g.dot(j0, j1)
+
+    # Principal axes of Σ₂ᴅ: λ = m ± sqrt(m² − det), first axis at angle ½ atan2(2 s01, s00 − s11).
+    det = g.sub(g.mul(s00, s11), g.mul(s01, s01))
+    mid = g.mul(0.5, g.add(s00, s11))
+    disc = g.math("SQRT", g.math("MAXIMUM", g.sub(g.mul(mid, mid), det), 0.0))
+    lam1, lam2 = g.add(mid, disc), g.math("MAXIMUM", g.sub(mid, disc), 0.0)
+    theta = g.mul(0.5, g.math("ARCTAN2", g.mul(2.0, s01), g.sub(s00, s11)))
+    cos_t, sin_t = g.math("COSINE", theta), g.math("SINE", theta)
+    extent = g.math("MINIMUM", g.math("SQRT", g.mul(2.0, g.math(
+        "LOGARITHM", g.math("MAXIMUM", g.mul(255.0, opacity), 1.0), math.e))), 3.33)
+    r1, r2 = g.mul(extent, g.math("SQRT", lam1)), g.mul(extent, g.math("SQRT", lam2))
+    # Pixel offsets → object-frame offsets on the plane z = depth (camera GL: x, −y, 0).
+    kx, ky = g.div(z_safe, fx), g.div(z_safe, fy)
+    axis_u = g.node("FunctionNodeTransformDirection", [(0, g.xyz(
+        g.mul(g.mul(r1, cos_t), kx), g.mul(-1.0, g.mul(g.mul(r1, sin_t), ky)), 0.0)),
+        (1, c_rel)]).outputs[0]
+    axis_v = g.node("FunctionNodeTransformDirection", [(0, g.xyz(
+        g.mul(g.mul(-1.0, g.mul(r2, sin_t)), kx), g.mul(-1.0, g.mul(g.mul(r2, cos_t), ky)), 0.0)),
+        (1, c_rel)]).outputs[0]
+
+    cam_pos = g.node("FunctionNodeTransformPoint", [(0, (0.0, 0.0, 0.0)), (1, c_rel)]).outputs[0]
+    color = _sh_color(g, g.vmath("SUBTRACT", position, cam_pos), gin["SH Degree"])
+
+    # Keep what the rasterizer keeps; NaN fails every comparison, so it is dropped too.
+    keep = g.both(g.compare('GREATER_EQUAL', mz, NEAR), g.compare('LESS_EQUAL', mz, FAR))
+    keep = g.both(keep, g.compare('GREATER_THAN', det, 0.0))
+    keep = g.both(keep, g.compare('LESS_THAN', lam1, 1e30))
+    keep = g.both(keep, g.compare('GREATER_EQUAL', opacity, ALPHA_THRESHOLD))
+    keep = g.both(keep, g.compare('GREATER_EQUAL', opacity, gin["Opacity Threshold"]))
+    keep = g.both(keep, g.compare('LESS_THAN', g.vmath("LENGTH", color, out=1), 1e30))
+    keep = g.both(keep, g.compare('LESS_THAN', g.vmath("LENGTH", g.vmath(
+        "ADD", axis_u, axis_v), out=1), 1e30))
+    # Evaluate everything the quads need on the splats, then drop the splat attributes.
+    points = g.store(geometry, "gsd_axis_u", axis_u, 'FLOAT_VECTOR')
+    points = g.store(points, "gsd_axis_v", axis_v, 'FLOAT_VECTOR')
+    points = g.store(points, "gsd_extent", extent, 'FLOAT')
+    points = g.store(points, COLOR, color, 'FLOAT_COLOR')
+    points = g.store(points, OPACITY, opacity, 'FLOAT')
+    points = g.store(points, "gsd_depth", mz, 'FLOAT')
+    points = g.store(points, "gsd_keep", keep, 'BOOLEAN')
+    sx, sy, sz = g.split(scale)
+    radius = g.math("MAXIMUM", sx, g.math("MAXIMUM", sy, sz))
+    radius = g.node("GeometryNodeSwitch", [(0, g.compare('GREATER_THAN', gin["Point Radius"],
+                                                         0.0)), (1, radius),
+                                           (2, gin["Point Radius"])],
+                    input_type='FLOAT').outputs[0]
+    points = g.store(points, "gsd_radius", radius, 'FLOAT')
+    points = g.node("GeometryNodeMeshToPoints", [(0, points), ("Radius", 0.0)],
+                    mode='VERTICES').outputs[0]
+    points = g.node("GeometryNodeDeleteGeometry", [(0, points), (1, g.node(
+        "FunctionNodeBooleanMath", [(0, g.attribute("gsd_keep", 'BOOLEAN'))],
+        operation='NOT').outputs[0])], domain='POINT').outputs[0]
+    remove = g.node("GeometryNodeRemoveAttribute", [(0, points), ("Name", "gs_*")])
+    remove.inputs["Pattern Mode"].default_value = 'Wildcard'
+    points = remove.outputs[0]
+    # Back to front: EEVEE blends the faces of one object in index order.
+    points = g.node("GeometryNodeSortElements", [(0, points), ("Sort Weight", g.mul(
+        -1.0, g.attribute("gsd_depth", 'FLOAT')))], domain='POINT').outputs[0]
+
+    quad = g.node("GeometryNodeMeshGrid", [(0, 2.0), (1, 2.0), (2, 2), (3, 2)]).outputs[0]
+    quad = g.store(quad, "gsd_corner", g.node("GeometryNodeInputPosition").outputs[0],
+                   'FLOAT_VECTOR')
+    quads = g.node("GeometryNodeInstanceOnPoints", [(0, points), (2, quad)]).outputs[0]
+    quads = g.node("GeometryNodeRealizeInstances", [(0, quads)]).outputs[0]
+    corner = g.attribute("gsd_corner", 'FLOAT_VECTOR')
+    cu, cv, _ = g.split(corner)
+    k = g.attribute("gsd_extent", 'FLOAT')
+    offset = g.vmath("ADD", g.vscale(g.attribute("gsd_axis_u", 'FLOAT_VECTOR'), cu),
+                     g.vscale(g.attribute("gsd_axis_v", 'FLOAT_VECTOR'), cv))
+    offset = g.vmath("SUBTRACT", offset, corner)  # the instance sat at mean + corner
+    quads = g.node("GeometryNodeSetPosition", [(0, quads), ("Offset", offset)]).outputs[0]
+    quads = g.store(quads, UV, g.vscale(corner, k), 'FLOAT_VECTOR')
+    material = g.node("GeometryNodeSetMaterial", [(0, quads)])
+    material.inputs["Material"].default_value = display_material()
+    quads = material.outputs[0]
+
+    # Cheap viewport display: one point per splat, its radius the largest scale (or the
+    # option's radius when set).
+    dots = g.node("GeometryNodeSetPointRadius", [(0, points), ("Radius", g.attribute(
+        "gsd_radius", 'FLOAT'))]).outputs[0]
+    dots_mat = g.node("GeometryNodeSetMaterial", [(0, dots)])
+    dots_mat.inputs["Material"].default_value = display_material()
+    use_points = g.both(g.node("GeometryNodeIsViewport").outputs[0], gin["Viewport Points"])
+    shown = g.node("GeometryNodeSwitch", [(0, use_points), (1, quads), (2, dots_mat.outputs[0])],
+                   input_type='GEOMETRY').outputs[0]
+
+    # The splats themselves ride along as an instance of the input mesh (loose vertices render
+    # as nothing) for the exact engine.
+    source = g.node("GeometryNodeGeometryToInstance", [(0, geometry)]).outputs[0]
+    joined = g.node("GeometryNodeJoinGeometry")
+    tree.links.new(source, joined.inputs[0])
+    tree.links.new(shown, joined.inputs[0])
+    tree.links.new(joined.outputs[0], gout.inputs[0])
+    _layout_nodes(tree)
+
+
+def _layout_nodes(tree) -> None:
+    # Nodes in creation order on a grid, so the tree is readable when opened.
+    for i, node in enumerate(tree.nodes):
+        node.location = ((i // 20) * 220.0, -(i % 20) * 160.0)
+
+
+def display_node_group() -> bpy.types.NodeTree:
+    """The shared display node group (made on first use; rebuilt when out of date)."""
+    tree = bpy.data.node_groups.get(NODE_GROUP_NAME)
+    if tree is not None and tree.get(_VERSION_PROP) == _VERSION:
+        return tree
+    if tree is not None:
+        tree.name = NODE_GROUP_NAME + " (old)"
+    new = bpy.data.node_groups.new(NODE_GROUP_NAME, 'GeometryNodeTree')
+    try:
+        _build_tree(new)
+    except BaseException:
+        bpy.data.node_groups.remove(new)
+        if tree is not None:
+            tree.name = NODE_GROUP_NAME
+        raise
+    new[_VERSION_PROP] = _VERSION
+    if tree is not None:
+        tree.user_remap(new)
+        bpy.data.node_groups.remove(tree)
+    return new
+
+
+# ------------------------------------------------------------------------------ the material
+def _build_material(mat: bpy.types.Material) -> None:
+    mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.clear()
+    s = _Nodes(tree)
+
+    def attr(name: str, out: str):
+        return s.node("ShaderNodeAttribute", attribute_name=name,
+                      attribute_type='GEOMETRY').outputs[out]
+
+    uv = attr(UV, "Vector")
+    falloff = s.math("EXPONENT", s.mul(-0.5, s.vmath("DOT_PRODUCT", uv, uv, out=1)))
+    alpha = s.math("MINIMUM", s.mul(attr(OPACITY, "Fac"), falloff), ALPHA_MAX)
+    alpha = s.mul(alpha, s.math("GREATER_THAN", alpha, ALPHA_THRESHOLD * (1.0 - 1e-6)))
+    emission = s.node("ShaderNodeEmission", [("Color", attr(COLOR, "Color")),
+                                             ("Strength", 1.0)])
+    clear = s.node("ShaderNodeBsdfTransparent", [("Color", (1.0, 1.0, 1.0, 1.0))])
+    mix = s.node("ShaderNodeMixShader", [(0, alpha)])
+    tree.links.new(clear.outputs[0], mix.inputs[1])
+    tree.links.new(emission.outputs[0], mix.inputs[2])
+    out = s.node("ShaderNodeOutputMaterial")
+    tree.links.new(mix.outputs[0], out.inputs["Surface"])
+    _layout_nodes(tree)
+    # EEVEE: alpha blending in draw order (the node tree sorts back to front); both sides.
+    mat.surface_render_method = 'BLENDED'
+    mat.use_transparency_overlap = True
+    mat.use_backface_culling = False
+    mat.use_transparent_shadow = True
+    mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
+
+
+def display_material() -> bpy.types.Material:
+    """The shared splat material (made on first use)."""
+    mat = bpy.data.materials.get(MATERIAL_NAME)
+    if mat is not None and mat.get(_VERSION_PROP) == _VERSION:
+        return mat
+    if mat is None:
+        mat = bpy.data.materials.new(MATERIAL_NAME)
+    _build_material(mat)
+    mat[_VERSION_PROP] = _VERSION
+    return mat
+
+
+# ------------------------------------------------------------------------------ public API
+def display_modifier(obj: bpy.types.Object) -> bpy.types.NodesModifier | None:
+    for mod in obj.modifiers:
+        if mod.type == 'NODES' and mod.node_group is not None and \
+                mod.node_group.name.startswith(NODE_GROUP_NAME):
+            return mod
+    return None
+
+
+def _input_ids(tree) -> dict[str, str]:
+    return {item.name: item.identifier for item in tree.interface.items_tree
+            if item.item_type == 'SOCKET' and item.in_out == 'INPUT'}
+
+
+def _check_splat_object(obj) -> None:
+    if obj is None or obj.type != 'MESH':
+        raise GSError(f"Object {getattr(obj, 'name', obj)!r} is not a splat object (a mesh "
+                      "with splat attributes)")
+    names = {a.name for a in obj.data.attributes if a.domain == 'POINT'}
+    missing = [n for n in (layout.SCALE, layout.ROTATION, layout.OPACITY, layout.SH_DC)
+               if n not in names]
+    if missing:
+        raise GSError(f"Object {obj.name!r} has no splat attributes (missing "
+                      f"{', '.join(missing)}); import a splat file to make a splat object")
+
+
+def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
+                scale_multiplier: float = 1.0, opacity_threshold: float = 0.0,
+                viewport_points: bool = False, point_radius: float = 0.0,
+                scene: bpy.types.Scene | None = None, raw_view_transform: bool = True,
+                report: Report = log_report) -> bpy.types.NodesModifier:
+    """Give a splat object its Gaussian display (Geometry Nodes modifier + material).
+
+    Idempotent: an object that already has the display gets its options updated. ``sh_degree``
+    defaults to the object's own degree. The render size inputs are driven by ``scene``'s
+    render settings (default: the context scene). With ``raw_view_transform`` the scene's view
+    transform is set to "Raw" so the screen shows the model's colours unchanged (reported).
+    GSError for objects without splat attributes.
+    """
+    _check_splat_object(obj)
+    scene = scene or bpy.context.scene
+    tree = display_node_group()
+    mod = display_modifier(obj)
+    if mod is None:
+        mod = obj.modifiers.new(MODIFIER_NAME, 'NODES')
+        mod.node_group = tree
+    if not obj.data.materials:
+        obj.data.materials.append(display_material())
+    ids = _input_ids(tree)
+    for name, path in _RENDER_INPUTS:
+        data_path = f'modifiers["{mod.name}"]["{ids[name]}"]'
+        obj.driver_remove(data_path)
+        fcurve = obj.driver_add(data_path)
+        driver = fcurve.driver
+        driver.type = 'AVERAGE'
+        var = driver.variables.new()
+        var.type = 'SINGLE_PROP'
+        var.targets[0].id_type = 'SCENE'
+        var.targets[0].id = scene
+        var.targets[0].data_path = path
+    degree = obj.data.get(layout.SH_DEGREE_PROP, 3) if sh_degree is None else sh_degree
+    set_display_options(obj, sh_degree=degree, scale_multiplier=scale_multiplier,
+                        opacity_threshold=opacity_threshold, viewport_points=viewport_points,
+                        point_radius=point_radius)
+    if raw_view_transform:
+        use_raw_view_transform(scene, report=report)
+    return mod
+
+
+def set_display_options(obj: bpy.types.Object, *, sh_degree: int | None = None,
+                        scale_multiplier: float | None = None,
+                        opacity_threshold: float | None = None,
+                        viewport_points: bool | None = None,
+                        point_radius: float | None = None) -> None:
+    """Change the per-object display options (None leaves an option as it is)."""
+    mod = display_modifier(obj)
+    if mod is None:
+        raise GSError(f"Object {obj.name!r} has no splat display; add one first")
+    values = {"SH Degree": sh_degree, "Scale Multiplier": scale_multiplier,
+              "Opacity Threshold": opacity_threshold, "Viewport Points": viewport_points,
+              "Point Radius": point_radius}
+    if sh_degree is not None and int(sh_degree) not in (0, 1, 2, 3):
+        raise GSError(f"Object {obj.name!r}: SH degree must be 0-3, got {sh_degree}")
+    for value, what in ((scale_multiplier, "scale multiplier"), (point_radius, "point radius")):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise GSError(f"Object {obj.name!r}: {what} must be a finite number ≥ 0")
+    if opacity_threshold is not None and not 0.0 <= opacity_threshold <= 1.0:
+        raise GSError(f"Object {obj.name!r}: opacity threshold must be in [0, 1]")
+    ids = _input_ids(mod.node_group)
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name == "SH Degree":
+            value = int(value)
+        elif name == "Viewport Points":
+            value = bool(value)
+        else:
+            value = float(value)
+        mod[ids[name]] = value
+    obj.update_tag()
+
+
+def display_options(obj: bpy.types.Object) -> dict:
+    """The display options of ``obj`` ({} without a display)."""
+    mod = display_modifier(obj)
+    if mod is None:
+        return {}
+    ids = _input_ids(mod.node_group)
+    return {name: mod[ids[name]] for name in OPTION_NAMES}
+
+
+def remove_display(obj: bpy.types.Object) -> bool:
+    """Remove the display modifier, its drivers and the splat material slot; True if removed."""
+    mod = display_modifier(obj)
+    if mod is None:
+        return False
+    ids = _input_ids(mod.node_group)
+    for name, _path in _RENDER_INPUTS:
+        obj.driver_remove(f'modifiers["{mod.name}"]["{ids[name]}"]')
+    obj.modifiers.remove(mod)
+    mats = obj.data.materials
+    for i in reversed(range(len(mats))):
+        if mats[i] is not None and mats[i].name == MATERIAL_NAME:
+            mats.pop(index=i)
+    return True
+
+
+def use_raw_view_transform(scene: bpy.types.Scene, *, report: Report = log_report) -> None:
+    """Show render values unchanged (view transform "Raw", no look, exposure 0, gamma 1)."""
+    view = scene.view_settings
+    if view.view_transform != 'Raw':
+        old = view.view_transform
+        view.view_transform = 'Raw'
+        report({'INFO'}, f"Scene {scene.name!r}: view transform {old} → Raw, so splats show "
+                         "the colours the model produced")
+    view.look = 'None'
+    view.exposure = 0.0
+    view.gamma = 1.0
+
+
+def _has_splat_attributes(mesh) -> bool:
+    attributes = mesh.attributes
+    for name in (layout.SCALE, layout.ROTATION, layout.OPACITY, layout.SH_DC):
+        attr = attributes.get(name)
+        if attr is None or attr.domain != 'POINT':
+            return False
+    return True

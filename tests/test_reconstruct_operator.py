@@ -1,0 +1,326 @@
+"""One-click reconstruction in Blender: gs.reconstruct in background mode, the session's cancel
+at every stage, a bad capture's error text, preferences and the Check Worker button.
+
+Kept tiny for a 2-core CPU: the built-in toy, 8 orbit views at 64², Workbench, a few fit
+steps.
+"""
+
+import os
+import stat
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.bpy
+
+STEPS = 8  # fit steps of the full run (each is about a second on a busy 2-core machine)
+
+
+@pytest.fixture
+def ext(blender):
+    from blender_gs_addon.extension import extension_module
+
+    class Ext:
+        job = extension_module("scene.reconstruct_job")
+        capture = extension_module("scene.capture")
+        samples = extension_module("scene.sample_scenes")
+        splat_object = extension_module("scene.splat_object")
+        preferences = extension_module("preferences")
+        operators = extension_module("operators.reconstruct")
+
+    Ext.preferences.ensure_preferences()
+    yield Ext
+    prefs = Ext.preferences.ensure_preferences()  # a test may have re-made the entry
+    for name in Ext.preferences.Settings.__dataclass_fields__:
+        setattr(prefs, name, getattr(Ext.preferences.DEFAULTS, name))
+    assert Ext.job.active_session() is None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_worker_left():
+    yield
+    from blender_gs_addon.extension import extension_module
+
+    job = extension_module("scene.reconstruct_job")
+    client = job._WORKER["client"]
+    job.stop_worker()
+    if client is not None:
+        assert client.proc.poll() is not None
+
+
+def _toy(ext, bpy):
+    objects = ext.samples.build_sample_scene("toy")
+    for obj in objects:
+        obj.select_set(True)
+    bpy.context.view_layer.objects.active = objects[0]
+    settings = bpy.context.scene.gs_capture
+    settings.rig = "orbit"
+    settings.views = 8
+    settings.elevations = "15"
+    settings.resolution_x = settings.resolution_y = 64
+    settings.engine = "WORKBENCH"
+    return objects
+
+
+def _tiny_capture():
+    return {"rig": "orbit", "views": 8, "elevations": (15.0,), "resolution": 64,
+            "engine": "WORKBENCH"}
+
+
+def _scene_state(bpy):
+    scene = bpy.context.scene
+    render = scene.render
+    return {
+        "objects": sorted(o.name for o in bpy.data.objects),
+        "counts": {kind: len(getattr(bpy.data, kind)) for kind in (
+            "scenes", "cameras", "meshes", "objects", "images", "materials", "collections",
+            "worlds", "lights")},
+        "matrices": {o.name: np.array(o.matrix_world).round(6).tolist() for o in scene.objects},
+        "render": (render.engine, render.resolution_x, render.resolution_y, render.filepath,
+                   render.film_transparent, render.resolution_percentage),
+        "frame": scene.frame_current,
+        "camera": scene.camera.name if scene.camera else None,
+        "world": scene.world.name if scene.world else None,
+    }
+
+
+def _world_bounds(objects):
+    points = []
+    for obj in objects:
+        co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
+        obj.data.vertices.foreach_get("co", co)
+        m = np.array(obj.matrix_world)
+        points.append(co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3])
+    points = np.concatenate(points)
+    return points.min(axis=0), points.max(axis=0)
+
+
+def _wait_for(session, condition, *, timeout=120.0):
+    """Step the session like the modal timer does until ``condition()``; returns the longest
+    time one step() call took while the model was running."""
+    longest, deadline = 0.0, time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"stuck at {session.stage}: {session.message}"
+        start = time.perf_counter()
+        assert session.step(), f"session ended at {session.stage}: {session.error}"
+        if session.stage == "reconstruct":
+            longest = max(longest, time.perf_counter() - start)
+        time.sleep(0.02)
+    return longest
+
+
+# ---------------------------------------------------------------------------- preferences
+def test_preferences_fall_back_to_defaults_and_are_found_by_package_name(ext, blender):
+    prefs_module = ext.preferences
+    assert prefs_module.ROOT_PACKAGE == "gaussian_splats"  # what load_extension registers
+    assert prefs_module.GS_AddonPreferences.bl_idname == prefs_module.ROOT_PACKAGE
+    prefs = prefs_module.get_preferences(blender.context)
+    assert prefs.bl_rna.identifier == "GS_AddonPreferences"
+    prefs.execution, prefs.device = "SUBPROCESS", "CPU"
+    settings = prefs_module.settings_from(prefs_module.get_preferences())
+    assert (settings.execution, settings.device, settings.default_backend) == (
+        "SUBPROCESS", "CPU", "FIT")
+    assert ext.job.use_in_process(settings) is False
+    # Without the add-on entry (registered by hand, not enabled): the defaults.
+    entry = blender.context.preferences.addons[prefs_module.ROOT_PACKAGE]
+    blender.context.preferences.addons.remove(entry)
+    assert prefs_module.get_preferences() is prefs_module.DEFAULTS
+    assert ext.job.use_in_process(prefs_module.DEFAULTS) is True  # torch imports in this venv
+    prefs_module.ensure_preferences()
+
+
+def test_in_process_refused_with_clear_message_when_torch_is_missing(ext, monkeypatch):
+    settings = ext.preferences.Settings(execution="IN_PROCESS")
+    monkeypatch.setitem(ext.job._TORCH_STATE, "ok", False)
+    monkeypatch.setitem(ext.job._TORCH_STATE, "why", "torch is not installed in this Python")
+    with pytest.raises(ext.job.GSError, match="torch is not installed.*Worker Process"):
+        ext.job.use_in_process(settings)
+    assert ext.job.use_in_process(ext.preferences.Settings(execution="AUTO")) is False
+
+
+# --------------------------------------------------------------------------- the full run
+def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, blender):
+    bpy = blender
+    objects = _toy(ext, bpy)
+    before = _scene_state(bpy)
+    source_lo, source_hi = _world_bounds(objects)
+
+    assert bpy.app.background
+    assert bpy.ops.gs.reconstruct(steps=STEPS) == {'FINISHED'}
+
+    result = ext.job.last_result()
+    assert result["in_process"] is True and result["steps"] == STEPS
+    obj = bpy.data.objects[result["object"]]
+    assert ext.splat_object.is_splat_object(obj)
+    assert ext.splat_object.splat_count(obj) == result["count"] > 0
+    assert not os.path.exists(result["job_dir"])
+
+    # Placement: the capture's normalisation undone on top of the 3DGS → Blender rotation.
+    from blender_gs_addon import capture_rigs
+    from blender_gs_addon.axes import file_to_blender_matrix
+
+    normalisation = np.array(result["normalisation"])
+    np.testing.assert_allclose(
+        normalisation, capture_rigs.normalisation_transform(source_lo, source_hi), atol=1e-6)
+    expected = np.linalg.inv(normalisation) @ file_to_blender_matrix("-Y")
+    bpy.context.view_layer.update()
+    np.testing.assert_allclose(np.array(obj.matrix_world), expected, atol=1e-5)
+    # The splats sit on the toy: their centre inside its box, their extent overlapping it.
+    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
+    obj.data.vertices.foreach_get("co", co)
+    world = co.reshape(-1, 3) @ expected[:3, :3].T + expected[:3, 3]
+    centre = np.median(world, axis=0)
+    assert np.all(centre > source_lo) and np.all(centre < source_hi), (centre, source_lo)
+    lo, hi = np.percentile(world, 5, axis=0), np.percentile(world, 95, axis=0)
+    overlap = np.clip(np.minimum(hi, source_hi) - np.maximum(lo, source_lo), 0, None)
+    assert np.all(overlap > 0.5 * (source_hi - source_lo)), (lo, hi, source_lo, source_hi)
+
+    # Nothing else changed: one new object with its mesh, every other setting as it was.
+    after = _scene_state(bpy)
+    assert after["objects"] == sorted(before["objects"] + [obj.name])
+    assert after["counts"] == {**before["counts"], "meshes": before["counts"]["meshes"] + 1,
+                               "objects": before["counts"]["objects"] + 1}
+    del after["matrices"][obj.name]
+    for key in ("matrices", "render", "frame", "camera", "world"):
+        assert after[key] == before[key], key
+    assert bpy.context.window_manager.gs_reconstruct.last_result.startswith("Reconstructed")
+
+
+# ----------------------------------------------------------------------------- bad capture
+@pytest.mark.parametrize("execution", ["IN_PROCESS", "SUBPROCESS"])
+def test_bad_capture_reports_the_dataset_readers_error(ext, blender, monkeypatch, execution):
+    bpy = blender
+    _toy(ext, bpy)
+    prefs = ext.preferences.ensure_preferences()
+    prefs.execution = execution
+    import sys
+
+    prefs.worker_python = sys.executable
+    finish = ext.capture.CaptureSession.finish
+
+    def finish_then_lose_an_image(session):
+        out = finish(session)
+        os.remove(out / "train" / "view_003.png")
+        return out
+
+    monkeypatch.setattr(ext.capture.CaptureSession, "finish", finish_then_lose_an_image)
+    before = _scene_state(bpy)
+    with pytest.raises(RuntimeError, match=r"transforms_train\.json.*view_003\.png is missing"):
+        bpy.ops.gs.reconstruct(steps=1)
+    assert _scene_state(bpy) == before
+
+
+# ----------------------------------------------------------------------------------- cancel
+def test_cancel_before_start_and_during_capture_changes_nothing(ext, blender):
+    bpy = blender
+    objects = _toy(ext, bpy)
+    before = _scene_state(bpy)
+
+    idle = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture())
+    assert idle.cancel() is True and idle.stage == "cancelled"
+    assert idle.step() is False and idle.job_dir is None
+
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture())
+    session.start()
+    mode = stat.S_IMODE(os.stat(session.job_dir).st_mode)
+    assert mode == 0o700, oct(mode)
+    assert session.step() and session.stage == "capture"
+    assert "GS Capture (temporary)" in bpy.data.scenes  # the capture is under way
+    assert session.cancel() is True
+    assert session.stage == "cancelled" and not session.running
+    assert not session.job_dir.exists()
+    assert _scene_state(bpy) == before
+    assert session.cancel() is False  # nothing left to cancel
+
+
+def test_in_process_model_runs_in_a_thread_and_cancels_promptly(ext, blender):
+    bpy = blender
+    objects = _toy(ext, bpy)
+    before = _scene_state(bpy)
+    settings = ext.preferences.Settings(execution="AUTO")
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+                                         settings=settings, steps=500)
+    assert session.in_process
+    session.start()
+    longest = _wait_for(session, lambda: session.message.startswith("fit:"))
+    # The modal timer's step() only collects progress: the UI is never held up by the model.
+    assert longest < 0.5, longest
+    assert session._thread.is_alive() and session._thread.name == "gs-reconstruct"
+    start = time.monotonic()
+    assert session.cancel() is True
+    assert time.monotonic() - start < 8.0
+    assert not session._thread.is_alive()
+    assert not session.job_dir.exists()
+    assert _scene_state(bpy) == before
+
+
+def test_cancel_at_import_stage_imports_nothing(ext, blender):
+    bpy = blender
+    objects = _toy(ext, bpy)
+    before = _scene_state(bpy)
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+                                         steps=1)
+    session.start()
+    _wait_for(session, lambda: session.stage == "import")
+    assert session.result["count"] > 0
+    assert session.cancel() is True
+    assert session.object is None and not session.job_dir.exists()
+    assert _scene_state(bpy) == before
+
+
+def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
+    import sys
+
+    bpy = blender
+    objects = _toy(ext, bpy)
+    before = _scene_state(bpy)
+    settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=sys.executable)
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+                                         settings=settings, steps=500)
+    assert not session.in_process
+    session.start()
+    _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
+    client = ext.job._WORKER["client"]
+    start = time.monotonic()
+    assert session.cancel() is True
+    assert time.monotonic() - start < 4.0
+    assert session._job.cancelled and client.alive  # cooperative cancel: worker stays warm
+    assert not session.job_dir.exists()
+    assert _scene_state(bpy) == before
+    assert client.run("wait", {"seconds": 0.05}, timeout=30) == {"waited": 0.05}
+
+
+# ----------------------------------------------------------------------------- check worker
+def test_check_worker_reports_torch_gsplat_and_cuda(ext, blender):
+    import sys
+
+    prefs = ext.preferences.ensure_preferences()
+    prefs.worker_python = sys.executable
+    assert blender.ops.gs.check_worker() == {'FINISHED'}
+    text = blender.context.window_manager.gs_reconstruct.check_text
+    import gsplat
+    import torch
+
+    assert f"torch {torch.__version__}" in text and f"gsplat {gsplat.__version__}" in text
+    assert "CUDA no" in text or "CUDA yes" in text
+    assert "torch imports" in text
+
+    prefs.worker_python = "/nonexistent/python"
+    assert blender.ops.gs.check_worker() == {'FINISHED'}
+    text = blender.context.window_manager.gs_reconstruct.check_text
+    assert "/nonexistent/python' does not exist" in text
+
+
+def test_unregister_stops_the_worker(ext, blender, gs_extension):
+    import sys
+
+    client = ext.job._get_worker(sys.executable)
+    assert client.alive
+    gs_extension.unregister()
+    try:
+        assert client.proc.poll() is not None
+        assert not hasattr(blender.types.WindowManager, "gs_reconstruct")
+    finally:
+        gs_extension.register()
+        ext.preferences.ensure_preferences()

@@ -1,0 +1,158 @@
+"""Core skinning: automatic weights of faceless splats, quantisation, exact LBS reference."""
+
+import numpy as np
+import pytest
+
+from blender_gs_addon.errors import GSError
+from blender_gs_addon.quaternions import quat_to_matrix
+from blender_gs_addon.skinning import (
+    blend_skinning,
+    bone_weights,
+    frame_groups,
+    nearest_points,
+    polar_rotation,
+    quantize_weights,
+    segment_distances,
+    solid_grid,
+)
+
+
+def cylinder_shell(rng, count, *, radius, z0, z1, x=0.0):
+    """Points on the surface of a vertical cylinder (a reconstructed limb is a shell)."""
+    z = rng.uniform(z0, z1, count)
+    phi = rng.uniform(0, 2 * np.pi, count)
+    r = radius * rng.uniform(0.9, 1.0, count)
+    return np.stack([x + r * np.cos(phi), r * np.sin(phi), z], 1)
+
+
+def test_segment_distances_analytic():
+    pts = np.array([[0.0, 1.0, 0.5], [0.0, 0.0, 2.0], [3.0, 4.0, -1.0]])
+    d, t = segment_distances(pts, np.array([[0.0, 0.0, 0.0]]), np.array([[0.0, 0.0, 1.0]]))
+    np.testing.assert_allclose(d[:, 0], [1.0, 1.0, np.sqrt(26.0)])
+    np.testing.assert_allclose(t[:, 0], [0.5, 1.0, 0.0])
+
+
+def test_solid_grid_fills_the_inside_of_a_shell(rng):
+    pts = cylinder_shell(rng, 20000, radius=0.2, z0=0, z1=1)
+    grid = solid_grid(pts, resolution=32)
+    inside = grid.lookup(grid.index(np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 0.1]])))
+    outside = grid.lookup(grid.index(np.array([[0.5, 0.5, 0.5]])))
+    assert inside.all() and not outside.any()
+
+
+def test_weights_limb_sum_to_one_and_follow_the_bones(rng):
+    pts = cylinder_shell(rng, 30000, radius=0.1, z0=0, z1=2)
+    heads = np.array([[0, 0, 0], [0, 0, 1.0]])
+    tails = np.array([[0, 0, 1.0], [0, 0, 2.0]])
+    sw = bone_weights(pts, heads, tails)
+    assert sw.bones.shape == (30000, 4)
+    np.testing.assert_allclose(sw.weights.sum(1), 1.0, atol=1e-5)
+    assert (sw.weights.max(1) > 0).all()
+    w_lower = np.where(sw.bones == 0, sw.weights, 0).sum(1)
+    assert (w_lower[pts[:, 2] < 0.6] > 0.95).all()
+    assert (w_lower[pts[:, 2] > 1.4] < 0.05).all()
+    near_joint = np.abs(pts[:, 2] - 1.0) < 0.02
+    assert np.all(np.abs(w_lower[near_joint] - 0.5) < 0.2)
+    # weights fall monotonically (on average) along the limb
+    bins = np.digitize(pts[:, 2], np.linspace(0, 2, 11))
+    means = [w_lower[bins == i].mean() for i in range(1, 11)]
+    assert np.all(np.diff(means) <= 1e-6)
+
+
+def test_two_legs_do_not_pull_each_other(rng):
+    # A thick left leg beside a thin right leg, 0.06 apart, with its bones off-centre: the
+    # inner side of the left leg is nearer to the RIGHT leg's bones, so only the visibility
+    # test keeps them apart.
+    left = cylinder_shell(rng, 20000, radius=0.15, z0=0, z1=1, x=-0.16)
+    right = cylinder_shell(rng, 20000, radius=0.05, z0=0, z1=1, x=0.1)
+    pts = np.vstack([left, right])
+    heads = np.array([[-0.2, 0, 1.0], [-0.2, 0, 0.5], [0.1, 0, 1.0], [0.1, 0, 0.5]])
+    tails = np.array([[-0.2, 0, 0.5], [-0.2, 0, 0.0], [0.1, 0, 0.5], [0.1, 0, 0.0]])
+    sw = bone_weights(pts, heads, tails)
+    w_right_on_left = np.where(sw.bones[:20000] >= 2, sw.weights[:20000], 0).sum(1)
+    w_left_on_right = np.where(sw.bones[20000:] < 2, sw.weights[20000:], 0).sum(1)
+    assert w_right_on_left.max() == 0.0
+    assert w_left_on_right.max() == 0.0
+    # the plain distance rule would have let the right bones pull the left leg's inner side
+    plain = bone_weights(pts, heads, tails, visibility=False)
+    assert np.where(plain.bones[:20000] >= 2, plain.weights[:20000], 0).sum(1).max() > 0.3
+
+
+def test_bad_inputs_are_refused(rng):
+    pts = cylinder_shell(rng, 1000, radius=0.1, z0=0, z1=1)
+    with pytest.raises(GSError, match="no deform bones"):
+        bone_weights(pts, np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(GSError, match="farther from every bone"):
+        bone_weights(pts + 100.0, np.array([[0, 0, 0.0]]), np.array([[0, 0, 1.0]]))
+    messages = []
+    stray = np.vstack([pts, [[5.0, 5.0, 5.0]] * 10])
+    sw = bone_weights(stray, np.array([[0, 0, 0.0]]), np.array([[0, 0, 1.0]]),
+                      report=lambda levels, msg: messages.append((levels, msg)))
+    assert any("far outside" in m for _, m in messages)
+    np.testing.assert_allclose(sw.weights.sum(1), 1.0, atol=1e-6)
+
+
+def test_quantize_weights_sum_exactly(rng):
+    w = rng.dirichlet(np.ones(4), 5000)
+    w[:100, 2:] = 0
+    q = quantize_weights(w)
+    assert (q.sum(1) == 255).all()
+    assert np.abs(q / 255 - w).max() <= 1 / 255 + 1e-9
+    group, ub, ul = frame_groups(np.tile([3, 1, 2, 0], (5000, 1)), q)
+    assert (ul.sum(1) == 255).all()
+    assert len(ub) == len(np.unique(group))
+    np.testing.assert_array_equal(ul[group].sum(1), q.sum(1))
+
+
+def test_frame_groups_canonical_order():
+    bones = np.array([[1, 2, 0, 0], [2, 1, 5, 0], [2, 1, 0, 0]])
+    levels = np.array([[100, 155, 0, 0], [155, 100, 0, 0], [155, 100, 0, 0]])
+    group, ub, ul = frame_groups(bones, levels)
+    assert group[0] == group[1] == group[2] and len(ub) == 1
+    np.testing.assert_array_equal(ub[0, :2], [1, 2])
+    np.testing.assert_array_equal(ul[0], [100, 155, 0, 0])
+
+
+def test_nearest_points_matches_brute_force(rng):
+    pts = rng.normal(size=(3000, 3))
+    qs = np.vstack([rng.normal(size=(500, 3)), rng.normal(size=(20, 3)) * 10])
+    idx, d = nearest_points(pts, qs)
+    brute = np.linalg.norm(qs[:, None] - pts[None], axis=-1)
+    np.testing.assert_array_equal(idx, brute.argmin(1))
+    np.testing.assert_allclose(d, brute.min(1))
+
+
+def _rot(axis, angle):
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def test_blend_skinning_exact_cases(rng):
+    # single bone weight 1: rigid motion of position and orientation
+    a = np.eye(4)
+    a[:3, :3] = _rot([1, 0, 0], np.pi / 2)
+    a[:3, 3] = [0, 0, 1]
+    pos = rng.normal(size=(10, 3))
+    q = rng.normal(size=(10, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    bones = np.zeros((10, 4), int)
+    w = np.zeros((10, 4))
+    w[:, 0] = 1
+    p2, q2 = blend_skinning(pos, q, bones, w, a[None])
+    np.testing.assert_allclose(p2, pos @ a[:3, :3].T + a[:3, 3], atol=1e-12)
+    np.testing.assert_allclose(quat_to_matrix(q2), a[:3, :3] @ quat_to_matrix(q), atol=1e-12)
+    # half/half between identity and a 90° turn: polar part is the 45° turn
+    mats = np.stack([np.eye(4), a])
+    bones[:, 1] = 1
+    w[:, :2] = 0.5
+    _, q3 = blend_skinning(pos, q, bones, w, mats)
+    np.testing.assert_allclose(quat_to_matrix(q3), _rot([1, 0, 0], np.pi / 4)
+                               @ quat_to_matrix(q), atol=1e-9)
+
+
+def test_polar_rotation_is_proper():
+    m = np.array([[[2.0, 0, 0], [0, 0.5, 0], [0, 0, 1.0]], [[0, -1.0, 0], [1, 0, 0], [0, 0, 3]]])
+    r = polar_rotation(m)
+    np.testing.assert_allclose(r[0], np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(r[1], _rot([0, 0, 1], np.pi / 2), atol=1e-12)
