@@ -202,6 +202,16 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_rig(args) -> int:
+    _, rigging = _blender("scene.rigging")
+    return rigging.rig_main(args)
+
+
+def cmd_bake(args) -> int:
+    _, rigging = _blender("scene.rigging")
+    return rigging.bake_main(args)
+
+
 def cmd_demo(args) -> int:
     """Built-in sample → every format → Blender scene → .blend (the foundation demo)."""
     from .formats import read_splats, write_splats
@@ -320,6 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="override the longer image side")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("rig", help="bind a splat object to an armature or a humanoid template")
+    p.add_argument("--blend", required=True)
+    p.add_argument("--object", required=True, help="the splat object")
+    rig_src = p.add_mutually_exclusive_group(required=True)
+    rig_src.add_argument("--armature", help="an armature object in the .blend")
+    rig_src.add_argument("--template", choices=["humanoid"], help="fit a human metarig")
+    p.add_argument("--out", required=True, help="the .blend to write")
+    p.set_defaults(func=cmd_rig)
+
+    p = sub.add_parser("bake", help="write the posed splats of a frame range as .ply files")
+    p.add_argument("--blend", required=True)
+    p.add_argument("--object", required=True)
+    p.add_argument("--frames", required=True, help="A:B, inclusive")
+    p.add_argument("--out", required=True, help="folder for <name>_<frame>.ply")
+    p.set_defaults(func=cmd_bake)
 
     p = sub.add_parser("demo", help="run the end-to-end demo on the built-in sample")
     p.add_argument("--out", default="out")

@@ -13,8 +13,8 @@ itself, vectorised and without any SMPL-X-style template data:
    when the samples (except within one cell of either end) find at most one cell of empty
    space. This is what keeps one
    leg from pulling the other: the path between the legs crosses empty space. A cell that
-   sees no bone at all (a stray splat outside the body, or a bone outside the cloud) falls back
-   to seeing every bone; a hidden bone more than twice as near as every visible one is seen
+   sees no bone at all (a stray splat outside the body, a hole in a sparse shell) sees only its
+   nearest bone; a hidden bone more than twice as near as every visible one is seen
    too (open ends and thin parts of a shell, where a neighbouring limb is never that near).
 3. **Falloff.** Raw cell weights are ``visible / (distance + ε)^falloff``, normalised; bones
    farther than three times the nearest one are left out.
@@ -43,7 +43,7 @@ from .quaternions import matrix_to_quat, quat_multiply
 
 __all__ = [
     "SkinWeights", "segment_distances", "solid_grid", "bone_weights", "quantize_weights",
-    "frame_groups", "polar_rotation", "blend_skinning", "nearest_points",
+    "frame_groups", "polar_rotation", "blend_skinning", "nearest_points", "transfer_weights",
 ]
 
 WEIGHT_LEVELS = 255  # vertex-group weights are written in steps of 1/255
@@ -126,34 +126,45 @@ def solid_grid(points: np.ndarray, *, resolution: int = 64) -> _Grid:
     for axis in range(3):
         votes += np.logical_or.accumulate(occupied, axis=axis)
         votes += np.flip(np.logical_or.accumulate(np.flip(occupied, axis), axis=axis), axis)
-    return _Grid(origin=origin, cell=cell, solid=occupied | (votes >= 4))
+    solid = occupied | (votes >= 4)
+    for axis in range(3):  # the border stays empty: paths clipped onto it count as outside
+        index = [slice(None)] * 3
+        for end in (0, -1):
+            index[axis] = end
+            solid[tuple(index)] = False
+    return _Grid(origin=origin, cell=cell, solid=solid)
 
 
 # ---------------------------------------------------------------------------- weights
 def _visibility(grid: _Grid, starts: np.ndarray, targets: np.ndarray, *,
-                chunk: int = 16384) -> np.ndarray:
+                chunk: int = 65536) -> np.ndarray:
     """[P] bool: the straight path from each start [P, 3] to its target [P, 3] stays solid."""
-    length = np.linalg.norm(targets - starts, axis=1)  # [P]
+    length = np.linalg.norm(targets - starts, axis=1) / grid.cell  # [P] in cells
     # A path longer than the grid's diagonal leaves the grid: hidden, and never marched (a
     # bone far away must not make the sample arrays huge).
-    diagonal = grid.cell * float(np.linalg.norm(grid.solid.shape))
-    out = length <= diagonal
+    out = length <= float(np.linalg.norm(grid.solid.shape))
     order = np.argsort(length)[:int(out.sum())]  # similar lengths share a chunk
-    step = 0.5 * grid.cell
+    dims = np.array(grid.solid.shape)
+    flat = grid.solid.ravel()  # its border layer is never solid: clipping lands there
+    stride = (int(dims[1] * dims[2]), int(dims[2]))
     budget = 1 << 22  # sample points per chunk
     a = 0
     while a < len(order):
-        samples = max(2, int(np.ceil(length[order[min(a + chunk, len(order)) - 1]] / step)))
+        samples = max(2, int(np.ceil(2.0 * length[order[min(a + chunk, len(order)) - 1]])))
         size = max(1, min(chunk, budget // samples))
         idx = order[a:a + size]
         a += size
-        s, d = starts[idx], length[idx]
-        samples = max(2, int(np.ceil(d.max() / step)))
-        frac = (np.arange(1, samples) / samples)[:, None]  # [S, 1]
-        pos = s[None] + frac[..., None] * (targets[idx] - s)[None]  # [S, c, 3]
+        s = ((starts[idx] - grid.origin) / grid.cell).astype(np.float32)  # grid units
+        delta = ((targets[idx] - starts[idx]) / grid.cell).astype(np.float32)
+        d = length[idx].astype(np.float32)
+        frac = (np.arange(1, samples, dtype=np.float32) / samples)[:, None]  # [S, 1]
+        pos = s[None] + frac[..., None] * delta[None]  # [S, c, 3] half a cell apart or less
+        cells = pos.astype(np.int32)  # positions are ≥ −1, so truncation is fine here
+        np.maximum(cells, 0, out=cells)
+        np.minimum(cells, (dims - 1).astype(np.int32), out=cells)
+        ok = flat[(cells[..., 0] * stride[0] + cells[..., 1] * stride[1]) + cells[..., 2]]
         along = frac * d[None]  # [S, c]
-        exempt = (along < grid.cell) | (d[None] - along < grid.cell)
-        ok = grid.lookup(grid.index(pos)) | exempt
+        ok |= (along < 1.0) | (d[None] - along < 1.0)  # the ends' own cells
         # Up to one cell of empty path is forgiven: the shell's dilation leaves such notches
         # at open ends and thin parts; a real gap (between legs) is wider.
         out[idx] = (~ok).sum(0) <= 2
@@ -203,7 +214,10 @@ def bone_weights(points: np.ndarray, heads: np.ndarray, tails: np.ndarray, *,
         targets = heads[cols] + t[rows, cols, None] * (tails - heads)[cols]
         vis = np.zeros_like(candidate)
         vis[rows, cols] = _visibility(grid, centres[rows], targets)
-        vis[~vis.any(1)] = candidate[~vis.any(1)]  # sees no bone: fall back to plain distance
+        # Sees no bone (a stray splat, a hole in a sparse shell): the nearest bone alone —
+        # never all of them, which would let a neighbouring limb in.
+        blind = np.flatnonzero(~vis.any(1))
+        vis[blind, dist[blind].argmin(1)] = True
         # A hidden bone more than twice as near as every visible one is an open end or a thin
         # part of the shell, not a neighbouring limb: let it be seen.
         nearest_visible = np.where(vis, dist, np.inf).min(1, keepdims=True)
@@ -423,3 +437,94 @@ def blend_skinning(positions: np.ndarray, rotations: np.ndarray, bones: np.ndarr
     pos = np.einsum("nij,nj->ni", blended[:, :3, :3], x) + blended[:, :3, 3]
     rot = matrix_to_quat(polar_rotation(blended[:, :3, :3]))
     return pos, quat_multiply(rot, np.asarray(rotations, np.float64))
+
+
+# ---------------------------------------------------------------------------- mesh transfer
+def _closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Closest point of triangles (a, b, c) [..., 3] to points p [..., 3]: (distance [...],
+    barycentric [..., 3])."""
+    ab, ac = b - a, c - a
+    n = np.cross(ab, ac)
+    nn = np.maximum((n * n).sum(-1), 1e-30)
+    ap = p - a
+    # barycentrics of the projection onto the plane
+    v = (np.cross(ap, ac) * n).sum(-1) / nn
+    w = (np.cross(ab, ap) * n).sum(-1) / nn
+    u = 1.0 - v - w
+    bary = np.stack([u, v, w], -1)
+    inside = (bary >= 0).all(-1)
+    best_d = np.where(inside, np.abs((ap * n).sum(-1)) / np.sqrt(nn), np.inf)
+    best_b = np.where(inside[..., None], bary, 0.0)
+    corners = (a, b, c)
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        e = corners[j] - corners[i]
+        t = np.clip(((p - corners[i]) * e).sum(-1) / np.maximum((e * e).sum(-1), 1e-30), 0, 1)
+        d = np.linalg.norm(p - (corners[i] + t[..., None] * e), axis=-1)
+        better = ~inside & (d < best_d)
+        edge_b = np.zeros_like(bary)
+        edge_b[..., i], edge_b[..., j] = 1.0 - t, t
+        best_d = np.where(better, d, best_d)
+        best_b = np.where(better[..., None], edge_b, best_b)
+    return best_d, best_b
+
+
+def transfer_weights(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
+                     vertex_weights: np.ndarray, *, max_influences: int = 4,
+                     chunk: int = 65536) -> SkinWeights:
+    """Weights copied from a skinned mesh at each point's nearest surface point.
+
+    Args:
+        points: [N, 3]; vertices: [V, 3]; triangles: [T, 3] int; vertex_weights: [V, B].
+    The nearest vertex is found with :func:`nearest_points`; the nearest surface point is
+    then searched on the triangles around that vertex, and the weights of its triangle are
+    interpolated barycentrically, cut to the ``max_influences`` largest and renormalised.
+    Points whose surface point has no weight take the nearest weighted vertex's weights.
+    """
+    verts = np.asarray(vertices, np.float64)
+    tris = np.asarray(triangles, np.int64).reshape(-1, 3)
+    vw = np.asarray(vertex_weights, np.float64)
+    pts = np.asarray(points, np.float64)
+    b = vw.shape[1]
+    weighted = vw.sum(1) > 0
+    if not weighted.any():
+        raise GSError("the source mesh has no weights in the armature's deform bones")
+    nearest, _ = nearest_points(verts, pts)
+    nearest_weighted, _ = nearest_points(verts[weighted], pts)
+    nearest_weighted = np.flatnonzero(weighted)[nearest_weighted]
+    # Triangles around each vertex, padded with −1 to the largest valence.
+    if len(tris):
+        owner = tris.ravel()
+        order = np.argsort(owner, kind="stable")
+        counts = np.bincount(owner, minlength=len(verts))
+        valence = int(min(counts.max(), 32))
+        starts = np.cumsum(counts) - counts
+        slot = np.arange(len(owner)) - np.repeat(starts, counts)
+        keep = slot < valence
+        ring = np.full((len(verts), valence), -1, np.int64)
+        ring[owner[order][keep], slot[keep]] = (order // 3)[keep]
+    k = min(max_influences, b)
+    out_bones = np.zeros((len(pts), max_influences), np.int32)
+    out_w = np.zeros((len(pts), max_influences), np.float32)
+    for a0 in range(0, len(pts), chunk):
+        p = pts[a0:a0 + chunk]
+        if len(tris):
+            cand = ring[nearest[a0:a0 + chunk]]  # [c, R]
+            tri = tris[np.maximum(cand, 0)]  # [c, R, 3]
+            d, bary = _closest_on_triangles(p[:, None], verts[tri[..., 0]], verts[tri[..., 1]],
+                                            verts[tri[..., 2]])
+            d = np.where(cand >= 0, d, np.inf)
+            pick = d.argmin(1)
+            rows = np.arange(len(p))
+            tri_p, bary_p = tri[rows, pick], bary[rows, pick]  # [c, 3], [c, 3]
+            w = (bary_p[..., None] * vw[tri_p]).sum(1)  # [c, B]
+            w[~np.isfinite(d[rows, pick])] = 0
+        else:
+            w = np.zeros((len(p), b))
+        empty = w.sum(1) <= 0
+        w[empty] = vw[nearest_weighted[a0:a0 + chunk][empty]]
+        top = np.argsort(-w, axis=1)[:, :k]
+        top_w = _normalise(np.take_along_axis(w, top, 1))
+        out_bones[a0:a0 + chunk, :k] = top
+        out_w[a0:a0 + chunk, :k] = top_w
+    return SkinWeights(bones=out_bones, weights=out_w)

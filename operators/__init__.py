@@ -4,9 +4,9 @@ Each module exports CLASSES (and optionally MENUS, and the registration hooks
 ``register_properties()`` / ``unregister_properties()``); add new modules to _MODULES.
 """
 
-from . import capture, io_splats, reconstruct
+from . import capture, display, io_splats, reconstruct, rigging
 
-_MODULES = (io_splats, reconstruct, capture)
+_MODULES = (io_splats, reconstruct, capture, rigging, display)
 
 MODULES = _MODULES  # the root registrar calls their hooks
 CLASSES = tuple(cls for module in _MODULES for cls in module.CLASSES)

@@ -222,7 +222,7 @@ class GS_OT_capture_views(bpy.types.Operator):
             if more:
                 self._status(context, f"Capture: {session.message} — Esc to cancel")
                 return {'RUNNING_MODAL'}
-            path = session.finish()
+            session.finish()  # reports where the data set went
         except GSError as err:
             self._end(context)
             self.report({'ERROR'}, str(err))
@@ -231,7 +231,6 @@ class GS_OT_capture_views(bpy.types.Operator):
             self._end(context)
             raise
         self._end(context)
-        self.report({'INFO'}, f"Captured {session.total} views into {path}")
         return {'FINISHED'}
 
     def cancel(self, context):

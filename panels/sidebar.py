@@ -36,7 +36,8 @@ class GS_PT_splats(bpy.types.Panel):
 
 
 def _draw_reconstruct(layout, context) -> None:
-    status = getattr(context.window_manager, "gs_reconstruct", None)
+    wm = getattr(context, "window_manager", None)
+    status = getattr(wm, "gs_reconstruct", None)
     if status is None:  # the reconstruct operators are not registered
         return
     box = layout.box()
@@ -47,7 +48,7 @@ def _draw_reconstruct(layout, context) -> None:
         box.label(text=status.message)
         box.operator("gs.reconstruct_cancel", text="Cancel (Esc)", icon='CANCEL')
         return
-    selected = len(context.selected_objects)
+    selected = len(getattr(context, "selected_objects", ()))
     col = box.column()
     col.enabled = selected > 0
     col.operator("gs.reconstruct", text=f"Reconstruct Selection ({selected})", icon='PLAY')

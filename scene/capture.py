@@ -165,11 +165,12 @@ def _copy_rna_settings(source, target, *, only=None) -> None:
     another of the same type (or just those named in ``only``); values the target refuses are
     skipped."""
     for prop in source.bl_rna.properties:
-        if prop.is_readonly or prop.type in ('POINTER', 'COLLECTION') or \
-                prop.identifier == "rna_type" or (only and prop.identifier not in only):
-            continue
+        name = prop.identifier
+        if prop.is_readonly or prop.type in ('POINTER', 'COLLECTION') or name == "rna_type" \
+                or (only and name not in only) or name.startswith(("preview", "debug")):
+            continue  # viewport-preview and debug options are not the render's business
         try:
-            setattr(target, prop.identifier, getattr(source, prop.identifier))
+            setattr(target, name, getattr(source, name))
         except (AttributeError, TypeError, ValueError, RuntimeError):
             pass
 
@@ -245,6 +246,17 @@ def _resolution(resolution, rig: str, scene) -> tuple[int, int]:
     return size
 
 
+def _whole_number(value, what: str) -> int:
+    try:
+        number = int(value)
+        ok = float(value) == number
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise GSError(f"{what} must be a whole number, got {value!r}")
+    return number
+
+
 def _engine(engine: str) -> str:
     key = str(engine).upper()
     for name, blender_id in ENGINES.items():
@@ -274,7 +286,8 @@ class CaptureSession:
         if self.rig not in RIGS:
             raise GSError(f"unknown capture rig {rig!r}; choose one of {', '.join(RIGS)}")
         self.engine = _engine(engine)
-        self.samples = DEFAULT_SAMPLES[self.engine] if samples in (None, 0) else int(samples)
+        self.samples = (DEFAULT_SAMPLES[self.engine] if samples in (None, 0)
+                        else _whole_number(samples, "samples"))
         if self.samples < 1:
             raise GSError(f"samples must be at least 1, got {samples}")
         self.size = _resolution(resolution, self.rig, scene)
@@ -295,17 +308,28 @@ class CaptureSession:
                           "renders (only lights, cameras, empties, or objects disabled in renders)")
         self.objects = shown
 
-        self.views = int(views)
-        self.test_views = int(test_views or 0)
+        self.views = _whole_number(views, "views")
+        self.test_views = _whole_number(test_views or 0, "test views")
         if self.test_views < 0:
             raise GSError(f"test views must be 0 or more, got {test_views}")
         if self.rig in ("orbit", "sphere") and not 1 <= self.views <= MAX_VIEWS:
             raise GSError(f"views must be between 1 and {MAX_VIEWS}, got {views}")
         if self.test_views > MAX_VIEWS:
             raise GSError(f"test views must be at most {MAX_VIEWS}, got {test_views}")
-        self.elevations = [float(e) for e in np.atleast_1d(np.asarray(elevations, np.float64))]
-        self.fov = DEFAULT_FOV_DEG if fov in (None, 0) else float(fov)
-        self.radius = None if radius in (None, 0) else float(radius)
+        try:
+            self.elevations = [float(e) for e in np.atleast_1d(np.asarray(elevations, float))]
+            self.fov = DEFAULT_FOV_DEG if fov in (None, 0) else float(fov)
+            self.radius = None if radius in (None, 0) else float(radius)
+        except (TypeError, ValueError):
+            raise GSError(f"elevations, field of view and radius must be numbers (got "
+                          f"{elevations!r}, {fov!r}, {radius!r})") from None
+        if self.rig == "orbit" and not all(-90.0 <= e <= 90.0 for e in self.elevations):
+            raise GSError(f"elevations must be between −90 and 90 degrees, got "
+                          f"{self.elevations}")
+        if not 0.0 < self.fov < 180.0:
+            raise GSError(f"field of view must be between 0 and 180 degrees, got {self.fov}")
+        if self.radius is not None and not (math.isfinite(self.radius) and self.radius > 0):
+            raise GSError(f"camera distance must be a positive number, got {self.radius}")
         if self.rig == "lgm":
             if self.size[0] != self.size[1]:
                 raise GSError(f"the LGM rig renders square views; got {self.size[0]}×"
@@ -362,7 +386,7 @@ class CaptureSession:
             collection = found
         if collection is None:
             raise GSError("the scene-camera rig needs a collection of cameras "
-                          "(camera_collection=)")
+                          "(camera_collection= / --camera-collection)")
         cameras = sorted((obj for obj in collection.all_objects if obj.type == 'CAMERA'),
                          key=lambda obj: obj.name)
         if not cameras:

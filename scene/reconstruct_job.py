@@ -62,6 +62,7 @@ _SPAN = {"capture": (0.0, 0.25), "reconstruct": (0.25, 0.97), "import": (0.97, 1
 DEFAULT_CAPTURE = {"rig": "orbit", "views": 16, "elevations": (0.0, 30.0), "resolution": 256,
                    "engine": "EEVEE", "test_views": 0}
 
+LGM_RESOLUTION = 256  # LGM's input size; the rig renders square views at this size
 _WORKER_STARTUP_TIMEOUT = 120.0  # seconds: first torch + CUDA import on a cold disk is slow
 _CANCEL_GRACE = 2.0              # seconds a worker job gets to stop before the worker is killed
 _THREAD_JOIN = 10.0              # seconds cancel() waits for the in-process model to stop
@@ -275,6 +276,16 @@ class ReconstructSession:
         self.name = name or f"{base.name if base else 'Capture'} Splats"
         self.keep_files = keep_files
         self.report = report
+        if self.backend not in ("fit", "lgm", "lgm+fit"):
+            raise GSError(f"unknown backend {self.backend!r}; choose fit, lgm or lgm+fit")
+        if self.backend != "fit" and self.capture_options.get("rig") != "lgm":
+            # LGM reads exactly its own 4 views; any other rig would feed it wrong cameras.
+            resolution = self.capture_options.get("resolution")
+            self.capture_options.update(
+                rig="lgm", fov=None, radius=None,
+                resolution=resolution if isinstance(resolution, int) else LGM_RESOLUTION)
+            report({'INFO'}, f"the {self.backend} backend needs LGM's 4 views: capturing with "
+                             "the LGM rig")
         self.in_process = use_in_process(settings)
         self.python = None if self.in_process else worker_python(settings)
 

@@ -408,7 +408,8 @@ def display_node_group() -> bpy.types.NodeTree:
 
 # ------------------------------------------------------------------------------ the material
 def _build_material(mat: bpy.types.Material) -> None:
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 makes node trees only on request
+        mat.use_nodes = True
     tree = mat.node_tree
     tree.nodes.clear()
     s = _Nodes(tree)

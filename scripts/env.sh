@@ -17,4 +17,30 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" >&2
   echo "$want" > "$stamp"
 fi
+# Python 3.13 + bpy 5.2.3 (what Blender 5.1+ embeds), no torch: tests/test_py313_split.py drives
+# the add-on from there with the worker on .venv. Optional: ~1.1 GB, about 1.5 min the first
+# time; skipped with GS_SKIP_PY313=1 or when no Python 3.13 is found (the test then skips too).
+py313_requirements="bpy==5.2.3 numpy==2.5.5 pillow==13.0.0"  # as in tests/test_py313_split.py
+venv313="$root/.venv313"
+if [ -z "${GS_SKIP_PY313:-}" ] && [ "$(cat "$venv313/.gs-requirements" 2>/dev/null)" != "$py313_requirements" ]; then
+  py313=""
+  for candidate in "${GS_PYTHON313:-}" python3.13 "$HOME"/.pyenv/versions/3.13*/bin/python3.13; do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+      py313=$candidate
+      break
+    fi
+  done
+  if [ -n "$py313" ]; then
+    echo "Creating $venv313 (Python 3.13, $py313_requirements)" >&2
+    # shellcheck disable=SC2086
+    if "$py313" -m venv "$venv313" >&2 && "$venv313/bin/python" -m pip install --quiet \
+        --disable-pip-version-check $py313_requirements >&2; then
+      echo "$py313_requirements" > "$venv313/.gs-requirements"
+    else
+      echo "warning: could not set up $venv313; the Python 3.13 test will try again" >&2
+    fi
+  else
+    echo "note: no Python 3.13 found; the Python 3.13 / bpy 5.2 test will be skipped" >&2
+  fi
+fi
 echo "$venv/bin/python"

@@ -458,6 +458,11 @@ def test_bad_input_is_refused_cleanly(capture, markers, tmp_path, blender):
         ({"objects": markers, "rig": "spiral"}, "unknown capture rig"),
         ({"objects": markers, "resolution": 0}, "resolution"),
         ({"objects": markers, "views": 0}, "views"),
+        ({"objects": markers, "views": "many"}, "whole number"),
+        ({"objects": markers, "fov": 200}, "field of view"),
+        ({"objects": markers, "radius": -1.0}, "distance"),
+        ({"objects": markers, "elevations": (0.0, 100.0)}, "elevations"),
+        ({"objects": markers, "transparent": False, "background": (2, 0, 0)}, "background"),
     ]
     for options, message in cases:
         with pytest.raises(GSError, match=message):

@@ -154,6 +154,17 @@ def test_behind_camera_and_near_plane_are_culled_with_finite_gradients():
         assert g[name][3:5].abs().sum() > 0, name
 
 
+def test_nonfinite_splat_is_culled_and_the_rest_renders_unchanged():
+    scene = random_scene(9, n=12, n_cams=1)
+    clean = rasterize(**scene)
+    bad = {k: (torch.cat([v, v[:1]]) if k in PARAMS else v) for k, v in scene.items()}
+    bad["means"][-1, 1] = float("nan")
+    out = rasterize(**bad)
+    assert (out.meta["radii"][0, -1] == 0).all()
+    torch.testing.assert_close(out.colors, clean.colors)
+    torch.testing.assert_close(out.alphas, clean.alphas)
+
+
 @pytest.mark.parametrize("degree", [1, 2, 3])
 def test_sh_render_matches_reference(degree):
     scene = random_scene(10 + degree, n=24, sh_degree=degree)
@@ -242,6 +253,19 @@ def test_transmittance_early_stop_excludes_the_splat_that_would_cross_1e4():
     (out.colors[0, 4, 4].sum() + out.alphas[0, 4, 4, 0]).backward()
     assert (leaves["colors"].grad[3:] == 0).all() and (leaves["opacities"].grad[3:] == 0).all()
     assert (leaves["colors"].grad[:3] != 0).any(-1).all()
+
+
+def test_early_stop_carries_across_chunks():
+    # One splat per chunk: the stop in chunk 4 must also silence the fainter splats behind it
+    # (alpha 0.3 alone would not cross 1e-4, but gsplat's ray is finished).
+    scene = stacked_layers(8, 0.95)
+    scene["opacities"] = torch.tensor([0.95, 0.95, 0.95, 0.95, 0.3, 0.3, 0.95, 0.3])
+    ref, gr = grads(rasterize_reference, scene)
+    out, g = grads(rasterize, scene, max_pairs=1)
+    torch.testing.assert_close(out.colors, ref.colors, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out.alphas, ref.alphas, atol=1e-6, rtol=1e-5)
+    assert_close_grads(g, gr)
+    np.testing.assert_allclose(out.alphas[0, 4, 4, 0].item(), 1 - 0.05**3, rtol=1e-6)
 
 
 def test_backgrounds_composite_behind_and_empty_scene_is_background():

@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.bpy
 
-STEPS = 8  # fit steps of the full run (each is about a second on a busy 2-core machine)
+STEPS = 5  # fit steps of the full run (each is about a second on a busy 2-core machine)
 
 
 @pytest.fixture
@@ -69,6 +69,7 @@ def _tiny_capture():
 
 
 def _scene_state(bpy):
+    bpy.context.view_layer.update()  # matrix_world of new objects is stale until evaluated
     scene = bpy.context.scene
     render = scene.render
     return {
@@ -139,6 +140,22 @@ def test_in_process_refused_with_clear_message_when_torch_is_missing(ext, monkey
     assert ext.job.use_in_process(ext.preferences.Settings(execution="AUTO")) is False
 
 
+def test_lgm_backends_capture_with_the_lgm_rig(ext, blender):
+    objects = _toy(ext, blender)
+    reports = []
+    for backend in ("lgm", "lgm+fit"):
+        session = ext.job.ReconstructSession(
+            blender.context, objects=objects, capture=_tiny_capture(), backend=backend,
+            report=lambda levels, message: reports.append(message))
+        assert session.capture_options["rig"] == "lgm"
+        assert session.capture_options["resolution"] == 64  # a square size is kept
+    assert "LGM rig" in reports[-1]
+    fit = ext.job.ReconstructSession(blender.context, objects=objects, capture=_tiny_capture())
+    assert fit.backend == "fit" and fit.capture_options["rig"] == "orbit"
+    with pytest.raises(ext.job.GSError, match="unknown backend"):
+        ext.job.ReconstructSession(blender.context, objects=objects, backend="nerf")
+
+
 # --------------------------------------------------------------------------- the full run
 def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, blender):
     bpy = blender
@@ -179,8 +196,11 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
     # Nothing else changed: one new object with its mesh, every other setting as it was.
     after = _scene_state(bpy)
     assert after["objects"] == sorted(before["objects"] + [obj.name])
+    # The importer may give the splats a display material of their own.
+    own_materials = {m.name for m in obj.data.materials if m is not None}
     assert after["counts"] == {**before["counts"], "meshes": before["counts"]["meshes"] + 1,
-                               "objects": before["counts"]["objects"] + 1}
+                               "objects": before["counts"]["objects"] + 1,
+                               "materials": before["counts"]["materials"] + len(own_materials)}
     del after["matrices"][obj.name]
     for key in ("matrices", "render", "frame", "camera", "world"):
         assert after[key] == before[key], key
@@ -234,24 +254,98 @@ def test_cancel_before_start_and_during_capture_changes_nothing(ext, blender):
     assert session.cancel() is False  # nothing left to cancel
 
 
-def test_in_process_model_runs_in_a_thread_and_cancels_promptly(ext, blender):
+class _FakeWindowManager:
+    """The real window manager, with the calls that need a window (absent in background mode)
+    recorded instead."""
+
+    def __init__(self, wm):
+        self._wm, self.calls = wm, []
+
+    def __getattr__(self, name):
+        return getattr(self._wm, name)
+
+    def event_timer_add(self, seconds, window=None):
+        self.calls.append("timer_add")
+        return "timer"
+
+    def event_timer_remove(self, timer):
+        self.calls.append("timer_remove")
+
+    def modal_handler_add(self, operator):
+        self.calls.append("modal_handler_add")
+
+    def progress_begin(self, lo, hi):
+        self.calls.append("progress_begin")
+
+    def progress_update(self, value):
+        self.calls.append(("progress", value))
+
+    def progress_end(self):
+        self.calls.append("progress_end")
+
+
+def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, blender):
+    """The modal loop of gs.reconstruct driven by hand (background mode has no event loop):
+    the in-process model runs in a thread, every timer tick returns at once, the progress
+    reaches the window manager, the status bar and the panel's property, Esc restores all."""
+    from types import SimpleNamespace
+
     bpy = blender
     objects = _toy(ext, bpy)
     before = _scene_state(bpy)
+    op_class = ext.operators.GS_OT_reconstruct
+    wm = _FakeWindowManager(bpy.context.window_manager)
+    status_texts = []
+    context = SimpleNamespace(window_manager=wm, window="window",
+                              workspace=SimpleNamespace(status_text_set=status_texts.append))
+    reports = []
+
+    class Op:
+        _start_modal, _show, _end, modal = (op_class._start_modal, op_class._show,
+                                            op_class._end, op_class.modal)
+        _finished_report = op_class._finished_report
+        _timer = None
+
+        def report(self, levels, message):
+            reports.append((set(levels), message))
+
+    op = Op()
     settings = ext.preferences.Settings(execution="AUTO")
     session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
-                                         settings=settings, steps=500)
+                                         settings=settings, steps=500, report=op.report)
     assert session.in_process
-    session.start()
-    longest = _wait_for(session, lambda: session.message.startswith("fit:"))
-    # The modal timer's step() only collects progress: the UI is never held up by the model.
-    assert longest < 0.5, longest
-    assert session._thread.is_alive() and session._thread.name == "gs-reconstruct"
+    assert op._start_modal(context, session) == {'RUNNING_MODAL'}
+    assert wm.calls[:3] == ["progress_begin", "timer_add", "modal_handler_add"]
+    status = bpy.context.window_manager.gs_reconstruct
+    assert status.running and status.stage == "capture"
+
+    tick = SimpleNamespace(type='TIMER', value='NOTHING', timer="timer")
+    longest, deadline = 0.0, time.monotonic() + 120
+    while not session.message.startswith("fit:"):
+        assert time.monotonic() < deadline, session.message
+        start = time.perf_counter()
+        assert op.modal(context, tick) == {'PASS_THROUGH'}
+        if session.stage == "reconstruct":
+            longest = max(longest, time.perf_counter() - start)
+        time.sleep(0.02)
+    assert longest < 0.5, longest  # the model never holds up the UI
+    thread = session._thread
+    assert thread.is_alive() and thread.name == "gs-reconstruct"
+    assert 0.25 <= status.progress < 1.0 and status.message.startswith("fit:")
+    assert "Esc to cancel" in status_texts[-1]
+    progress = [c[1] for c in wm.calls if isinstance(c, tuple)]
+    assert progress == sorted(progress) and progress[-1] >= 0.25
+
+    # Other events pass through (the viewport stays usable); Esc cancels.
+    mouse = SimpleNamespace(type='MOUSEMOVE', value='NOTHING', timer=None)
+    assert op.modal(context, mouse) == {'PASS_THROUGH'}
     start = time.monotonic()
-    assert session.cancel() is True
+    esc = SimpleNamespace(type='ESC', value='PRESS', timer=None)
+    assert op.modal(context, esc) == {'CANCELLED'}
     assert time.monotonic() - start < 8.0
-    assert not session._thread.is_alive()
-    assert not session.job_dir.exists()
+    assert not thread.is_alive() and not session.job_dir.exists()
+    assert wm.calls[-2:] == ["timer_remove", "progress_end"] and status_texts[-1] is None
+    assert not status.running and reports[-1][0] == {'WARNING'}
     assert _scene_state(bpy) == before
 
 
@@ -324,3 +418,46 @@ def test_unregister_stops_the_worker(ext, blender, gs_extension):
     finally:
         gs_extension.register()
         ext.preferences.ensure_preferences()
+
+
+# -------------------------------------------------------------------------------- the panel
+class _Layout:
+    """Records what a draw function asks the layout for."""
+
+    def __init__(self, calls):
+        self.calls, self.enabled, self.active = calls, True, True
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            if name in ("box", "row", "column"):
+                return _Layout(self.calls)
+            return None
+        return call
+
+
+def test_sidebar_draws_the_button_or_the_progress_bar(ext, blender):
+    from types import SimpleNamespace
+
+    from blender_gs_addon.extension import extension_module
+
+    sidebar = extension_module("panels.sidebar")
+    status = blender.context.window_manager.gs_reconstruct
+    context = SimpleNamespace(window_manager=blender.context.window_manager,
+                              selected_objects=["a", "b"])
+    calls = []
+    sidebar._draw_reconstruct(_Layout(calls), context)
+    operators = [c[1][0] for c in calls if c[0] == "operator"]
+    assert operators == ["gs.reconstruct"] and not any(c[0] == "progress" for c in calls)
+    assert any("(2)" in c[2].get("text", "") for c in calls if c[0] == "operator")
+
+    status.running, status.progress, status.stage, status.message = True, 0.42, "capture", "v"
+    try:
+        calls.clear()
+        sidebar._draw_reconstruct(_Layout(calls), context)
+    finally:
+        status.running = False
+    bars = [c[2] for c in calls if c[0] == "progress"]
+    assert len(bars) == 1 and abs(bars[0]["factor"] - 0.42) < 1e-6
+    assert "42%" in bars[0]["text"]
+    assert [c[1][0] for c in calls if c[0] == "operator"] == ["gs.reconstruct_cancel"]

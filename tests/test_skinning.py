@@ -95,6 +95,7 @@ def test_bad_inputs_are_refused(rng):
 def test_quantize_weights_sum_exactly(rng):
     w = rng.dirichlet(np.ones(4), 5000)
     w[:100, 2:] = 0
+    w /= w.sum(1, keepdims=True)
     q = quantize_weights(w)
     assert (q.sum(1) == 255).all()
     assert np.abs(q / 255 - w).max() <= 1 / 255 + 1e-9
@@ -156,3 +157,82 @@ def test_polar_rotation_is_proper():
     r = polar_rotation(m)
     np.testing.assert_allclose(r[0], np.eye(3), atol=1e-12)
     np.testing.assert_allclose(r[1], _rot([0, 0, 1], np.pi / 2), atol=1e-12)
+
+
+def test_transfer_weights_interpolates_on_the_surface():
+    from blender_gs_addon.skinning import transfer_weights
+
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0.0]])
+    tris = np.array([[0, 1, 2], [1, 3, 2]])
+    vw = np.array([[1, 0], [0, 1], [1, 0], [0, 1.0]])  # weight of bone 1 = x
+    pts = np.array([[0.25, 0.5, 0.3], [0.75, 0.2, -0.1], [2.0, 0.5, 0.0]])
+    sw = transfer_weights(pts, verts, tris, vw)
+    w1 = np.where(sw.bones == 1, sw.weights, 0).sum(1)
+    np.testing.assert_allclose(w1, [0.25, 0.75, 1.0], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- humanoid fit
+def _tube(rng, count, a, b, radius):
+    """Surface points of a capsule-less tube from a to b."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    axis = (b - a) / np.linalg.norm(b - a)
+    helper = np.array([1.0, 0, 0]) if abs(axis[0]) < 0.9 else np.array([0, 1.0, 0])
+    e1 = np.cross(axis, helper)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    t = rng.uniform(0, 1, count)[:, None]
+    phi = rng.uniform(0, 2 * np.pi, count)[:, None]
+    return a + t * (b - a) + radius * (np.cos(phi) * e1 + np.sin(phi) * e2)
+
+
+def _sphere(rng, count, centre, radius):
+    d = rng.normal(size=(count, 3))
+    return np.asarray(centre) + radius * d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def _box(rng, count, lo, hi):
+    return rng.uniform(lo, hi, size=(count, 3))
+
+
+def human_figure(rng, *, pose="T", count=60000):
+    """A 1.8 m stick-figure shell (Z up, facing −Y) and its true joints."""
+    drop = 0.0 if pose == "T" else np.radians(35.0)
+    parts, truth = [], {"head_top": np.array([0, 0, 1.8])}
+    n = count // 12
+    parts.append(_sphere(rng, n, (0, 0, 1.69), 0.11))
+    parts.append(_tube(rng, n // 2, (0, 0, 1.45), (0, 0, 1.6), 0.05))
+    parts.append(_tube(rng, 3 * n, (0, 0, 0.85), (0, 0, 1.47), 0.16))
+    for sign, side in ((1, "L"), (-1, "R")):
+        shoulder = np.array([sign * 0.17, 0, 1.42])
+        direction = np.array([sign * np.cos(drop), 0, -np.sin(drop)])
+        wrist = shoulder + 0.6 * direction
+        tip = wrist + 0.1 * direction
+        parts.append(_tube(rng, n, shoulder, wrist, 0.045))
+        parts.append(_tube(rng, n // 3, wrist, tip, 0.035))
+        truth[f"wrist.{side}"], truth[f"hand_tip.{side}"] = wrist, tip
+        parts.append(_tube(rng, 2 * n, (sign * 0.1, 0, 0.08), (sign * 0.1, 0, 0.88), 0.07))
+        parts.append(_box(rng, n // 2, (sign * 0.1 - 0.045, -0.17, 0.0),
+                          (sign * 0.1 + 0.045, 0.05, 0.08)))
+        truth[f"ankle.{side}"] = np.array([sign * 0.1, 0.0, 0.08])
+    return np.vstack(parts), truth
+
+
+@pytest.mark.parametrize("pose", ["T", "A"])
+def test_fit_humanoid_joints_within_ten_percent(rng, pose):
+    from blender_gs_addon.humanoid_fit import fit_humanoid
+
+    pts, truth = human_figure(rng, pose=pose)
+    fit = fit_humanoid(pts + [0.3, -0.2, 0.5])
+    assert fit.pose == pose
+    assert abs(fit.height - 1.8) < 0.02
+    for name, where in truth.items():
+        err = np.linalg.norm(fit.joints[name] - (where + [0.3, -0.2, 0.5]))
+        assert err < 0.1 * 1.8, (name, err)
+
+
+def test_fit_humanoid_refuses_a_lying_figure(rng):
+    from blender_gs_addon.humanoid_fit import fit_humanoid
+
+    pts, _ = human_figure(rng)
+    with pytest.raises(GSError, match="upright"):
+        fit_humanoid(pts[:, [2, 1, 0]] * [1, 1, 0.05])

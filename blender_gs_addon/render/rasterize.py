@@ -25,14 +25,16 @@ the same on the other:
   "ED" expected depth ``Σ wᵢ zᵢ / max(alpha, 1e-10)`` (0 where nothing was hit), with
   ``wᵢ = alphaᵢ Tᵢ`` and z the camera-space depth of the mean.
 
-The CPU path is vectorised per camera: each visible Gaussian contributes (Gaussian, pixel) pairs
-for the pixels of its screen box only; pairs with alpha < 1/255 are dropped before anything that
-autograd records; the rest are sorted by (pixel, depth), their transmittances come from a
-segmented float64 cumulative sum of log(1 − alpha), and pixel values from scatter-adds.
-Memory is bounded by splitting each camera's depth-sorted Gaussians into chunks of at most
-``max_pairs`` box pairs, carrying each pixel's log-transmittance from one chunk to the next.
-A custom autograd function does the compositing (pairs → pixels) in closed form, so only a few
-per-pair tensors are kept for the backward pass.
+The CPU path is vectorised per camera, with no loop over Gaussians: each visible Gaussian
+contributes (Gaussian, pixel) pairs only for the pixels of each row of its box where its
+ellipse can reach alpha ≥ 1/255 (solved per row, plus a small margin; the exact per-pixel test
+still decides); the pairs are sorted by (pixel, depth) with one stable int32 sort, their
+transmittances come from a float64 cumulative sum of log(1 − alpha) segmented per pixel, and
+pixel values from scatter-adds. Memory is bounded by splitting each camera's depth-sorted
+Gaussians into chunks of about ``max_pairs`` pairs, carrying each pixel's log-transmittance and
+"stopped" flag from one chunk to the next; rows whose pixels have all stopped are skipped. One
+custom autograd function computes alphas and compositing and their gradients in closed form, so
+the backward pass keeps only indices and two floats per pair.
 
 The ``meta`` dict of the result has what ``gsplat.strategy.DefaultStrategy`` reads as ``info``
 (``means2d`` [C, N, 2] whose ``.grad`` — and ``.absgrad`` with ``absgrad=True`` — is filled by
@@ -191,8 +193,8 @@ def project_gaussians(means, quats, scales, opacities, viewmats, Ks, *, width: i
         mx, my = means2d.detach().unbind(-1)
         visible = (valid & (op >= ALPHA_THRESHOLD) & ((rx > 0) | (ry > 0))
                    & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height))
-        radii = torch.stack([rx, ry], -1) * visible[..., None]
-        radii = radii.to(torch.int32)
+        radii = torch.where(visible[..., None], torch.stack([rx, ry], -1), 0.0)
+        radii = radii.to(torch.int32)  # NaN inputs end up culled with radius 0
     means2d = torch.where(visible[..., None], means2d, torch.zeros_like(means2d))
     return Projection(means2d=means2d, conics=conics, depths=z, radii=radii)
 
@@ -205,19 +207,21 @@ class _PairComposite(torch.autograd.Function):
     forward(params [6+D, V] = rows (mean2d x, y, conic a, b, c, opacity, features…),
             g [P] Gaussian column of each pair, pix [P] pixel, px [P], py [P] pixel-centre
             coordinates, seg_start [P], carry [HW] log transmittance left by nearer chunks,
-            abs_sink)
-      → (out [D, HW] Σ w·features, log_t [HW] log transmittance after this chunk)
+            done [HW] bool pixels stopped in nearer chunks, abs_sink)
+      → (out [D, HW] Σ w·features, log_t [HW] log transmittance after this chunk,
+         done [HW] pixels stopped so far)
 
     Pairs are sorted by (pixel, depth): each pixel's pairs form a contiguous run that begins at
     index ``seg_start``. Pairs below the alpha threshold are inert; pairs whose inclusive
     transmittance would be ≤ 1e-4 are excluded (gsplat's stop rule; monotone, so they are a
-    tail of each run). Parameters are laid out one per row so every per-pair quantity is a
-    contiguous vector (strided columns are ~10× slower on CPU). ``abs_sink`` ([2, V] or None)
+    tail of each run), and a stopped pixel takes nothing from later chunks. Parameters are laid
+    out one per row so every per-pair quantity is a contiguous vector (strided columns are ~10×
+    slower on CPU). ``abs_sink`` ([2, V] or None)
     accumulates Σ_pairs |∂L/∂mean2d| (gsplat's absgrad).
     """
 
     @staticmethod
-    def forward(ctx, params, g, pix, px, py, seg_start, carry, abs_sink):
+    def forward(ctx, params, g, pix, px, py, seg_start, carry, done, abs_sink):
         pg = params.index_select(1, g)  # [6+D, P]
         dx = pg[0] - px
         dy = pg[1] - py
@@ -229,7 +233,10 @@ class _PairComposite(torch.autograd.Function):
         excl = torch.cumsum(log1m.double(), 0) - log1m
         log_t = (excl - excl.index_select(0, seg_start)).to(alpha.dtype) + carry.index_select(
             0, pix)  # [P] log T in front of the pair
-        trans = torch.exp(log_t) * ((log_t + log1m) > _LOG_T_MIN)  # [P], 0 past the stop
+        below = (log_t + log1m) <= _LOG_T_MIN
+        stopped = below & (alpha > 0)  # a hit that would end the ray: it and all behind drop
+        done_out = done.index_fill(0, pix[stopped], True)
+        trans = torch.exp(log_t) * ~(below | done.index_select(0, pix))  # [P], 0 past the stop
         w = alpha * trans
         n_feats = params.shape[0] - 6
         out = torch.zeros(n_feats, carry.shape[0], dtype=pg.dtype, device=pg.device)
@@ -238,10 +245,11 @@ class _PairComposite(torch.autograd.Function):
         log_t_out = carry.index_add(0, pix, log1m * (trans > 0))
         ctx.save_for_backward(params, g, pix, px, py, seg_start, alpha, trans)
         ctx.abs_sink = abs_sink
-        return out, log_t_out
+        ctx.mark_non_differentiable(done_out)
+        return out, log_t_out, done_out
 
     @staticmethod
-    def backward(ctx, grad_out, grad_log_t):
+    def backward(ctx, grad_out, grad_log_t, _grad_done):
         params, g, pix, px, py, seg_start, alpha, trans = ctx.saved_tensors
         pg = params.index_select(1, g)  # [6+D, P]
         feats = pg[6:]
@@ -277,7 +285,7 @@ class _PairComposite(torch.autograd.Function):
             ctx.abs_sink[0].index_add_(0, g, g_mx.abs())
             ctx.abs_sink[1].index_add_(0, g, g_my.abs())
         grad_carry = total.to(grad_log_t.dtype) + grad_log_t
-        return grad_params, None, None, None, None, None, grad_carry, None
+        return grad_params, None, None, None, None, None, grad_carry, None, None
 
 
 def _abs_flusher(sink, vis, abs_v):
@@ -324,6 +332,17 @@ def _row_spans(mx, my, con, op, radii, *, width: int, height: int):
     return row_g, start, length
 
 
+def _drop_done_rows(done, row_start, lengths, *, width: int, height: int):
+    """Lengths with rows whose pixels have all stopped set to 0 (done [HW] bool)."""
+    grid = done.view(height, width).to(torch.int32)
+    cum = torch.nn.functional.pad(torch.cumsum(grid, 1), (1, 0)).flatten()  # [H·(W+1)]
+    y = torch.div(row_start, width, rounding_mode="floor")
+    last = cum.numel() - 1
+    first = (row_start + y).clamp_max(last)  # the run's start in the padded rows
+    n_done = cum.index_select(0, (first + lengths).clamp_max(last)) - cum.index_select(0, first)
+    return torch.where(n_done == lengths, torch.zeros_like(lengths), lengths)
+
+
 def _render_camera(means2d, conics, opacities, depths, radii, features: Callable, *, width: int,
                    height: int, max_pairs: int, absgrad_sink=None):
     """One camera: [N, ...] projections → (feature image [HW, D], log T [HW], n_pairs).
@@ -358,6 +377,7 @@ def _render_camera(means2d, conics, opacities, depths, radii, features: Callable
                                                height=height)
         # Split the depth-sorted Gaussians into chunks of about max_pairs pairs (whole rows of
         # whole Gaussians; a chunk holds at least one Gaussian, at most one image of pairs more).
+        # Later chunks skip rows whose pixels all stopped already.
         row_cum = torch.cumsum(row_len, 0)
         total = int(row_cum[-1]) if row_cum.numel() else 0
         budget = max(int(max_pairs), hw)
@@ -373,9 +393,13 @@ def _render_camera(means2d, conics, opacities, depths, radii, features: Callable
         row_bounds.append(row_g.numel())
 
     n_pairs = 0
+    done = torch.zeros(hw, dtype=torch.bool, device=device)
     for r0, r1 in zip(row_bounds[:-1], row_bounds[1:]):
         with torch.no_grad():
             lengths = row_len[r0:r1]
+            if r0 > 0:
+                lengths = _drop_done_rows(done, row_start[r0:r1], lengths, width=width,
+                                          height=height)
             n = int(lengths.sum())
             if n == 0:
                 continue
@@ -393,8 +417,8 @@ def _render_camera(means2d, conics, opacities, depths, radii, features: Callable
             per_pixel = torch.bincount(pix, minlength=hw)
             seg_start = (torch.cumsum(per_pixel, 0) - per_pixel).index_select(0, pix)
         n_pairs += n
-        chunk_out, carry = _PairComposite.apply(params, g, pix, px, py, seg_start, carry,
-                                                abs_sink)
+        chunk_out, carry, done = _PairComposite.apply(params, g, pix, px, py, seg_start, carry,
+                                                      done, abs_sink)
         out = out + chunk_out
     return out.t(), carry, n_pairs
 
@@ -444,7 +468,7 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, 
 def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: int, height: int,
               near_plane: float = 0.01, far_plane: float = 1e10, sh_degree: int | None = None,
               backgrounds=None, eps2d: float = 0.3, absgrad: bool = False,
-              backend: str = "auto", max_pairs: int = 1 << 22) -> RenderOutput:
+              backend: str = "auto", max_pairs: int = 1 << 20) -> RenderOutput:
     """Render N Gaussians into C pinhole cameras (gsplat semantics, differentiable).
 
     Args:

@@ -1,0 +1,64 @@
+"""Operators for the splat display, and the "Gaussian Splatting" render engine's registration.
+
+Thin wrappers around ``scene/splat_display.py``; the render engine class lives in
+``scene/render_engine.py`` and is registered with these classes.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from ..blender_gs_addon.errors import GSError
+from ..scene import render_engine, splat_display
+from ..scene.splat_object import is_splat_object
+
+__all__ = ["GS_OT_add_display", "GS_OT_remove_display", "CLASSES"]
+
+
+def _targets(context) -> list[bpy.types.Object]:
+    objects = [o for o in context.selected_objects if is_splat_object(o)]
+    active = context.active_object
+    if is_splat_object(active) and active not in objects:
+        objects.append(active)
+    return objects
+
+
+class GS_OT_add_display(bpy.types.Operator):
+    """Show the selected splat objects as Gaussians (EEVEE, Cycles) for the active camera"""
+
+    bl_idname = "gs.add_display"
+    bl_label = "Add Splat Display"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        return bool(_targets(context))
+
+    def execute(self, context):
+        try:
+            for obj in _targets(context):
+                splat_display.add_display(obj, scene=context.scene, report=self.report)
+        except GSError as err:
+            self.report({'ERROR'}, str(err))
+            return {'CANCELLED'}
+        return {'FINISHED'}
+
+
+class GS_OT_remove_display(bpy.types.Operator):
+    """Remove the Gaussian display from the selected splat objects (the splats stay)"""
+
+    bl_idname = "gs.remove_display"
+    bl_label = "Remove Splat Display"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        return any(splat_display.display_modifier(o) for o in _targets(context))
+
+    def execute(self, context):
+        removed = sum(splat_display.remove_display(o) for o in _targets(context))
+        self.report({'INFO'}, f"Removed the display from {removed} object(s)")
+        return {'FINISHED'}
+
+
+CLASSES = (GS_OT_add_display, GS_OT_remove_display) + render_engine.CLASSES

@@ -1,0 +1,44 @@
+"""Sidebar sub-panel with the active splat object's display options (draw code only)."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..scene.splat_display import OPTION_NAMES, display_modifier
+from ..scene.splat_object import is_splat_object
+
+__all__ = ["GS_PT_display", "CLASSES"]
+
+
+class GS_PT_display(bpy.types.Panel):
+    bl_idname = "GS_PT_display"
+    bl_label = "Display"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Splats"
+    bl_parent_id = "GS_PT_splats"
+
+    @classmethod
+    def poll(cls, context):
+        return is_splat_object(context.active_object)
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.active_object
+        mod = display_modifier(obj)
+        if mod is None:
+            layout.operator("gs.add_display", icon='SHADING_RENDERED')
+            return
+        ids = {item.name: item.identifier for item in mod.node_group.interface.items_tree
+               if item.item_type == 'SOCKET' and item.in_out == 'INPUT'}
+        col = layout.column()
+        for name in OPTION_NAMES:
+            if name in ids:
+                col.prop(mod, f'["{ids[name]}"]', text=name)
+        row = layout.row(align=True)
+        row.prop(mod, "show_viewport", text="Viewport")
+        row.prop(mod, "show_render", text="Render")
+        layout.operator("gs.remove_display", icon='X')
+
+
+CLASSES = (GS_PT_display,)

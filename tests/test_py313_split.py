@@ -1,0 +1,141 @@
+"""The real-world split: Blender 5.1+ embeds Python 3.13, torch lives in another environment.
+
+bpy 5.2.3 on Python 3.13 (``.venv313``, no torch) loads and registers the extension, is told to
+run the model in a worker process on this test's Python 3.11 (which has torch), and runs
+``bpy.ops.gs.reconstruct()`` in background mode on the built-in toy. The splat object must
+appear with the count the worker reported, torch must never be importable on the 3.13 side, and
+the worker must be gone once the 3.13 process has exited.
+
+``.venv313`` is made by scripts/env.sh, or here on first use (about 1.1 GB, 1–2 minutes with a
+good connection). Skips when no Python 3.13 is found (set GS_PYTHON313 to point at one).
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.bpy, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv313"
+PY313_REQUIREMENTS = ["bpy==5.2.3", "numpy==2.5.5", "pillow==13.0.0"]  # as in scripts/env.sh
+STEPS = 3
+
+SCRIPT = r'''
+import importlib.util, json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+worker_python, out = sys.argv[2], sys.argv[3]
+import bpy
+from blender_gs_addon.extension import extension_module, load_extension
+
+assert importlib.util.find_spec("torch") is None, "torch must not be importable here"
+extension = load_extension()
+extension.register()
+preferences = extension_module("preferences")
+job = extension_module("scene.reconstruct_job")
+prefs = preferences.ensure_preferences()
+prefs.execution = "SUBPROCESS"
+prefs.worker_python = worker_python
+prefs.device = "CPU"
+
+objects = extension_module("scene.sample_scenes").build_sample_scene("toy")
+for obj in objects:
+    obj.select_set(True)
+bpy.context.view_layer.objects.active = objects[0]
+capture = bpy.context.scene.gs_capture
+capture.views, capture.elevations = 8, "15"
+capture.resolution_x = capture.resolution_y = 64
+capture.engine = "WORKBENCH"
+
+start = time.perf_counter()
+status = bpy.ops.gs.reconstruct(steps=int(sys.argv[4]))
+seconds = time.perf_counter() - start
+result = job.last_result()
+obj = bpy.data.objects[result["object"]]
+client = job._WORKER["client"]
+with open(out, "w") as fh:
+    json.dump({
+        "status": sorted(status), "python": sys.version.split()[0], "bpy": bpy.app.version_string,
+        "torch_here": job.torch_available(), "torch_module_loaded": "torch" in sys.modules,
+        "count": result["count"], "vertices": len(obj.data.vertices),
+        "in_process": result["in_process"], "worker_python": client.info["python"],
+        "worker_torch": client.info["torch"], "worker_pid": client.info["pid"],
+        "job_dir_left": os.path.exists(result["job_dir"]), "seconds": seconds,
+    }, fh)
+# No explicit clean-up: exiting must take the worker down (atexit / parent death).
+'''
+
+
+def _python313() -> str | None:
+    candidates = [os.environ.get("GS_PYTHON313"), "python3.13",
+                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13")))]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "(3, 13)":
+            return candidate
+    return None
+
+
+def _venv313() -> Path:
+    python = VENV / "bin" / "python"
+    stamp = VENV / ".gs-requirements"
+    if python.is_file() and stamp.is_file() and stamp.read_text().split() == PY313_REQUIREMENTS:
+        return python
+    base = _python313()
+    if base is None:
+        pytest.skip("no Python 3.13 found (set GS_PYTHON313); needed for bpy 5.2.3")
+    subprocess.run([base, "-m", "venv", str(VENV)], check=True, timeout=300)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    *PY313_REQUIREMENTS], check=True, timeout=1800)
+    stamp.write_text(" ".join(PY313_REQUIREMENTS) + "\n")
+    return python
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_bpy_on_python_313_reconstructs_through_a_python_311_worker(tmp_path):
+    pytest.importorskip("torch")  # the worker side: this test's own Python
+    python313 = _venv313()
+    script = tmp_path / "drive.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "result.json"
+    env = {**os.environ, "PYTHONPATH": ""}  # nothing of the 3.11 environment on the 3.13 side
+    run = subprocess.run([str(python313), str(script), str(ROOT), sys.executable, str(out),
+                          str(STEPS)], capture_output=True, text=True, timeout=600, env=env,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+
+    assert result["python"].startswith("3.13.") and result["bpy"].startswith("5.2.3")
+    assert result["torch_here"] is False and result["torch_module_loaded"] is False
+    assert result["in_process"] is False
+    assert result["worker_python"] == ".".join(map(str, sys.version_info[:3]))
+    import torch
+
+    assert result["worker_torch"] == torch.__version__
+    assert result["status"] == ["FINISHED"]
+    assert result["vertices"] == result["count"] > 0
+    assert not result["job_dir_left"]
+    assert "Reconstruct [100.0%] done" in run.stdout  # background mode prints progress
+    deadline = time.monotonic() + 5.0
+    while _alive(result["worker_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(result["worker_pid"]), "the worker outlived the Blender process"
