@@ -81,9 +81,9 @@ def run(quick: bool = False) -> list[dict]:
             t_ours = min(t_ours, _best(ours, 1))
             t_blender = min(t_blender, _best(blenders, 1))
         rows.append({"name": f"import {count:,} SH3 .ply ({size / 1e6:.0f} MB)", "value": t_ours,
-                     "unit": "s", "goal": "", "note": "best of %d" % runs})
+                     "unit": "s", "goal": "", "note": f"best of {runs}"})
         rows.append({"name": "Blender wm.ply_import, same file", "value": t_blender,
-                     "unit": "s", "goal": "", "note": "best of %d" % runs})
+                     "unit": "s", "goal": "", "note": f"best of {runs}"})
         rows.append({"name": "import / wm.ply_import", "value": t_ours / t_blender, "unit": "×",
                      "goal": "≤ 1.3", "note": "same process, same file"})
 

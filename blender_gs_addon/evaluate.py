@@ -109,8 +109,8 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact
 
     PNGs are RGBA (transparent film) and named after the frames' file names, so they can be
     compared with the data set's own images. ``resolution`` rescales the longer side (the
-    intrinsics scale with it). Only the exact engine (our rasterizer) runs here; the EEVEE and
-    Cycles displays need Blender and come from the splat display module.
+    intrinsics scale with it). "exact" is our rasterizer; "eevee" and "cycles" render the
+    Blender splat display (needs bpy) through :mod:`scene.render_engine`.
     """
     from pathlib import Path
 
@@ -121,9 +121,15 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact
     from .formats import read_splats
     from .reconstruct import resolve_device
 
+    if engine in ("eevee", "cycles"):
+        from .errors import log_report
+        from .extension import extension_module
+
+        return extension_module("scene.render_engine").render_dataset_frames(
+            splats_path=splats_path, cameras=cameras, out_dir=out_dir, engine=engine,
+            resolution=resolution, report=report or log_report)
     if engine != "exact":
-        raise GSError(f"render engine {engine!r} needs Blender's splat display, which this "
-                      "version does not have yet; use --engine exact")
+        raise GSError(f"unknown render engine {engine!r}; choose exact, eevee or cycles")
     splats = splats_file_to_world(read_splats(splats_path))
     dataset = read_transforms(cameras, check_images=False)
     if not dataset.views:

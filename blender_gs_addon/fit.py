@@ -35,6 +35,7 @@ class FitConfig:
     steps: int = 1500
     init_count: int = 6000  # random splats in the unit cube when no initial splats are given
     init_extent: float = 0.5  # half-size of that cube (captures are normalised to a unit cube)
+    init_carve: bool = True  # keep only random points inside every view's silhouette (alpha)
     sh_degree: int = 3
     sh_interval: int = 400  # steps between SH degree increments
     lr_means: float = 1.6e-3  # × scene scale; decays to lr_means_final_ratio of it
@@ -141,7 +142,39 @@ def views_from_dataset(views, *, load_image=None) -> FitViews:
     )
 
 
-def _init_params(init: SplatSet | None, config: FitConfig, gen, device):
+def carve_random_points(views: FitViews, *, count: int, extent: float, gen,
+                        min_alpha: float = 0.5, oversample: int = 16):
+    """Random points in the cube [−extent, extent]³ that project inside every view's silhouette.
+
+    A point outside a view's image is not judged by that view. Returns (points [M, 3], colours
+    [M, 3] averaged over the views that see each point, volume fraction kept), M ≤ count; the
+    colours ignore occlusion — they only seed the optimisation.
+    """
+    import torch
+
+    cand = (torch.rand(count * oversample, 3, generator=gen) * 2.0 - 1.0) * extent  # [P, 3]
+    keep = torch.ones(len(cand), dtype=torch.bool)
+    colour_sum = torch.zeros(len(cand), 3)
+    seen = torch.zeros(len(cand))
+    _, height, width, _ = views.images.shape
+    for i in range(views.count):
+        cam = cand @ views.viewmats[i, :3, :3].T + views.viewmats[i, :3, 3]  # [P, 3]
+        z = cam[:, 2].clamp_min(1e-6)
+        k = views.Ks[i]
+        u = (k[0, 0] * cam[:, 0] / z + k[0, 2]).floor().long()
+        v = (k[1, 1] * cam[:, 1] / z + k[1, 2]).floor().long()
+        inside = (cam[:, 2] > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        pix = views.images[i, v.clamp(0, height - 1), u.clamp(0, width - 1)]  # [P, 4]
+        keep &= ~inside | (pix[:, 3] >= min_alpha)
+        colour_sum += torch.where(inside[:, None], pix[:, :3], 0.0)
+        seen += inside.float()
+    fraction = float(keep.float().mean())
+    points = cand[keep][:count]
+    colours = (colour_sum[keep] / seen[keep].clamp_min(1.0)[:, None])[:count]
+    return points, colours, fraction
+
+
+def _init_params(init: SplatSet | None, config: FitConfig, gen, device, views=None):
     import torch
 
     if init is not None:
@@ -156,13 +189,22 @@ def _init_params(init: SplatSet | None, config: FitConfig, gen, device):
         }
     else:
         n, ext = config.init_count, config.init_extent
-        spacing = 2.0 * ext / n ** (1.0 / 3.0)
+        means = (torch.rand(n, 3, generator=gen) * 2.0 - 1.0) * ext
+        sh0 = (torch.rand(n, 1, 3, generator=gen) - 0.5) * 0.5
+        volume = (2.0 * ext) ** 3
+        if config.init_carve and views is not None:
+            points, colours, fraction = carve_random_points(views, count=n, extent=ext, gen=gen)
+            # Fall back to the whole cube when the silhouettes carve (nearly) everything away.
+            if len(points) >= max(16, n // 20):
+                means, n, volume = points, len(points), volume * max(fraction, 1e-6)
+                sh0 = ((colours - 0.5) / 0.28209479177387814)[:, None, :]
+        spacing = (volume / n) ** (1.0 / 3.0)
         t = {
-            "means": (torch.rand(n, 3, generator=gen) * 2.0 - 1.0) * ext,
+            "means": means,
             "scales": torch.full((n, 3), math.log(0.5 * spacing)),
             "quats": torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=1),
             "opacities": torch.full((n,), math.log(0.1 / 0.9)),
-            "sh0": (torch.rand(n, 1, 3, generator=gen) - 0.5) * 0.5,
+            "sh0": sh0,
             "shN": torch.zeros(n, (config.sh_degree + 1) ** 2 - 1, 3),
         }
     return torch.nn.ParameterDict(
@@ -227,7 +269,7 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
     centres = torch.linalg.inv(viewmats)[:, :3, 3]
     scene_scale = float((centres - centres.mean(0)).norm(dim=1).max().clamp_min(1e-3)) * 1.1
 
-    params = _init_params(init, config, gen, dev)
+    params = _init_params(init, config, gen, dev, views=views)
     lrs = {"means": config.lr_means * scene_scale, "scales": config.lr_scales,
            "quats": config.lr_quats, "opacities": config.lr_opacities, "sh0": config.lr_sh0,
            "shN": config.lr_shN}

@@ -12,7 +12,7 @@ from ..blender_gs_addon.errors import GSError
 from ..scene import render_engine, splat_display
 from ..scene.splat_object import is_splat_object
 
-__all__ = ["GS_OT_add_display", "GS_OT_remove_display", "CLASSES"]
+__all__ = ["GS_OT_add_display", "GS_OT_remove_display", "GS_OT_use_raw_view", "CLASSES"]
 
 
 def _targets(context) -> list[bpy.types.Object]:
@@ -61,4 +61,16 @@ class GS_OT_remove_display(bpy.types.Operator):
         return {'FINISHED'}
 
 
-CLASSES = (GS_OT_add_display, GS_OT_remove_display) + render_engine.CLASSES
+class GS_OT_use_raw_view(bpy.types.Operator):
+    """Set the scene's view transform to Raw so splats show exactly the model's colours"""
+
+    bl_idname = "gs.use_raw_view"
+    bl_label = "Show Raw Colours"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        splat_display.use_raw_view_transform(context.scene, report=self.report)
+        return {'FINISHED'}
+
+
+CLASSES = (GS_OT_add_display, GS_OT_remove_display, GS_OT_use_raw_view) + render_engine.CLASSES

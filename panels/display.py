@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..scene.splat_display import OPTION_NAMES, display_modifier
+from ..scene.splat_display import OPTION_NAMES, display_modifier, input_property
 from ..scene.splat_object import is_splat_object
 
 __all__ = ["GS_PT_display", "CLASSES"]
@@ -34,10 +34,13 @@ class GS_PT_display(bpy.types.Panel):
         col = layout.column()
         for name in OPTION_NAMES:
             if name in ids:
-                col.prop(mod, f'["{ids[name]}"]', text=name)
+                owner, prop = input_property(mod, ids[name])
+                col.prop(owner, prop, text=name)
         row = layout.row(align=True)
         row.prop(mod, "show_viewport", text="Viewport")
         row.prop(mod, "show_render", text="Render")
+        if context.scene.view_settings.view_transform != 'Raw':
+            layout.operator("gs.use_raw_view", icon='COLOR')
         layout.operator("gs.remove_display", icon='X')
 
 

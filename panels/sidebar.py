@@ -8,7 +8,7 @@ import bpy
 
 from ..scene.splat_object import is_splat_object, splat_count, splat_sh_degree
 
-__all__ = ["GS_PT_splats", "CLASSES"]
+__all__ = ["GS_PT_splats", "GS_PT_capture", "GS_PT_rigging", "CLASSES"]
 
 
 class GS_PT_splats(bpy.types.Panel):
@@ -56,4 +56,47 @@ def _draw_reconstruct(layout, context) -> None:
         box.label(text=status.last_result, icon='CHECKMARK')
 
 
-CLASSES = (GS_PT_splats,)
+class GS_PT_capture(bpy.types.Panel):
+    """Capture settings: used by Capture Views and by Reconstruct."""
+
+    bl_idname = "GS_PT_capture"
+    bl_label = "Capture"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Splats"
+    bl_parent_id = "GS_PT_splats"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    @classmethod
+    def poll(cls, context):
+        return getattr(context.scene, "gs_capture", None) is not None
+
+    def draw(self, context):
+        from ..operators.capture import draw_capture_settings
+
+        draw_capture_settings(self.layout, context.scene.gs_capture, context=context)
+
+
+class GS_PT_rigging(bpy.types.Panel):
+    """Binding splats to an armature, the humanoid template and baking."""
+
+    bl_idname = "GS_PT_rigging"
+    bl_label = "Rigging"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Splats"
+    bl_parent_id = "GS_PT_splats"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    @classmethod
+    def poll(cls, context):
+        return is_splat_object(context.active_object)
+
+    def draw(self, context):
+        col = self.layout.column(align=True)
+        col.operator("gs.bind_armature", icon='ARMATURE_DATA')
+        col.operator("gs.rig_humanoid", icon='OUTLINER_OB_ARMATURE')
+        col.operator("gs.bake_splats", icon='EXPORT')
+
+
+CLASSES = (GS_PT_splats, GS_PT_capture, GS_PT_rigging)

@@ -51,7 +51,7 @@ from ..blender_gs_addon.sh import _C1, _C2, _C3, SH_C0
 __all__ = [
     "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
     "remove_display", "display_modifier", "set_display_options", "display_options",
-    "use_raw_view_transform", "display_node_group", "display_material",
+    "use_raw_view_transform", "display_node_group", "display_material", "input_property",
 ]
 
 MODIFIER_NAME = "Splat Display"
@@ -477,17 +477,50 @@ def _check_splat_object(obj) -> None:
                       f"{', '.join(missing)}); import a splat file to make a splat object")
 
 
+def _input_api_is_properties(mod) -> bool:
+    """Blender 5.2+ keeps modifier input values in ``mod.properties.inputs``, not ID props."""
+    return hasattr(mod, "properties") and hasattr(mod.properties, "inputs")
+
+
+def _input_data_path(mod, identifier: str) -> str:
+    """Object-relative data path of a Geometry Nodes modifier input (for drivers)."""
+    if _input_api_is_properties(mod):
+        return f'modifiers["{mod.name}"].properties.inputs.{identifier}.value'
+    return f'modifiers["{mod.name}"]["{identifier}"]'
+
+
+def input_property(mod, identifier: str) -> tuple[object, str]:
+    """(owner, property name) of a modifier input for ``layout.prop`` on any Blender version."""
+    if _input_api_is_properties(mod):
+        return getattr(mod.properties.inputs, identifier), "value"
+    return mod, f'["{identifier}"]'
+
+
+def _get_input(mod, identifier: str):
+    if _input_api_is_properties(mod):
+        return getattr(mod.properties.inputs, identifier).value
+    return mod[identifier]
+
+
+def _set_input(mod, identifier: str, value) -> None:
+    if _input_api_is_properties(mod):
+        getattr(mod.properties.inputs, identifier).value = value
+    else:
+        mod[identifier] = value
+
+
 def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
                 scale_multiplier: float = 1.0, opacity_threshold: float = 0.0,
                 viewport_points: bool = False, point_radius: float = 0.0,
-                scene: bpy.types.Scene | None = None, raw_view_transform: bool = True,
+                scene: bpy.types.Scene | None = None, raw_view_transform: bool = False,
                 report: Report = log_report) -> bpy.types.NodesModifier:
     """Give a splat object its Gaussian display (Geometry Nodes modifier + material).
 
     Idempotent: an object that already has the display gets its options updated. ``sh_degree``
     defaults to the object's own degree. The render size inputs are driven by ``scene``'s
-    render settings (default: the context scene). With ``raw_view_transform`` the scene's view
-    transform is set to "Raw" so the screen shows the model's colours unchanged (reported).
+    render settings (default: the context scene). The scene's colour management is left alone
+    unless ``raw_view_transform`` asks for view transform "Raw" (the screen then shows the
+    model's colours unchanged; the "Raw view" button of the display panel does the same).
     GSError for objects without splat attributes.
     """
     _check_splat_object(obj)
@@ -501,7 +534,7 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
         obj.data.materials.append(display_material())
     ids = _input_ids(tree)
     for name, path in _RENDER_INPUTS:
-        data_path = f'modifiers["{mod.name}"]["{ids[name]}"]'
+        data_path = _input_data_path(mod, ids[name])
         obj.driver_remove(data_path)
         fcurve = obj.driver_add(data_path)
         driver = fcurve.driver
@@ -549,7 +582,7 @@ def set_display_options(obj: bpy.types.Object, *, sh_degree: int | None = None,
             value = bool(value)
         else:
             value = float(value)
-        mod[ids[name]] = value
+        _set_input(mod, ids[name], value)
     obj.update_tag()
 
 
@@ -559,7 +592,7 @@ def display_options(obj: bpy.types.Object) -> dict:
     if mod is None:
         return {}
     ids = _input_ids(mod.node_group)
-    return {name: mod[ids[name]] for name in OPTION_NAMES}
+    return {name: _get_input(mod, ids[name]) for name in OPTION_NAMES}
 
 
 def remove_display(obj: bpy.types.Object) -> bool:
@@ -569,7 +602,7 @@ def remove_display(obj: bpy.types.Object) -> bool:
         return False
     ids = _input_ids(mod.node_group)
     for name, _path in _RENDER_INPUTS:
-        obj.driver_remove(f'modifiers["{mod.name}"]["{ids[name]}"]')
+        obj.driver_remove(_input_data_path(mod, ids[name]))
     obj.modifiers.remove(mod)
     mats = obj.data.materials
     for i in reversed(range(len(mats))):
