@@ -212,38 +212,118 @@ def cmd_bake(args) -> int:
     return rigging.bake_main(args)
 
 
-def cmd_demo(args) -> int:
-    """Built-in sample → every format → Blender scene → .blend (the foundation demo)."""
-    from .formats import read_splats, write_splats
-    from .samples import sample_splats
+def _lgm_weights_available() -> bool:
+    from .models.weights import resolve_lgm_weights
 
-    out = Path(args.out)
+    try:
+        resolve_lgm_weights(None, offline=True, report=lambda *a: None)
+    except GSError:
+        return False
+    return True
+
+
+def cmd_demo(args) -> int:
+    """The end-to-end demo: built-in scene → capture → reconstruct → import → files.
+
+    Writes ``out/demo.blend`` (the scene with the reconstruction placed on the source
+    objects), ``out/splats.ply``, ``out/capture/`` (the data set), ``out/preview.png``
+    (held-out view: ground truth | reconstruction) and ``out/metrics.json`` (PSNR, SSIM,
+    timings). Splat-file round trips through every format go to ``out/formats/``.
+    """
+    import shutil
+
+    start = time.perf_counter()
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    splats = sample_splats("torus", count=args.count, sh_degree=3, seed=0)
-    print(f"Sample: {splats.count:,} splats, SH {splats.sh_degree}")
-    current = out / "sample.ply"
-    write_splats(current, splats)
-    lo, hi = splats.bbox()
-    for name in ("sample.compressed.ply", "sample.spz", "sample.splat"):
-        start = time.perf_counter()
-        write_splats(out / name, read_splats(current, report=_stdout_report),
-                     report=_stdout_report)
-        back = read_splats(out / name, report=_stdout_report)
-        # Compressed .ply and .splat reorder splats; compare order-free summaries.
-        b_lo, b_hi = back.bbox()
-        drift = float(max(abs(b_lo - lo).max(), abs(b_hi - hi).max()))
-        print(f"  {name:<22} {os.path.getsize(out / name):>11,} bytes "
-              f"({os.path.getsize(out / name) / back.count:.1f} B/splat), {back.count:,} splats, "
-              f"SH {back.sh_degree}, bbox drift {drift:.1e}, {time.perf_counter() - start:.2f} s")
-    bpy, splat_object = _blender("scene.splat_object")
+    backend = args.backend
+    if backend == "auto":
+        backend = "lgm+fit" if _lgm_weights_available() else "fit"
+    print(f"Backend: {backend}"
+          + (" (no LGM weights found offline)" if backend == "fit" and args.backend == "auto"
+             else ""))
+
+    bpy, job = _blender("scene.reconstruct_job")
+    from .extension import extension_module
+
+    sample_scenes = extension_module("scene.sample_scenes")
     _fresh_scene(bpy)
-    for offset, name in enumerate(("sample.ply", "sample.compressed.ply", "sample.spz",
-                                   "sample.splat")):
-        obj = splat_object.import_splats(out / name, report=_stdout_report)
-        obj.location.x += 1.2 * offset
+    subjects = sample_scenes.build_sample_scene("toy")
+    for obj in bpy.context.scene.objects:
+        obj.select_set(obj in subjects)
+    bpy.context.view_layer.objects.active = subjects[0]
+    capture = {"rig": "sphere", "views": args.views, "test_views": args.test_views,
+               "resolution": args.resolution, "engine": args.engine, "transparent": True}
+    session = job.ReconstructSession(
+        bpy.context, objects=subjects, capture=capture, backend=backend, steps=args.steps,
+        seed=args.seed, name="Toy Splats", keep_files=True, report=_stdout_report)
+    obj = session.run(progress=_progress_printer())
+    result = session.result
+    job_dir = Path(session.job_dir)
+    try:
+        for name in ("capture", "splats.ply"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            shutil.move(str(job_dir / name), str(target))
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+    metrics = _demo_preview(out / "splats.ply", out / "capture", out / "preview.png")
+    for source in subjects:
+        source.hide_set(True)  # the splats sit exactly on the toy; show them in the file
+    bpy.context.view_layer.objects.active = obj
     _save_blend(bpy, out / "demo.blend")
-    print(f"Saved {out / 'demo.blend'}")
+    _demo_formats(out / "splats.ply", out / "formats")
+    summary = {"backend": backend, "count": result["count"], "psnr": metrics["psnr"],
+               "ssim": metrics["ssim"], "test_views": metrics["views"],
+               "fit_steps": result.get("steps"), "reconstruct_seconds": result.get("seconds"),
+               "total_seconds": time.perf_counter() - start}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print(f"Held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on "
+          f"{metrics['views']} test views; {result['count']:,} splats; "
+          f"{summary['total_seconds']:.0f} s in all")
+    print(f"Wrote {out / 'demo.blend'}, {out / 'splats.ply'}, {out / 'preview.png'}")
     return 0
+
+
+def _demo_preview(splats_path: Path, capture: Path, png: Path) -> dict:
+    """Score the file on the capture's test views and write ground truth | render."""
+    import numpy as np
+    from PIL import Image
+
+    from .datasets.camera_views import composite_on_background, load_view_image
+    from .datasets.nerf_synthetic import read_transforms
+    from .evaluate import evaluate_splats, render_views, splats_file_to_world
+    from .formats import read_splats
+
+    splats = splats_file_to_world(read_splats(splats_path, report=_stderr_report))
+    dataset = read_transforms(capture)
+    metrics = evaluate_splats(splats, dataset, split="test")
+    views = dataset.split_views("test")[:3]
+    rendered, _ = render_views(splats, views, background=(1.0, 1.0, 1.0))
+    rows = []
+    for view, image in zip(views, rendered):
+        truth = composite_on_background(load_view_image(view), (1.0, 1.0, 1.0))
+        rows.append(np.concatenate([truth, image], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    Image.fromarray((np.clip(grid, 0, 1) * 255 + 0.5).astype(np.uint8)).save(png)
+    return metrics
+
+
+def _demo_formats(splats_path: Path, folder: Path) -> None:
+    """Convert the reconstruction through every format and report sizes and counts."""
+    from .formats import read_splats, write_splats
+
+    folder.mkdir(parents=True, exist_ok=True)
+    splats = read_splats(splats_path)
+    for name in ("splats.compressed.ply", "splats.spz", "splats.splat"):
+        write_splats(folder / name, splats, report=lambda *a: None)
+        back = read_splats(folder / name)
+        size = os.path.getsize(folder / name)
+        print(f"  {name:<22} {size:>10,} bytes ({size / back.count:.1f} B/splat), "
+              f"{back.count:,} splats, SH {back.sh_degree}")
 
 
 # ---------------------------------------------------------------------------- parser
@@ -347,9 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for <name>_<frame>.ply")
     p.set_defaults(func=cmd_bake)
 
-    p = sub.add_parser("demo", help="run the end-to-end demo on the built-in sample")
+    p = sub.add_parser("demo", help="capture, reconstruct and import the built-in sample scene")
     p.add_argument("--out", default="out")
-    p.add_argument("--count", type=int, default=20000)
+    p.add_argument("--backend", default="auto", choices=["auto", "fit", "lgm", "lgm+fit"],
+                   help="auto: lgm+fit when LGM weights are available offline, else fit")
+    p.add_argument("--steps", type=int, help="fit steps (default: the device's preset)")
+    p.add_argument("--views", type=int, default=32, help="training views")
+    p.add_argument("--test-views", type=int, default=8, help="held-out views")
+    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--engine", default="WORKBENCH", choices=["CYCLES", "EEVEE", "WORKBENCH"])
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -50,13 +50,18 @@ def _lgm_splats(dataset, *, weights, device, offline, progress: Progress, report
     import numpy as np
 
     from .datasets.camera_views import load_view_image
-    from .models.lgm_views import predict_splats
+    from .models.lgm_views import check_lgm_rig, predict_splats
     from .models.weights import load_lgm, resolve_lgm_weights
 
     views = dataset.split_views("train")[:4]
     if len(views) < 4:
         raise GSError(f"{dataset.root}: LGM needs 4 training views (the LGM rig); the capture "
                       f"has {len(dataset.split_views('train'))}")
+    fovy = math.degrees(2.0 * math.atan(views[0].height / (2.0 * views[0].fy)))
+    # The cheap checks first: a wrong rig should not wait for 830 MB of weights.
+    check_lgm_rig(np.stack([v.camera_to_world for v in views]), names=[v.name for v in views],
+                  source=str(dataset.root), fovy_deg=fovy)
+    images = [load_view_image(v) for v in views]
     progress("lgm", 0.05, "loading LGM weights")
     path = resolve_lgm_weights(weights, offline=offline, report=report)
     key = (str(path), device)
@@ -64,10 +69,9 @@ def _lgm_splats(dataset, *, weights, device, offline, progress: Progress, report
         _MODEL_CACHE.clear()  # one model on the device at a time
         _MODEL_CACHE[key] = load_lgm(path, device=device, report=report)
     model = _MODEL_CACHE[key]
-    fovy = math.degrees(2.0 * math.atan(views[0].height / (2.0 * views[0].fy)))
     progress("lgm", 0.4, "running LGM")
     splats = predict_splats(
-        model, [load_view_image(v) for v in views],
+        model, images,
         np.stack([v.camera_to_world for v in views]), names=[v.name for v in views],
         source=str(dataset.root), fovy_deg=fovy, report=report,
     )

@@ -151,14 +151,17 @@ class SplatSet:
                 raise GSError(f"{name}: {bad} of {n} splats have NaN or infinite values")
 
     def finite_mask(self) -> np.ndarray:
-        """[N] bool: every field of the splat is finite (extras included)."""
+        """[N] bool: every field of the splat is finite (extras included) and its quaternion is
+        not all zeros."""
+        n = self.count
         ok = np.isfinite(self.positions).all(1)
         ok &= np.isfinite(self.log_scales).all(1)
         ok &= np.isfinite(self.rotations).all(1)
-        ok &= np.linalg.norm(self.rotations, axis=1) > 0
+        ok &= (self.rotations != 0).any(1)  # no norm: huge float32 values would overflow it
         ok &= np.isfinite(self.opacity_logits)
         ok &= np.isfinite(self.sh_dc).all(1)
-        ok &= np.isfinite(self.sh_rest.reshape(self.count, -1)).all(1)
+        if self.sh_rest.shape[1]:
+            ok &= np.isfinite(self.sh_rest.reshape(n, self.sh_rest.shape[1] * 3)).all(1)
         for arr in self.extra.values():
             ok &= np.isfinite(arr)
         return ok

@@ -91,10 +91,15 @@ def test_import_then_export_round_trips_bit_exact(sample_ply, tmp_path):
 
 
 @pytest.mark.bpy
-def test_demo_writes_every_format_and_a_blend(tmp_path):
+def test_demo_captures_reconstructs_and_imports(tmp_path):
     pytest.importorskip("bpy")
-    proc = cli("demo", "--out", tmp_path, "--count", "2000")
-    for name in ("sample.ply", "sample.compressed.ply", "sample.spz", "sample.splat",
-                 "demo.blend"):
+    pytest.importorskip("torch")
+    proc = cli("demo", "--out", tmp_path, "--steps", "8", "--views", "6", "--test-views", "2",
+               "--resolution", "48", "--backend", "fit")
+    for name in ("splats.ply", "demo.blend", "preview.png", "metrics.json",
+                 "capture/transforms_train.json", "formats/splats.spz"):
         assert (tmp_path / name).is_file(), proc.stdout
-    assert read_splats(tmp_path / "sample.spz").count == 2000
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["count"] == read_splats(tmp_path / "splats.ply").count
+    assert metrics["test_views"] == 2 and 5 < metrics["psnr"] < 60
+    assert "Held-out PSNR" in proc.stdout

@@ -179,3 +179,11 @@ def test_sample_sets_are_reproducible_and_valid():
     assert np.allclose(np.linalg.norm(a.rotations, axis=1), 1, atol=1e-6)
     with pytest.raises(GSError, match="unknown sample"):
         sample_splats("cube")
+
+
+def test_empty_sets_are_valid_and_finite():
+    s = SplatSet.empty(0, sh_degree=3)
+    s.validate()
+    assert s.finite_mask().shape == (0,)
+    assert s.drop_nonfinite(source="empty").count == 0
+    assert s.transformed(np.eye(4)).count == 0
