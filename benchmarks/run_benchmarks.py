@@ -69,7 +69,11 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated subset of " + ",".join(BENCHES))
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--cuda-json", help="write the cuda section from the JSON that "
+                                            "benchmarks/cuda_checks.py wrote on a GPU machine")
     args = parser.parse_args()
+    if args.cuda_json:
+        return _write_cuda_section(Path(args.cuda_json), Path(args.out))
     names = args.only.split(",") if args.only else [
         n for n in BENCHES if (HERE / f"bench_{n}.py").exists()]
     out = Path(args.out)
@@ -82,7 +86,7 @@ def main() -> int:
             print(f"   {row['name']}: {row['value']} {row['unit']}  (goal {row['goal']})")
         sections[name] = _section(name, rows, stamp)
     out.parent.mkdir(parents=True, exist_ok=True)
-    body = "\n".join(sections[n] for n in BENCHES if n in sections)
+    body = "\n".join(sections[n] for n in [*BENCHES, "cuda"] if n in sections)
     out.write_text(
         "# Benchmarks\n\nWritten by `benchmarks/run_benchmarks.py`; each section says when and "
         f"where it was measured.\n\nLast run: {stamp} on {machine()}\n\n{body}")
@@ -90,14 +94,34 @@ def main() -> int:
     return 0
 
 
-def _section(name: str, rows: list[dict], stamp: str) -> str:
-    lines = [f"## {name}", "", f"Measured {stamp} on {machine()}.", "",
+def _write_cuda_section(results: Path, out: Path) -> int:
+    data = json.loads(results.read_text())
+    stamp = dt.datetime.fromtimestamp(data["started"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    versions = ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())
+    rows = list(data["rows"])
+    for err in data.get("errors", []):
+        last = err["traceback"].strip().splitlines()[-1]
+        rows.append({"name": f"{err['stage']}: failed", "value": None, "unit": "", "goal": "",
+                     "note": last.replace("|", "/")})
+    sections = _read_sections(out)
+    sections["cuda"] = _section("cuda", rows, stamp, where=f"{data['machine']} ({versions})")
+    body = "\n".join(sections[n] for n in [*BENCHES, "cuda"] if n in sections)
+    head = out.read_text().split("\n## ", 1)[0] if out.exists() else "# Benchmarks\n"
+    out.write_text(head.rstrip("\n") + "\n\n" + body)
+    print(f"wrote the cuda section of {out}")
+    return 0
+
+
+def _section(name: str, rows: list[dict], stamp: str, where: str | None = None) -> str:
+    lines = [f"## {name}", "", f"Measured {stamp} on {where or machine()}.", "",
              "| measure | value | goal | note |", "|---|---|---|---|"]
     for r in rows:
         value = "—" if r["value"] is None else (
             f"{r['value']:.4g} {r['unit']}" if isinstance(r["value"], float)
             else f"{r['value']} {r['unit']}")
-        lines.append(f"| {r['name']} | {value} | {r.get('goal', '')} | {r.get('note', '')} |")
+        cells = [str(c).replace("|", "\\|") for c in (r["name"], value, r.get("goal", ""),
+                                                        r.get("note", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

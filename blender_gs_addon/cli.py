@@ -92,22 +92,8 @@ def _fresh_scene(bpy) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
-def _open_blend(bpy, path: str) -> None:
-    if not os.path.isfile(path):
-        raise GSError(f"{path}: no such .blend file")
-    try:
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path))
-    except RuntimeError as err:
-        raise GSError(f"{path}: Blender could not open it: {str(err).strip()}") from None
-
-
-def _save_blend(bpy, path: str) -> None:
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        bpy.ops.wm.save_as_mainfile(filepath=path, check_existing=False)
-    except RuntimeError as err:
-        raise GSError(f"{path}: could not save: {str(err).strip()}") from None
+def _blend_files():
+    return _blender("scene.blend_files")[1]
 
 
 def cmd_import(args) -> int:
@@ -116,18 +102,16 @@ def cmd_import(args) -> int:
     obj = splat_object.import_splats(
         args.file, up_axis=args.up_axis, name=args.name, report=_stdout_report
     )
-    _save_blend(bpy, args.blend)
+    _blend_files().save_blend(args.blend)
     print(f"Saved {args.blend} with object {obj.name!r}")
     return 0
 
 
 def cmd_export(args) -> int:
     bpy, splat_object = _blender("scene.splat_object")
-    _open_blend(bpy, args.blend)
-    obj = bpy.data.objects.get(args.object)
-    if obj is None:
-        names = ", ".join(sorted(o.name for o in bpy.data.objects)) or "none"
-        raise GSError(f"{args.blend}: no object named {args.object!r} (objects: {names})")
+    blend_files = _blend_files()
+    blend_files.open_blend(args.blend)
+    obj = blend_files.object_named(args.blend, args.object)
     splat_object.export_splats(
         obj, args.output, apply_transform=not args.no_transform, up_axis=args.up_axis,
         report=_stdout_report,
@@ -274,7 +258,7 @@ def cmd_demo(args) -> int:
     for source in subjects:
         source.hide_set(True)  # the splats sit exactly on the toy; show them in the file
     bpy.context.view_layer.objects.active = obj
-    _save_blend(bpy, out / "demo.blend")
+    _blend_files().save_blend(out / "demo.blend")
     _demo_formats(out / "splats.ply", out / "formats")
     summary = {"backend": backend, "count": result["count"], "psnr": metrics["psnr"],
                "ssim": metrics["ssim"], "test_views": metrics["views"],

@@ -22,6 +22,9 @@ import numpy as np
 
 __all__ = [
     "SH_C0",
+    "SH_C1",
+    "SH_C2",
+    "SH_C3",
     "coeffs_for_degree",
     "degree_for_coeffs",
     "sh_basis",
@@ -33,10 +36,10 @@ __all__ = [
 ]
 
 SH_C0 = 0.28209479177387814
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
        0.5462742152960396)
-_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
        -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
 
 # Number of rest coefficients (bands 1..d) for each SH degree d.
@@ -78,25 +81,25 @@ def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
     x, y, z = dirs[..., 0], dirs[..., 1], dirs[..., 2]
     out = [np.full_like(x, SH_C0)]
     if degree >= 1:
-        out += [-_C1 * y, _C1 * z, -_C1 * x]
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
     if degree >= 2:
         xx, yy, zz = x * x, y * y, z * z
         out += [
-            _C2[0] * x * y,
-            _C2[1] * y * z,
-            _C2[2] * (2.0 * zz - xx - yy),
-            _C2[3] * x * z,
-            _C2[4] * (xx - yy),
+            SH_C2[0] * x * y,
+            SH_C2[1] * y * z,
+            SH_C2[2] * (2.0 * zz - xx - yy),
+            SH_C2[3] * x * z,
+            SH_C2[4] * (xx - yy),
         ]
     if degree >= 3:
         out += [
-            _C3[0] * y * (3.0 * xx - yy),
-            _C3[1] * x * y * z,
-            _C3[2] * y * (4.0 * zz - xx - yy),
-            _C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
-            _C3[4] * x * (4.0 * zz - xx - yy),
-            _C3[5] * z * (xx - yy),
-            _C3[6] * x * (xx - 3.0 * yy),
+            SH_C3[0] * y * (3.0 * xx - yy),
+            SH_C3[1] * x * y * z,
+            SH_C3[2] * y * (4.0 * zz - xx - yy),
+            SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
+            SH_C3[4] * x * (4.0 * zz - xx - yy),
+            SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3.0 * yy),
         ]
     return np.stack(out, axis=-1)
 
@@ -162,9 +165,14 @@ def rotate_sh_rest(rest: np.ndarray, rotation: np.ndarray, *, chunk: int = 65536
     rotation = np.asarray(rotation, dtype=np.float64)
     out = np.empty_like(rest)
     if rotation.ndim == 2:
+        n = rest.shape[0]
         for band, mat in enumerate(sh_rotation_matrices(rotation, degree), start=1):
             sl = slice(_BAND_SLICES[band].start - 1, _BAND_SLICES[band].stop - 1)
-            out[:, sl, :] = np.einsum("jk,nkc->njc", mat, rest[:, sl, :])
+            width = sl.stop - sl.start
+            # One GEMM over all splats: [2l+1, 2l+1] @ [2l+1, N·3].
+            flat = np.ascontiguousarray(rest[:, sl, :].transpose(1, 0, 2)).reshape(width, -1)
+            rotated = (mat.astype(rest.dtype) @ flat).reshape(width, n, 3)
+            out[:, sl, :] = rotated.transpose(1, 0, 2)
         return out
     for start in range(0, rest.shape[0], chunk):
         stop = min(start + chunk, rest.shape[0])

@@ -823,12 +823,9 @@ def capture_main(args, *, report: Report | None = None) -> Path:
         bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True, app_template="")
         objects = build_sample_scene(builtin)
     else:
-        if not os.path.isfile(blend):
-            raise GSError(f"{blend}: no such .blend file")
-        try:
-            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(blend))
-        except RuntimeError as err:
-            raise GSError(f"{blend}: Blender could not open it: {str(err).strip()}") from None
+        from .blend_files import open_blend
+
+        open_blend(blend)
         objects = _objects_from_names(getattr(args, "objects", None), blend)
 
     def option(name, default=None):

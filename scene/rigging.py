@@ -46,6 +46,7 @@ from ..blender_gs_addon.formats import write_splats
 from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
 from ..blender_gs_addon.sh import rotate_sh_rest
 from . import splat_object
+from .blend_files import object_named, open_blend, save_blend
 
 __all__ = [
     "GROUP_ATTRIBUTE", "ROTATION_GROUP", "ARMATURE_MODIFIER", "ROTATION_MODIFIER",
@@ -539,27 +540,10 @@ def _print_report(levels: set, message: str) -> None:
           + message)
 
 
-def _open(path: str) -> None:
-    if not os.path.isfile(path):
-        raise GSError(f"{path}: no such .blend file")
-    try:
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path))
-    except RuntimeError as err:
-        raise GSError(f"{path}: Blender could not open it: {str(err).strip()}") from None
-
-
-def _object(blend: str, name: str) -> bpy.types.Object:
-    obj = bpy.data.objects.get(name)
-    if obj is None:
-        names = ", ".join(sorted(o.name for o in bpy.data.objects)) or "none"
-        raise GSError(f"{blend}: no object named {name!r} (objects: {names})")
-    return obj
-
-
 def rig_main(args: argparse.Namespace) -> int:
     """``rig --blend IN --object NAME (--armature ARM | --template humanoid) --out OUT``."""
-    _open(args.blend)
-    obj = _object(args.blend, args.object)
+    open_blend(args.blend)
+    obj = object_named(args.blend, args.object)
     template = getattr(args, "template", None)
     arm_name = getattr(args, "armature", None)
     if bool(template) == bool(arm_name):
@@ -571,22 +555,17 @@ def rig_main(args: argparse.Namespace) -> int:
 
         armature = rig_humanoid(obj, report=_print_report)
     else:
-        armature = _object(args.blend, arm_name)
+        armature = object_named(args.blend, arm_name)
         bind_splats(obj, armature, report=_print_report)
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    try:
-        bpy.ops.wm.save_as_mainfile(filepath=out, check_existing=False)
-    except RuntimeError as err:
-        raise GSError(f"{out}: could not save: {str(err).strip()}") from None
-    print(f"Saved {out}: {obj.name!r} bound to {armature.name!r}")
+    save_blend(args.out)
+    print(f"Saved {os.path.abspath(args.out)}: {obj.name!r} bound to {armature.name!r}")
     return 0
 
 
 def bake_main(args: argparse.Namespace) -> int:
     """``bake --blend IN --object NAME --frames A:B --out DIR``."""
     frames = parse_frames(args.frames)
-    _open(args.blend)
-    obj = _object(args.blend, args.object)
+    open_blend(args.blend)
+    obj = object_named(args.blend, args.object)
     bake_splats(obj, frames=frames, out_dir=args.out, report=_print_report)
     return 0

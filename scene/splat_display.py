@@ -46,7 +46,7 @@ import bpy
 
 from ..blender_gs_addon import object_layout as layout
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.sh import _C1, _C2, _C3, SH_C0
+from ..blender_gs_addon.sh import SH_C0, SH_C1, SH_C2, SH_C3
 
 __all__ = [
     "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
@@ -179,20 +179,20 @@ def _sh_color(g: _GeoNodes, direction, degree):
     total = g.vscale(coeff(0), SH_C0)
     xx, yy, zz = g.mul(x, x), g.mul(y, y), g.mul(z, z)
     bands = {
-        1: [g.mul(-_C1, y), g.mul(_C1, z), g.mul(-_C1, x)],
-        2: [g.mul(_C2[0], g.mul(x, y)), g.mul(_C2[1], g.mul(y, z)),
-            g.mul(_C2[2], g.sub(g.mul(2.0, zz), g.add(xx, yy))), g.mul(_C2[3], g.mul(x, z)),
-            g.mul(_C2[4], g.sub(xx, yy))],
+        1: [g.mul(-SH_C1, y), g.mul(SH_C1, z), g.mul(-SH_C1, x)],
+        2: [g.mul(SH_C2[0], g.mul(x, y)), g.mul(SH_C2[1], g.mul(y, z)),
+            g.mul(SH_C2[2], g.sub(g.mul(2.0, zz), g.add(xx, yy))), g.mul(SH_C2[3], g.mul(x, z)),
+            g.mul(SH_C2[4], g.sub(xx, yy))],
     }
     four_zz_minus = g.sub(g.mul(4.0, zz), g.add(xx, yy))
     bands[3] = [
-        g.mul(_C3[0], g.mul(y, g.sub(g.mul(3.0, xx), yy))),
-        g.mul(_C3[1], g.mul(g.mul(x, y), z)),
-        g.mul(_C3[2], g.mul(y, four_zz_minus)),
-        g.mul(_C3[3], g.mul(z, g.sub(g.mul(2.0, zz), g.mul(3.0, g.add(xx, yy))))),
-        g.mul(_C3[4], g.mul(x, four_zz_minus)),
-        g.mul(_C3[5], g.mul(z, g.sub(xx, yy))),
-        g.mul(_C3[6], g.mul(x, g.sub(xx, g.mul(3.0, yy)))),
+        g.mul(SH_C3[0], g.mul(y, g.sub(g.mul(3.0, xx), yy))),
+        g.mul(SH_C3[1], g.mul(g.mul(x, y), z)),
+        g.mul(SH_C3[2], g.mul(y, four_zz_minus)),
+        g.mul(SH_C3[3], g.mul(z, g.sub(g.mul(2.0, zz), g.mul(3.0, g.add(xx, yy))))),
+        g.mul(SH_C3[4], g.mul(x, four_zz_minus)),
+        g.mul(SH_C3[5], g.mul(z, g.sub(xx, yy))),
+        g.mul(SH_C3[6], g.mul(x, g.sub(xx, g.mul(3.0, yy)))),
     ]
     k = 1
     for band in (1, 2, 3):

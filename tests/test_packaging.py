@@ -130,3 +130,25 @@ def test_installed_extension_imports_a_file(built_zip, tmp_path):
     assert (name, int(count), int(degree)) == ("sample", 40, 1)
     # The installed copy ran, not the repository.
     assert Path(package_file).resolve().is_relative_to(resources.resolve())
+
+
+def test_registering_imports_no_torch_and_core_imports_no_bpy():
+    """The Blender side loads with bpy and numpy only; the core never needs bpy."""
+    root = str(extension_root())
+    probe = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {root!r})
+        import blender_gs_addon, blender_gs_addon.formats, blender_gs_addon.cli
+        import blender_gs_addon.reconstruct, blender_gs_addon.worker_client
+        assert "bpy" not in sys.modules, "the core imported bpy"
+        import bpy
+        from blender_gs_addon.extension import load_extension
+        load_extension().register()
+        heavy = [m for m in ("torch", "gsplat", "safetensors", "huggingface_hub")
+                 if m in sys.modules]
+        print("HEAVY", heavy)
+    """)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout

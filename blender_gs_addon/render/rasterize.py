@@ -51,6 +51,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import GSError
+from ..sh import SH_C0 as _SH_C0
+from ..sh import SH_C1 as _SH_C1
+from ..sh import SH_C2 as _SH_C2
+from ..sh import SH_C3 as _SH_C3
 
 __all__ = [
     "ALPHA_THRESHOLD",
@@ -68,14 +72,6 @@ ALPHA_MAX = 0.999
 TRANSMITTANCE_MIN = 1e-4
 _MAX_EXTEND = 3.33  # gsplat's box half-size in standard deviations
 _LOG_T_MIN = math.log(TRANSMITTANCE_MIN)
-
-_SH_C0 = 0.28209479177387814
-_SH_C1 = 0.4886025119029199
-_SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
-          0.5462742152960396)
-_SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
-
 
 @dataclass
 class RenderOutput:
