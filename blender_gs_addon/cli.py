@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -145,8 +146,8 @@ def cmd_reconstruct(args) -> int:
     result = reconstruct(
         capture=args.capture, out=args.out, backend=args.backend, steps=args.steps,
         weights=args.weights, device=args.device, seed=args.seed, preset=args.preset,
-        offline=True if args.offline else None, progress=_progress_printer(),
-        report=_stdout_report,
+        offline=True if args.offline else None, dtype=args.dtype,
+        progress=_progress_printer(), report=_stdout_report,
     )
     summary = {k: v for k, v in result.items() if k != "normalisation"}
     if args.json:
@@ -169,7 +170,9 @@ def cmd_eval(args) -> int:
     metrics = evaluate_splats(splats, dataset, split=args.split,
                               device=resolve_device(args.device))
     if args.json:
-        print(json.dumps(metrics))
+        # A perfect match has PSNR = inf, which JSON cannot hold: null says "unbounded".
+        print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                          for k, v in metrics.items()}))
     else:
         print(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on "
               f"{metrics['views']} {metrics['split']} views")
@@ -311,8 +314,16 @@ def _demo_formats(splats_path: Path, folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- parser
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line (the contract for every user error); --help still
+    prints the full usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m blender_gs_addon",
         description="Gaussian splats for Blender: file conversion, Blender import/export.",
     )
@@ -352,16 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--builtin", help="a built-in sample scene (e.g. toy)")
     p.add_argument("--objects", help="comma-separated object names (default: selection)")
     p.add_argument("--rig", default="orbit", choices=["orbit", "sphere", "lgm", "cameras"])
-    p.add_argument("--views", type=int, default=16, help="views (per ring for orbit)")
+    p.add_argument("--views", type=int, default=16,
+                   help="training views (orbit: per ring; one ring at 20° by default)")
     p.add_argument("--test-views", type=int, default=0, help="held-out test views")
     p.add_argument("--resolution", default=None, help="N or WxH (default 512)")
     p.add_argument("--engine", default="EEVEE", choices=["CYCLES", "EEVEE", "WORKBENCH"])
     p.add_argument("--samples", type=int, help="render samples per pixel")
-    p.add_argument("--elevations", help="orbit ring elevations in degrees, e.g. 0,30")
+    p.add_argument("--elevations", help="orbit ring elevations in degrees, e.g. 0,30 "
+                                        "(default 20)")
     p.add_argument("--radius", type=float, help="camera distance (normalised units)")
     p.add_argument("--fov", type=float, help="field of view in degrees (larger side)")
     p.add_argument("--background", help="r,g,b in 0..1, or 'transparent'")
-    p.add_argument("--camera-collection", help="collection of cameras for --rig cameras")
+    p.add_argument("--camera-collection",
+                   help="collection of cameras for --rig cameras (default: all the scene's)")
     p.add_argument("--out", required=True, help="data set folder to write")
     p.set_defaults(func=cmd_capture)
 
@@ -373,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="LGM .safetensors file or folder (default: hub cache)")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", choices=["fp16", "bf16", "fp32"],
+                   help="LGM precision (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="splat file to write (.ply, .spz, ...)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -110,7 +110,9 @@ class FitResult:
     final_loss: float
     seconds: float
     stopped: str = ""  # "" (finished), "cancelled", or the NaN message
-    history: list[float] = field(default_factory=list)
+    history: list[float] = field(default_factory=list)  # loss per step
+    splat_counts: list[int] = field(default_factory=list)  # after each step's refinement
+    sh_degrees: list[int] = field(default_factory=list)  # SH degree rendered at each step
 
 
 def views_from_dataset(views, *, load_image=None) -> FitViews:
@@ -229,6 +231,14 @@ def _params_finite(params) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params.values())
 
 
+def _grads_finite(params) -> bool:
+    """One device sync for all gradients (this runs every step)."""
+    import torch
+
+    flags = [torch.isfinite(p.grad).all() for p in params.values() if p.grad is not None]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
 def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatSet | None = None,
                device: str = "cpu", seed: int = 0,
                progress: Callable[[FitProgress], None] | None = None,
@@ -285,6 +295,8 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
 
     last_good = _to_splats(params)
     history: list[float] = []
+    splat_counts: list[int] = []
+    sh_degrees: list[int] = []
     start = time.perf_counter()
     stopped = ""
     step = 0
@@ -316,6 +328,13 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
             stopped = f"loss became {loss_value} at step {step}; kept the state of an earlier step"
             break
         loss.backward()
+        if not _grads_finite(params):
+            # The parameters are still those of the previous step: keep them, not an older
+            # snapshot, and stop before Adam spreads the NaN into its moments.
+            stopped = (f"gradients became non-finite at step {step}; "
+                       "kept the state of the step before")
+            last_good = _to_splats(params)
+            break
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -326,6 +345,8 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
         else:
             state["grad2d"], state["count"] = None, None  # growth paused at the cap
         history.append(loss_value)
+        splat_counts.append(len(params["means"]))
+        sh_degrees.append(sh_degree)
         if config.snapshot_every and step % config.snapshot_every == 0:
             if not _params_finite(params):
                 stopped = f"parameters became non-finite at step {step}; kept an earlier state"
@@ -349,4 +370,5 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
         report({"WARNING"}, f"fit stopped: {stopped}")
         result_splats = last_good
     return FitResult(splats=result_splats, steps_run=step, final_loss=loss_value,
-                     seconds=time.perf_counter() - start, stopped=stopped, history=history)
+                     seconds=time.perf_counter() - start, stopped=stopped, history=history,
+                     splat_counts=splat_counts, sh_degrees=sh_degrees)

@@ -7,7 +7,9 @@ field               shape/dtype   meaning
 ==================  ============  =========================================================
 ``positions``       [N, 3] f32    centres, in the set's own frame (see *frames* below)
 ``log_scales``      [N, 3] f32    log of the standard deviations along the local axes
-``rotations``       [N, 4] f32    unit quaternions (w, x, y, z): local → set frame
+``rotations``       [N, 4] f32    quaternions (w, x, y, z): local → set frame; the
+                                  rotation of q/|q| (kept as the file stored them, as
+                                  3DGS trainers do; transforms and writers normalise)
 ``opacity_logits``  [N] f32       opacity = sigmoid(logit)
 ``sh_dc``           [N, 3] f32    SH DC per RGB channel: colour = 0.5 + C0 · dc
 ``sh_rest``         [N, K, 3] f32 SH bands 1..degree, coefficient-major, RGB inner;

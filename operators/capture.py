@@ -7,7 +7,9 @@ manager's progress bar and the status bar, ESC cancels and restores — and in b
 (or called with EXEC_DEFAULT) it runs synchronously and prints its progress.
 
 ``gs.import_camera_views`` turns a transforms*.json data set or a COLMAP sparse model into
-Blender cameras with their images as backgrounds (``scene/camera_import.py``).
+Blender cameras with their images as backgrounds (``scene/camera_import.py``);
+``gs.dataset_from_cameras`` goes the other way: scene cameras showing photos as background
+images become a data set (``scene/camera_views_export.py``).
 
 :func:`draw_capture_settings` draws the settings for a panel.
 """
@@ -30,7 +32,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..blender_gs_addon.axes import UP_AXES
 from ..blender_gs_addon.errors import GSError
-from ..scene import camera_import
+from ..scene import camera_import, camera_views_export
 from ..scene.capture import (
     DEFAULT_SAMPLES,
     RIGS,
@@ -41,6 +43,7 @@ from ..scene.capture import (
 )
 
 __all__ = ["GS_PG_capture", "GS_OT_capture_views", "GS_OT_import_camera_views",
+           "GS_OT_dataset_from_cameras",
            "draw_capture_settings", "capture_options", "register_properties",
            "unregister_properties", "CLASSES", "MENUS"]
 
@@ -186,6 +189,9 @@ class GS_OT_capture_views(bpy.types.Operator):
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
             return self.execute(context)
+        return self._start_modal(context)
+
+    def _start_modal(self, context):
         self._session = None
         try:
             options = capture_options(context.scene.gs_capture)
@@ -305,6 +311,48 @@ class GS_OT_import_camera_views(bpy.types.Operator, ImportHelper):
         return {'FINISHED'}
 
 
+class GS_OT_dataset_from_cameras(bpy.types.Operator):
+    """Write a data set (transforms.json + images) from the scene's cameras that show photos as
+    background images, ready for Reconstruct"""
+
+    bl_idname = "gs.dataset_from_cameras"
+    bl_label = "Data Set from Camera Photos"
+    bl_options = {'REGISTER'}
+
+    directory: StringProperty(name="Folder", subtype='DIR_PATH',
+                              description="Empty folder to write the data set into")
+    collection: StringProperty(name="Collection",
+                               description="Cameras of this collection (empty: the whole scene)")
+    frame_selected: BoolProperty(
+        name="Frame Selected", default=True,
+        description="Normalise around the selected objects; else around where the cameras look")
+    test_views: IntProperty(name="Test Views", default=0, min=0,
+                            description="Views held out for evaluation")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+    def execute(self, context):
+        collection = None
+        if self.collection:
+            collection = bpy.data.collections.get(self.collection)
+            if collection is None:
+                self.report({'ERROR'}, f"no collection named {self.collection!r}")
+                return {'CANCELLED'}
+        objects = [o for o in context.selected_objects if o.type != 'CAMERA'] \
+            if self.frame_selected else None
+        try:
+            camera_views_export.dataset_from_cameras(
+                scene=context.scene, out_dir=bpy.path.abspath(self.directory),
+                collection=collection, objects=objects or None, test_views=self.test_views,
+                report=self.report)
+        except GSError as err:
+            self.report({'ERROR'}, str(err))
+            return {'CANCELLED'}
+        return {'FINISHED'}
+
+
 def draw_capture_settings(layout, props: GS_PG_capture, *, context=None) -> None:
     """Draw the capture settings and the Capture button (for a sidebar panel)."""
     col = layout.column()
@@ -336,6 +384,7 @@ def draw_capture_settings(layout, props: GS_PG_capture, *, context=None) -> None
     col.prop(props, "output_dir")
     layout.operator(GS_OT_capture_views.bl_idname, icon='RENDER_STILL')
     layout.operator(GS_OT_import_camera_views.bl_idname, icon='OUTLINER_OB_CAMERA')
+    layout.operator(GS_OT_dataset_from_cameras.bl_idname, icon='IMAGE_BACKGROUND')
 
 
 def menu_import(self, context):
@@ -353,5 +402,6 @@ def unregister_properties() -> None:
         del bpy.types.Scene.gs_capture
 
 
-CLASSES = (GS_PG_capture, GS_OT_capture_views, GS_OT_import_camera_views)
+CLASSES = (GS_PG_capture, GS_OT_capture_views, GS_OT_import_camera_views,
+           GS_OT_dataset_from_cameras)
 MENUS = ((bpy.types.TOPBAR_MT_file_import, menu_import),)

@@ -385,12 +385,15 @@ class CaptureSession:
                 raise GSError(f"no collection named {collection!r} for the scene-camera rig")
             collection = found
         if collection is None:
-            raise GSError("the scene-camera rig needs a collection of cameras "
-                          "(camera_collection= / --camera-collection)")
+            # No collection named: every camera of the scene, as "capture from my cameras"
+            # means to a user who never sorted them into a collection.
+            collection = self.scene.collection
         cameras = sorted((obj for obj in collection.all_objects if obj.type == 'CAMERA'),
                          key=lambda obj: obj.name)
         if not cameras:
-            raise GSError(f"collection {collection.name!r} has no cameras")
+            where = ("the scene" if collection == self.scene.collection
+                     else f"collection {collection.name!r}")
+            raise GSError(f"{where} has no cameras for the scene-camera rig")
         bad = [cam.name for cam in cameras if cam.data.type != 'PERSP']
         if bad:
             raise GSError(f"only perspective cameras can be captured; not perspective: "
@@ -839,7 +842,8 @@ def capture_main(args, *, report: Report | None = None) -> Path:
             resolution = tuple(int(p) for p in parts) if len(parts) == 2 else int(parts[0])
         except ValueError:
             raise GSError(f"--resolution must be N or WxH, got {resolution!r}") from None
-    elevations = option("elevations", (0.0, 30.0))
+    # One ring by default, so that --views N writes N training views.
+    elevations = option("elevations", (20.0,))
     if isinstance(elevations, str):
         try:
             elevations = [float(e) for e in elevations.split(",") if e.strip()]

@@ -644,3 +644,244 @@ def test_capture_main_builtin_and_blend(capture, tmp_path, blender, capsys):
     args.blend = str(tmp_path / "missing.blend")
     with pytest.raises(GSError, match="no such .blend"):
         capture.capture_main(args)
+
+
+# ------------------------------------------------------------------ EEVEE and the CLI contract
+def test_eevee_emission_markers(capture, markers, tmp_path):
+    """EEVEE (software GL here, ~10 s a view) lands markers as exactly as the other engines."""
+    out = capture.capture_views(objects=markers, rig="orbit", views=2, elevations=(15.0,),
+                                resolution=(64, 48), engine="EEVEE", samples=4,
+                                out_dir=tmp_path / "ee")
+    check_markers(out, min_checked=6)
+
+
+def _run_cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-m", "blender_gs_addon", *map(str, args)],
+                          capture_output=True, text=True, cwd=root, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def test_capture_command_views_and_scene_cameras(markers, tmp_path, blender):
+    """``--views N`` writes N training views; ``--rig cameras`` without a collection takes every
+    camera of the file."""
+    bpy = blender
+    for i, loc in enumerate([(5.0, -4.0, 3.0), (-4.0, -5.0, 2.0), (0.5, 6.0, 1.0)]):
+        obj = bpy.data.objects.new(f"photo cam {i}", bpy.data.cameras.new(f"photo cam {i}"))
+        bpy.context.scene.collection.objects.link(obj)
+        obj.location = loc
+        _look_at(obj, (0.4, 0.0, 1.3))
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+
+    proc = _run_cli("capture", "--blend", blend, "--objects", ",".join(o.name for o in markers),
+                    "--rig", "cameras", "--resolution", "40x30", "--engine", "WORKBENCH",
+                    "--out", tmp_path / "cams")
+    assert proc.returncode == 0, proc.stderr
+    rows, _ = _load_frames(tmp_path / "cams")
+    assert sorted(f["name"] for f, _, _ in rows) == [f"photo cam {i}" for i in range(3)]
+
+    proc = _run_cli("capture", "--builtin", "toy", "--rig", "orbit", "--views", 3,
+                    "--resolution", 24, "--engine", "WORKBENCH", "--out", tmp_path / "orbit")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "orbit" / "transforms_train.json").read_text())
+    assert len(meta["frames"]) == 3
+
+    empty = tmp_path / "empty.blend"
+    bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.ops.wm.save_as_mainfile(filepath=str(empty))
+    proc = _run_cli("capture", "--blend", empty, "--rig", "cameras", "--resolution", 24,
+                    "--engine", "WORKBENCH", "--out", tmp_path / "none")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the scene has no cameras" in lines[0]
+    assert not (tmp_path / "none" / "transforms_train.json").exists()
+
+
+# ------------------------------------------------------------- data set from camera photos
+def _photo(path: Path, width: int, height: int, seed: int) -> Path:
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(path)
+    return path
+
+
+def _photo_cameras(bpy, tmp_path):
+    """Four cameras with lens/sensor-fit/shift variety, each showing a photo as background."""
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 112, 80
+    scene.render.resolution_percentage = 100
+    settings = [  # (fit, sensor w, h, lens, shift x, y, location, photo size, frame method)
+        ('HORIZONTAL', 36.0, 24.0, 30.0, 0.1, -0.05, (1.5, -6.0, 3.0), (56, 40), 'FIT'),
+        ('VERTICAL', 36.0, 20.0, 28.0, -0.08, 0.12, (-5.0, -3.0, 2.0), (112, 80), 'CROP'),
+        ('AUTO', 32.0, 18.0, 24.0, 0.05, 0.07, (4.0, 4.0, 4.0), (70, 40), 'STRETCH'),
+        ('AUTO', 36.0, 24.0, 35.0, 0.0, 0.0, (-3.0, 5.0, -1.0), (28, 20), 'FIT'),
+    ]
+    cams = []
+    for i, (fit, sw, sh, lens, sx, sy, loc, (w, h), method) in enumerate(settings):
+        data = bpy.data.cameras.new(f"photo {i}")
+        data.sensor_fit, data.sensor_width, data.sensor_height = fit, sw, sh
+        data.lens, data.shift_x, data.shift_y = lens, sx, sy
+        obj = bpy.data.objects.new(f"photo {i}", data)
+        scene.collection.objects.link(obj)
+        obj.location = loc
+        _look_at(obj, (0.4, 0.0, 1.3))
+        bg = data.background_images.new()
+        bg.image = bpy.data.images.load(str(_photo(tmp_path / f"p{i}.png", w, h, i)))
+        bg.frame_method = method
+        data.show_background_images = True
+        cams.append(obj)
+    bpy.context.view_layer.update()
+    return cams
+
+
+def test_dataset_from_camera_photos_projects_like_blender(markers, tmp_path, blender):
+    """Every marker projects, through the written data set, where Blender's own camera frame
+    (world_to_camera_view: lens, sensor fit, shift, render aspect) puts it in the photo."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from gaussian_splats.scene.camera_views_export import dataset_from_cameras
+
+    from blender_gs_addon.datasets.nerf_synthetic import read_transforms
+
+    bpy = blender
+    scene = bpy.context.scene
+    cams = _photo_cameras(bpy, tmp_path)
+    out = dataset_from_cameras(scene=scene, out_dir=tmp_path / "ds", objects=markers,
+                               test_views=1)
+    dataset = read_transforms(out)
+    assert len(dataset.views) == 4 and len(dataset.split_views("test")) == 1
+    points = np.array(list(MARKER_POINTS.values()))  # [6, 3] user world
+    normalised = points @ dataset.normalisation[:3, :3].T + dataset.normalisation[:3, 3]
+    assert np.abs(normalised).max() < 0.5 + 1e-6  # the markers fill the unit cube
+    from mathutils import Vector
+
+    for view, cam in zip(sorted(dataset.views, key=lambda v: v.name), cams):
+        assert view.name == cam.name and view.file_path.is_file()
+        size = bpy.data.images[f"p{cams.index(cam)}.png"].size
+        assert (view.width, view.height) == tuple(size)
+        ours = view.project(normalised)  # [6, 2] pixels
+        frame = np.array([tuple(world_to_camera_view(scene, cam, Vector(p))) for p in points])
+        blender_px = np.stack([frame[:, 0] * view.width, (1.0 - frame[:, 1]) * view.height], 1)
+        np.testing.assert_allclose(ours, blender_px, atol=1e-3)
+
+
+def test_dataset_from_camera_photos_operator_and_bad_input(tmp_path, blender):
+    from blender_gs_addon.datasets.nerf_synthetic import read_transforms
+
+    bpy = blender
+    cams = _photo_cameras(bpy, tmp_path)
+    for obj in bpy.context.scene.objects:
+        obj.select_set(False)
+    # No selection: framed around where the cameras look, which they all do at one point.
+    assert bpy.ops.gs.dataset_from_cameras(directory=str(tmp_path / "op")) == {'FINISHED'}
+    dataset = read_transforms(tmp_path / "op")
+    target = dataset.normalisation @ np.array([0.4, 0.0, 1.3, 1.0])
+    np.testing.assert_allclose(target[:3], 0.0, atol=1e-6)
+    with pytest.raises(RuntimeError, match="already holds a data set"):
+        bpy.ops.gs.dataset_from_cameras(directory=str(tmp_path / "op"))
+
+    cams[0].data.background_images[0].rotation = 0.3
+    with pytest.raises(RuntimeError, match="camera 'photo 0'.*rotated"):
+        bpy.ops.gs.dataset_from_cameras(directory=str(tmp_path / "bad1"))
+    cams[0].data.background_images[0].rotation = 0.0
+    cams[2].data.background_images[0].frame_method = 'FIT'  # a 70×40 photo on a 112×80 frame
+    with pytest.raises(RuntimeError, match="camera 'photo 2'.*another aspect"):
+        bpy.ops.gs.dataset_from_cameras(directory=str(tmp_path / "bad2"))
+    for cam in cams:
+        cam.data.background_images.clear()
+    with pytest.raises(RuntimeError, match="has a background image"):
+        bpy.ops.gs.dataset_from_cameras(directory=str(tmp_path / "bad3"))
+    assert not any((tmp_path / f"bad{i}").exists() for i in (1, 2, 3))
+
+
+# ------------------------------------------------------------------------- the modal path
+class _FakeWindowManager:
+    """Records what the modal operator asks of the window manager (no window here)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def event_timer_add(self, seconds, window=None):
+        self.calls.append("timer_add")
+        return "timer"
+
+    def event_timer_remove(self, timer):
+        self.calls.append("timer_remove")
+
+    def modal_handler_add(self, operator):
+        self.calls.append("modal_handler_add")
+
+    def progress_begin(self, lo, hi):
+        self.calls.append(("progress_begin", lo, hi))
+
+    def progress_update(self, value):
+        self.calls.append(("progress", value))
+
+    def progress_end(self):
+        self.calls.append("progress_end")
+
+
+def _modal_capture(bpy, gs_extension, markers):
+    """gs.capture_views's modal methods on a stand-in operator and context (background mode
+    has no event loop, so the test plays the timer and the Esc key)."""
+    from types import SimpleNamespace
+
+    from gaussian_splats.operators.capture import GS_OT_capture_views as op_class
+    reports, status = [], []
+
+    class Op:
+        _start_modal, modal, _end, _status = (op_class._start_modal, op_class.modal,
+                                              op_class._end, op_class._status)
+        _timer = None
+
+        def report(self, levels, message):
+            reports.append((set(levels), message))
+
+    wm = _FakeWindowManager()
+    context = SimpleNamespace(
+        scene=bpy.context.scene, view_layer=bpy.context.view_layer, selected_objects=markers,
+        window_manager=wm, window="window", area=None,
+        workspace=SimpleNamespace(status_text_set=status.append))
+    return Op(), context, wm, reports, status
+
+
+def test_modal_capture_shows_progress_and_esc_restores(markers, tmp_path, blender,
+                                                       gs_extension):
+    from types import SimpleNamespace
+
+    bpy = blender
+    _user_camera_scene(bpy)
+    props = bpy.context.scene.gs_capture
+    props.rig, props.views, props.test_views = "sphere", 3, 0
+    props.resolution_x, props.resolution_y = 32, 24
+    props.engine, props.film = "WORKBENCH", "TRANSPARENT"
+    props.output_dir = str(tmp_path / "modal")
+    before = snapshot(bpy)
+    tick = SimpleNamespace(type='TIMER', value='NOTHING')
+    esc = SimpleNamespace(type='ESC', value='PRESS')
+
+    op, context, wm, reports, status = _modal_capture(bpy, gs_extension, markers)
+    assert op._start_modal(context) == {'RUNNING_MODAL'}
+    assert wm.calls[:3] == ["timer_add", "modal_handler_add", ("progress_begin", 0, 3)]
+    assert op.modal(context, tick) == {'RUNNING_MODAL'}  # one view rendered
+    assert ("progress", 1) in wm.calls and "Esc to cancel" in status[-1]
+    assert op.modal(context, esc) == {'CANCELLED'}
+    assert wm.calls[-2:] == ["timer_remove", "progress_end"] and status[-1] is None
+    assert any("cancelled" in m for _, m in reports)
+    assert_same_state(before, snapshot(bpy))
+    assert not (tmp_path / "modal" / "transforms_train.json").exists()
+
+    op, context, wm, reports, status = _modal_capture(bpy, gs_extension, markers)
+    assert op._start_modal(context) == {'RUNNING_MODAL'}
+    results = [op.modal(context, tick) for _ in range(10)]
+    assert results.index({'FINISHED'}) == 2 or results.index({'FINISHED'}) == 3
+    assert [c for c in wm.calls if isinstance(c, tuple) and c[0] == "progress"][-1][1] == 3
+    assert_same_state(before, snapshot(bpy))
+    meta = json.loads((tmp_path / "modal" / "transforms_train.json").read_text())
+    assert len(meta["frames"]) == 3

@@ -62,6 +62,10 @@ def test_convert_picks_format_from_extension(sample_ply, tmp_path, suffix, fmt, 
         (["convert", "{good}", "{tmp}/o.obj"], "unknown splat file extension"),
         (["export", "--blend", "/nonexistent.blend", "--object", "x", "{tmp}/o.ply"],
          "no such .blend"),
+        (["info"], "the following arguments are required: file"),
+        (["capture", "--builtin", "toy", "--rig", "cube", "--out", "{tmp}/c"],
+         "invalid choice: 'cube'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(sample_ply, tmp_path, args, words):

@@ -1,0 +1,189 @@
+"""A data set from scene cameras with background images (photos the user lined up by hand).
+
+``dataset_from_cameras`` is the inverse of :mod:`.camera_import`: every perspective camera of a
+collection (default: the whole scene) that shows an image as its camera background becomes one
+view of a NeRF-synthetic data set that the ``fit`` backend and other 3DGS trainers read. The
+images are copied beside the transforms files, unchanged.
+
+Intrinsics: Blender draws a background image over the camera frame, whose shape is the scene's
+render size and pixel aspect. The camera's pinhole at that size
+(:func:`blender_gs_addon.capture_rigs.intrinsics_from_blender_camera`: lens, sensor fit, shift)
+is scaled to the image's pixel size. With the frame method *Stretch* that scaling may differ
+in x and y; *Fit* and *Crop* only agree with the frame when the image has the frame's aspect,
+so other aspects are refused, as are background offsets, rotations, scales and flips (the
+image would no longer sit on the frame).
+
+Framing, as a capture does it: with ``objects`` the data set world is normalised so that their
+bounding box fits a unit cube at the origin. Without objects the subject is taken to be where
+the cameras look: the point nearest to all optical axes (least squares), with a half size of
+``0.6 · d · tan(fov/2)`` at the cameras' median distance ``d`` from it, the size of something
+that fills most of the views. Either way ``normalisation_transform`` is stored, so results map
+back onto the scene.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..blender_gs_addon import capture_rigs
+from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
+from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
+from ..blender_gs_addon.errors import GSError, Report, log_report
+from .camera_import import camera_object_matrix
+
+__all__ = ["dataset_from_cameras", "cameras_with_backgrounds"]
+
+
+def cameras_with_backgrounds(collection) -> list[tuple]:
+    """(camera object, CameraBackgroundImage) for every camera in ``collection`` with an image
+    background, sorted by name; the first shown image background of each camera counts."""
+    found = []
+    for obj in sorted(collection.all_objects, key=lambda o: o.name):
+        if obj.type != 'CAMERA':
+            continue
+        for bg in obj.data.background_images:
+            shown = getattr(bg, "show_background_image", True)
+            if bg.source == 'IMAGE' and bg.image is not None and shown:
+                found.append((obj, bg))
+                break
+    return found
+
+
+def _check_background(obj, bg) -> None:
+    where = f"camera {obj.name!r}"
+    if obj.data.type != 'PERSP':
+        raise GSError(f"{where}: only perspective cameras make views (it is {obj.data.type})")
+    if any(abs(v) > 1e-6 for v in bg.offset) or abs(bg.rotation) > 1e-6 \
+            or abs(bg.scale - 1.0) > 1e-6 or bg.use_flip_x or bg.use_flip_y:
+        raise GSError(f"{where}: its background image is offset, rotated, scaled or flipped, so "
+                      "it does not cover the camera frame; reset those settings")
+
+
+def _image_file(obj, image: bpy.types.Image) -> Path:
+    where = f"camera {obj.name!r}"
+    if image.packed_file is not None or image.source != 'FILE':
+        raise GSError(f"{where}: background image {image.name!r} is packed or generated; "
+                      "unpack it to a file first (File › External Data › Unpack Resources)")
+    path = Path(bpy.path.abspath(image.filepath, library=image.library))
+    if not path.is_file():
+        raise GSError(f"{where}: background image file {path} does not exist")
+    return path
+
+
+def _subject_from_cameras(c2ws: np.ndarray, fovs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box of what the cameras look at: [3], [3] (see the module docstring)."""
+    origins = c2ws[:, :3, 3]  # [V, 3]
+    dirs = -c2ws[:, :3, 2]  # [V, 3] OpenGL cameras look along −z
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    # Σ (I − d dᵀ) p = Σ (I − d dᵀ) o: the least-squares point nearest to every axis.
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # [V, 3, 3]
+    a, b = proj.sum(0), np.einsum("vij,vj->i", proj, origins)
+    if len(c2ws) < 2 or np.linalg.cond(a) > 1e8:
+        raise GSError("the cameras' optical axes are parallel, so where they look is undefined; "
+                      "select the objects to frame instead")
+    centre = np.linalg.solve(a, b)
+    ahead = np.einsum("vi,vi->v", centre - origins, dirs)
+    if (ahead <= 0).any():
+        raise GSError("the point the cameras look at lies behind some of them; select the "
+                      "objects to frame instead")
+    distance = float(np.median(np.linalg.norm(centre - origins, axis=1)))
+    half = 0.6 * distance * math.tan(0.5 * float(fovs.min()))
+    return centre - half, centre + half
+
+
+def dataset_from_cameras(*, scene: bpy.types.Scene, out_dir, collection=None, objects=None,
+                         test_views: int = 0, report: Report = log_report) -> Path:
+    """Write a NeRF-synthetic data set of the cameras with background images; returns its folder.
+
+    Args:
+        scene: whose render size, pixel aspect and cameras are used.
+        out_dir: folder to write (created; must not already hold a data set).
+        collection: cameras to use (default: every camera in the scene).
+        objects: frame these objects (their bounding box) instead of guessing the subject.
+        test_views: views held out as the test split, spread evenly.
+    """
+    from .capture import selection_bounds
+
+    collection = collection or scene.collection
+    found = cameras_with_backgrounds(collection)
+    if not found:
+        raise GSError(f"no camera in {collection.name!r} has a background image; add the "
+                      "photos as camera background images (Camera › Background Images)")
+    if not 0 <= test_views < len(found):
+        raise GSError(f"test_views must be between 0 and {len(found) - 1} for {len(found)} "
+                      "cameras with background images")
+    out = Path(out_dir)
+    if (out / "transforms_train.json").exists():
+        raise GSError(f"{out} already holds a data set; choose an empty folder")
+    render = scene.render
+    res_x = round(render.resolution_x * render.resolution_percentage / 100)
+    res_y = round(render.resolution_y * render.resolution_percentage / 100)
+    pixel_aspect = render.pixel_aspect_x / render.pixel_aspect_y
+
+    planned = []
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    for obj, bg in found:
+        _check_background(obj, bg)
+        path = _image_file(obj, bg.image)
+        width, height = (int(v) for v in bg.image.size)
+        if width < 1 or height < 1:
+            raise GSError(f"camera {obj.name!r}: background image {path} could not be read")
+        data = obj.evaluated_get(depsgraph).data
+        fx, fy, cx, cy = capture_rigs.intrinsics_from_blender_camera(
+            lens_mm=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height,
+            sensor_fit=data.sensor_fit, shift_x=data.shift_x, shift_y=data.shift_y,
+            res_x=res_x, res_y=res_y, pixel_aspect=pixel_aspect)
+        sx, sy = width / res_x, height / res_y
+        if bg.frame_method != 'STRETCH' and abs(sx / sy - 1.0) > 1e-3:
+            raise GSError(f"camera {obj.name!r}: image {width}×{height} has another aspect than "
+                          f"the render size {res_x}×{res_y}; set the background's frame method "
+                          "to Stretch or the render size to the photo's")
+        c2w = capture_rigs.camera_to_world_from_matrix_world(
+            np.array(obj.evaluated_get(depsgraph).matrix_world))
+        fov = 2.0 * math.atan(min(0.5 * width / (fx * sx), 0.5 * height / (fy * sy)))
+        planned.append((obj.name, path, width, height, (fx * sx, fy * sy, cx * sx, cy * sy),
+                        c2w, fov))
+
+    c2ws = np.stack([p[5] for p in planned])
+    if objects:
+        bounds = selection_bounds(objects, depsgraph)
+        if bounds is None:
+            raise GSError("the selected objects have no geometry to frame")
+        lo, hi = bounds
+    else:
+        lo, hi = _subject_from_cameras(c2ws, np.array([p[6] for p in planned]))
+    normalisation = capture_rigs.normalisation_transform(lo, hi)
+
+    n = len(planned)
+    test_ids = {min(n - 1, int((i + 0.5) * n / test_views)) for i in range(test_views)}
+    views = []
+    for i, (name, path, width, height, (fx, fy, cx, cy), c2w, _fov) in enumerate(planned):
+        split = "test" if i in test_ids else "train"
+        target = out / split / f"{bpy.path.clean_name(name)}{path.suffix.lower()}"
+        views.append(CameraView(
+            name=name, file_path=target, width=width, height=height, fx=fx, fy=fy, cx=cx,
+            cy=cy, camera_to_world=np.array(camera_object_matrix(c2w, normalisation)),
+            split=split))
+    dataset = ViewDataset(views=views, normalisation=normalisation, root=out)
+    created = not out.exists()
+    try:
+        for view, plan in zip(views, planned):
+            view.file_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plan[1], view.file_path)
+        write_transforms(dataset, out, report=report)
+    except OSError as err:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise GSError(f"{out}: could not write the data set ({err.strerror or err})") from None
+    except GSError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    report({'INFO'}, f"Wrote a data set of {n} camera views ({n - test_views} train, "
+                     f"{test_views} test) to {out}")
+    return out
