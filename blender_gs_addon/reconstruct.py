@@ -22,11 +22,14 @@ from pathlib import Path
 
 from .errors import GSError, Report, log_report
 
-__all__ = ["BACKENDS", "reconstruct", "resolve_device"]
+__all__ = ["BACKENDS", "DTYPES", "reconstruct", "resolve_device", "resolve_dtype"]
 
 BACKENDS = ("fit", "lgm", "lgm+fit")
+DTYPES = ("fp16", "bf16", "fp32")
 
-# Models stay loaded between jobs of a warm worker (keyed by weights path, device, dtype).
+# Models stay loaded between jobs of a warm worker, keyed by what makes them differ: weights
+# file (path, size, modification time: a replaced file is reloaded), variant, device, dtype.
+# One entry at most, so two models never share the device's memory.
 _MODEL_CACHE: dict = {}
 
 Progress = Callable[[str, float, str], None]
@@ -46,7 +49,22 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _lgm_splats(dataset, *, weights, device, offline, progress: Progress, report: Report):
+def resolve_dtype(dtype: str | None, device: str):
+    """'fp16' / 'bf16' / 'fp32' → torch dtype; None → fp16 on CUDA, fp32 on CPU."""
+    import torch
+
+    from .models.lgm import default_dtype_for
+
+    if dtype is None:
+        return default_dtype_for(device)
+    table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    if dtype not in table:
+        raise GSError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return table[dtype]
+
+
+def _lgm_splats(dataset, *, weights, variant, dtype, device, offline, progress: Progress,
+                should_stop, report: Report):
     import numpy as np
 
     from .datasets.camera_views import load_view_image
@@ -64,11 +82,16 @@ def _lgm_splats(dataset, *, weights, device, offline, progress: Progress, report
     images = [load_view_image(v) for v in views]
     progress("lgm", 0.05, "loading LGM weights")
     path = resolve_lgm_weights(weights, offline=offline, report=report)
-    key = (str(path), device)
+    torch_dtype = resolve_dtype(dtype, device)
+    info = path.stat()
+    key = (str(path.resolve()), info.st_size, info.st_mtime_ns, variant, device, str(torch_dtype))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()  # one model on the device at a time
-        _MODEL_CACHE[key] = load_lgm(path, device=device, report=report)
+        _MODEL_CACHE[key] = load_lgm(path, variant=variant, device=device, dtype=torch_dtype,
+                                     report=report)
     model = _MODEL_CACHE[key]
+    if should_stop():  # loading big weights takes seconds: look again before the forward
+        return None
     progress("lgm", 0.4, "running LGM")
     splats = predict_splats(
         model, images,
@@ -82,9 +105,16 @@ def _lgm_splats(dataset, *, weights, device, offline, progress: Progress, report
 def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | None = None,
                 weights: str | None = None, device: str = "auto", seed: int = 0,
                 preset: str | None = None, offline: bool | None = None,
+                variant: str = "big", dtype: str | None = None,
                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                 report: Report = log_report) -> dict:
     """Reconstruct the capture folder ``capture`` and write the splats to ``out``.
+
+    ``variant`` is the LGM preset the weights are for ("big": the published ones) and
+    ``dtype`` the model's precision ("fp16", "bf16", "fp32"; default fp16 on CUDA, fp32 on
+    CPU). ``should_stop`` is polled between stages (after reading, after LGM, before the
+    evaluation, before writing) and at every fit step; once it says yes, nothing more is
+    written and the result has ``cancelled`` True.
 
     Returns a JSON-able dict: splats (path), count, sh_degree, backend, device, seconds,
     steps, stopped (why the fit stopped early, "" if it did not), cancelled, and psnr/ssim on
@@ -96,6 +126,7 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
     from .formats import write_splats
 
     progress = progress or (lambda stage, fraction, message: None)
+    stop_requested = should_stop or (lambda: False)
     if backend not in BACKENDS:
         raise GSError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     out_path = Path(out)
@@ -107,10 +138,19 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
     result = {"backend": backend, "device": device, "steps": 0, "stopped": "",
               "cancelled": False}
 
+    resolve_dtype(dtype, device)  # a bad dtype fails before any work
+    if stop_requested():
+        result["cancelled"] = True
+        return result
+
     init = None
     if backend in ("lgm", "lgm+fit"):
-        init = _lgm_splats(dataset, weights=weights, device=device, offline=offline,
-                           progress=progress, report=report)
+        init = _lgm_splats(dataset, weights=weights, variant=variant, dtype=dtype,
+                           device=device, offline=offline, progress=progress,
+                           should_stop=stop_requested, report=report)
+        if init is None or stop_requested():
+            result["cancelled"] = True
+            return result
     splats = init
     if backend in ("fit", "lgm+fit"):
         progress("load", 0.0, "loading training views")
@@ -122,13 +162,13 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
                                               f"{p.splats:,} splats, ETA {p.eta:.0f} s")
 
         fitted = fit_splats(views=views, config=config, init=init, device=device, seed=seed,
-                            progress=on_progress, should_stop=should_stop, report=report)
+                            progress=on_progress, should_stop=stop_requested, report=report)
         result.update(steps=fitted.steps_run, stopped=fitted.stopped,
                       cancelled=fitted.stopped == "cancelled")
         if result["cancelled"]:
             return result
         splats = fitted.splats
-    if should_stop is not None and should_stop():
+    if stop_requested():  # before the evaluation
         result["cancelled"] = True
         return result
 
@@ -136,6 +176,9 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
         progress("eval", 0.0, "evaluating on held-out views")
         metrics = evaluate_splats(splats, dataset, split="test", device=device)
         result.update(psnr=metrics["psnr"], ssim=metrics["ssim"], test_views=metrics["views"])
+    if stop_requested():  # before writing: a cancelled job leaves no output behind
+        result["cancelled"] = True
+        return result
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_splats(out_path, splats_world_to_file(splats), report=report)
     result.update(splats=str(out_path.resolve()), count=splats.count,

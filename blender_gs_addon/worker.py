@@ -5,8 +5,13 @@ It runs in any Python environment that has torch (and ideally gsplat and CUDA), 
 at a time over stdin/stdout, and stays warm between jobs (models stay loaded on the device).
 Everything libraries print goes to stderr: stdout carries protocol lines only.
 
-It exits when stdin closes (the client died or Blender quit) and, on Linux, when its parent
-process dies (PR_SET_PDEATHSIG), so no orphan keeps a GPU busy.
+It exits when stdin closes (the client died or Blender quit): at once when idle, and within
+:data:`EOF_GRACE` seconds when a job runs (the job is cancelled first, then the process exits
+regardless), on every platform. On Linux it also exits when its parent process dies
+(PR_SET_PDEATHSIG). So no orphan keeps a GPU busy.
+
+At start it removes job folders (``gs_reconstruct_*`` in the temporary directory) of this
+user that nothing has touched for a day: what a crashed Blender or a killed worker left behind.
 """
 
 from __future__ import annotations
@@ -14,17 +19,27 @@ from __future__ import annotations
 import os
 import platform
 import queue
+import shutil
 import signal
+import stat
 import sys
+import tempfile
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from . import __version__
 from .errors import GSError
-from .worker_protocol import PROTOCOL, decode, encode
+from .worker_protocol import JOB_DIR_PREFIX, PROTOCOL, decode, encode
 
-__all__ = ["serve", "main"]
+__all__ = ["serve", "main", "sweep_stale_job_dirs", "EOF_GRACE", "STALE_AFTER"]
+
+# Seconds a running job gets to stop after stdin closed before the process exits anyway: the
+# parent is gone, so nobody waits for the result.
+EOF_GRACE = 0.5
+# Job folders untouched for this long belong to no live job (jobs write into them throughout).
+STALE_AFTER = 24 * 3600.0
 
 
 class _Cancelled(Exception):
@@ -45,6 +60,54 @@ class _Channel:
                 self._out.write(data)
             except (BrokenPipeError, OSError):
                 os._exit(0)  # the client is gone; nobody to report to
+
+
+def _newest_mtime(path: str, own: os.stat_result) -> float:
+    """The latest modification time of a folder and its direct entries: a job writes into
+    sub-folders (capture/), which updates their times but not the job folder's."""
+    newest = own.st_mtime
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return newest
+
+
+def sweep_stale_job_dirs(*, root: str | os.PathLike | None = None,
+                         max_age: float = STALE_AFTER, now: float | None = None) -> list[Path]:
+    """Remove ``gs_reconstruct_*`` folders in ``root`` (default: the temporary directory) that
+    belong to this user and were last modified more than ``max_age`` seconds before ``now``.
+
+    Symbolic links and plain files with that name are left alone (they are not ours, and
+    following a link could delete someone else's data). Returns the folders removed.
+    """
+    root = Path(tempfile.gettempdir() if root is None else root)
+    now = time.time() if now is None else float(now)
+    uid = os.getuid() if hasattr(os, "getuid") else None  # Windows: the temp dir is per user
+    removed: list[Path] = []
+    try:
+        with os.scandir(root) as entries:
+            candidates = [e for e in entries if e.name.startswith(JOB_DIR_PREFIX)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid):
+            continue
+        if now - _newest_mtime(entry.path, info) < max_age:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _environment() -> dict:
@@ -73,9 +136,12 @@ def _run_job(kind: str, params: dict, *, progress, should_stop, log) -> dict:
         return _environment()
     if kind == "wait":
         seconds = float(params.get("seconds", 1.0))
+        # cancellable=False stands for a step that cannot be interrupted (a network forward):
+        # what the client's grace period and terminate are for.
+        cancellable = bool(params.get("cancellable", True))
         start = time.monotonic()
         while (elapsed := time.monotonic() - start) < seconds:
-            if should_stop():
+            if cancellable and should_stop():
                 raise _Cancelled()
             progress("wait", min(1.0, elapsed / seconds), f"{elapsed:.1f} s")
             time.sleep(0.02)
@@ -91,6 +157,46 @@ def _run_job(kind: str, params: dict, *, progress, should_stop, log) -> dict:
     raise GSError(f"unknown job kind {kind!r}")
 
 
+class _Jobs:
+    """Which job the worker has accepted, shared by the stdin reader and the main loop.
+
+    The reader accepts a job (or answers Busy) and creates its cancel flag the moment the job
+    line arrives, so a cancel sent right behind it is honoured even though the main loop has
+    not picked the job up yet.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.id: str | None = None
+        self.cancel: threading.Event | None = None
+
+    def accept(self, job_id) -> tuple[threading.Event | None, str | None]:
+        """(cancel flag, None) for a new job, or (None, id of the running job) when busy."""
+        with self.lock:
+            if self.cancel is not None:
+                return None, self.id
+            self.id, self.cancel = job_id, threading.Event()
+            return self.cancel, None
+
+    def cancel_job(self, job_id) -> bool:
+        with self.lock:
+            if self.cancel is None or job_id != self.id:
+                return False  # a job that already ended, or never was: nothing to stop
+            self.cancel.set()
+            return True
+
+    def cancel_any(self) -> bool:
+        with self.lock:
+            if self.cancel is None:
+                return False
+            self.cancel.set()
+            return True
+
+    def finish(self) -> None:
+        with self.lock:
+            self.id, self.cancel = None, None
+
+
 def serve(stdin=None, out_fd: int | None = None) -> int:
     """Serve jobs until shutdown or EOF. Returns the process exit code."""
     stdin = stdin or sys.stdin.buffer
@@ -99,9 +205,8 @@ def serve(stdin=None, out_fd: int | None = None) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
 
-    inbox: queue.Queue = queue.Queue()
-    cancel = threading.Event()
-    current = {"id": None}
+    inbox: queue.Queue = queue.Queue()  # (message, cancel flag of an accepted job or None)
+    jobs = _Jobs()
 
     def reader():
         for line in stdin:
@@ -111,16 +216,34 @@ def serve(stdin=None, out_fd: int | None = None) -> int:
                 channel.send({"type": "error", "id": None, "error_type": "ProtocolError",
                               "message": str(err), "traceback": ""})
                 continue
-            if message["type"] == "cancel":
-                if message.get("id") == current["id"]:
-                    cancel.set()
+            kind = message["type"]
+            if kind == "cancel":
+                jobs.cancel_job(message.get("id"))
                 continue
-            inbox.put(message)
-        inbox.put({"type": "shutdown"})
+            if kind == "job":
+                flag, running = jobs.accept(message.get("id"))
+                if flag is None:
+                    channel.send({"type": "error", "id": message.get("id"),
+                                  "error_type": "Busy", "running": running,
+                                  "message": f"the worker is busy with job {running}; it runs "
+                                             "one job at a time (wait for it or cancel it)",
+                                  "traceback": ""})
+                    continue
+                inbox.put((message, flag))
+                continue
+            inbox.put((message, None))
+        # EOF: the client closed our stdin or died. A running job is cancelled and gets a
+        # moment to stop; then the process ends whatever the job is doing (a model forward
+        # cannot be interrupted), as nobody is left to take its result.
+        if jobs.cancel_any():
+            timer = threading.Timer(EOF_GRACE, os._exit, args=(0,))
+            timer.daemon = True
+            timer.start()
+        inbox.put(({"type": "shutdown"}, None))
 
     threading.Thread(target=reader, daemon=True, name="worker-stdin").start()
 
-    hello = inbox.get()
+    hello, _ = inbox.get()
     if hello.get("type") != "hello":
         channel.send({"type": "error", "id": None, "error_type": "ProtocolError",
                       "message": "the first message must be hello", "traceback": ""})
@@ -136,7 +259,7 @@ def serve(stdin=None, out_fd: int | None = None) -> int:
                   "pid": os.getpid(), **_environment()})
 
     while True:
-        message = inbox.get()
+        message, cancel = inbox.get()
         kind = message["type"]
         if kind == "shutdown":
             return 0
@@ -145,8 +268,6 @@ def serve(stdin=None, out_fd: int | None = None) -> int:
                           "message": f"unexpected message type {kind!r}", "traceback": ""})
             continue
         job_id = message.get("id")
-        current["id"] = job_id
-        cancel.clear()
 
         def progress(stage, fraction, text="", _id=job_id):
             channel.send({"type": "progress", "id": _id, "stage": stage,
@@ -158,14 +279,16 @@ def serve(stdin=None, out_fd: int | None = None) -> int:
         try:
             outputs = _run_job(message.get("kind", ""), message.get("params") or {},
                                progress=progress, should_stop=cancel.is_set, log=log)
-            channel.send({"type": "result", "id": job_id, "outputs": outputs})
+            reply = {"type": "result", "id": job_id, "outputs": outputs}
         except _Cancelled:
-            channel.send({"type": "cancelled", "id": job_id})
+            reply = {"type": "cancelled", "id": job_id}
         except Exception as err:  # every failure goes back to the client, the worker lives on
-            channel.send({"type": "error", "id": job_id, "error_type": type(err).__name__,
-                          "message": str(err), "traceback": traceback.format_exc()})
-        finally:
-            current["id"] = None
+            reply = {"type": "error", "id": job_id, "error_type": type(err).__name__,
+                     "message": str(err), "traceback": traceback.format_exc()}
+        # Free the slot before answering: a client that submits its next job the moment it
+        # reads this reply must not be told the worker is busy.
+        jobs.finish()
+        channel.send(reply)
 
 
 def _die_with_parent() -> None:
@@ -184,6 +307,8 @@ def _die_with_parent() -> None:
 def main() -> int:
     _die_with_parent()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+    # In the background: a slow temporary disk must not delay the hello.
+    threading.Thread(target=sweep_stale_job_dirs, daemon=True, name="worker-sweep").start()
     return serve()
 
 

@@ -6,8 +6,9 @@ No bpy here: the Blender operator drives a :class:`WorkerClient` from a modal ti
 Failure handling:
 - a dead worker (crash, SIGKILL, OOM) is noticed from its exit code / closed pipe and raised as
   GSError within ~0.1 s of the death (the reader thread sees EOF at once);
-- cancel is cooperative first (``cancel`` message); if the job has not ended after
-  ``grace`` seconds the process is terminated, then killed;
+- cancel is cooperative first (``cancel`` message, :meth:`WorkerJob.request_cancel` returns at
+  once); :meth:`WorkerJob.cancel` terminates the process, then kills it, if the job has not
+  ended ``grace`` seconds after the request;
 - the worker is stopped when the client is closed, garbage collected, or at interpreter exit
   (atexit), and the worker itself exits when its stdin closes or its parent dies.
 """
@@ -76,13 +77,21 @@ class WorkerJob:
                     on_event(event)
         return self.outputs
 
+    def request_cancel(self) -> None:
+        """Send the cooperative cancel and return at once (safe on a UI thread); the job ends
+        with a ``cancelled`` message seen by :meth:`poll` / :meth:`wait`. Raises GSError when
+        the worker is already dead."""
+        if self.done or self._cancel_sent_at is not None:
+            return
+        self._cancel_sent_at = time.monotonic()
+        self.client._send({"type": "cancel", "id": self.id})
+
     def cancel(self, *, grace: float = 1.0) -> None:
-        """Ask the worker to stop this job; terminate the worker if it has not after ``grace``."""
+        """Ask the worker to stop this job; terminate the worker if it has not after ``grace``
+        seconds (counted from the first cancel request). Blocks up to ``grace`` + ~1 s."""
         if self.done:
             return
-        if self._cancel_sent_at is None:
-            self._cancel_sent_at = time.monotonic()
-            self.client._send({"type": "cancel", "id": self.id})
+        self.request_cancel()
         deadline = self._cancel_sent_at + grace
         while not self.done and time.monotonic() < deadline:
             try:

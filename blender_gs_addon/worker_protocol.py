@@ -8,9 +8,15 @@ Client → worker
     ``{"type": "hello", "protocol": 1, "version": "0.1.0"}``   first message; the worker answers
         with its own hello or with an error of type ``VersionMismatch`` and exits.
     ``{"type": "job", "id": "…", "kind": "reconstruct" | "check" | "wait", "params": {…}}``
-        one job at a time; a second job while one runs is answered with an error ``Busy``.
-    ``{"type": "cancel", "id": "…"}``     cooperative cancel of the running job.
-    ``{"type": "shutdown"}``              finish and exit (EOF on stdin does the same).
+        one job at a time: a job sent while another is accepted or running is answered with an
+        error of type ``Busy`` (its ``id`` the refused job's, ``running`` the running job's id)
+        and not queued.
+    ``{"type": "cancel", "id": "…"}``     cooperative cancel of that job; honoured from the
+        moment the job line has arrived (it may be sent right behind it), ignored for a job
+        that already ended. The job ends with ``cancelled`` (or its result, if it was done).
+    ``{"type": "shutdown"}``              finish the running job, then exit.
+    EOF on stdin                          the client is gone: exit at once when idle; a running
+        job is cancelled and the process exits within half a second regardless.
 
 Worker → client
     ``{"type": "hello", "protocol": 1, "version": …, "python": …, "torch": …, "cuda": bool,
@@ -22,9 +28,13 @@ Worker → client
        "traceback": "…"}``                                   traceback only for the log
     ``{"type": "cancelled", "id": …}``
 
+Job folders: the client creates them private to the user (mode 0700) with the name prefix
+:data:`JOB_DIR_PREFIX` in the temporary directory and removes them; the worker removes this
+user's folders of that name left untouched for a day (a crash's leftovers) when it starts.
+
 Job kinds: ``reconstruct`` (params as :func:`blender_gs_addon.reconstruct.reconstruct`),
 ``check`` (what torch/gsplat/CUDA the worker has), ``wait`` (a diagnostic job that reports
-progress for ``seconds`` and honours cancel; used by the tests and the "Check worker" button).
+progress for ``seconds`` and honours cancel unless ``cancellable`` is false; used by the tests).
 """
 
 from __future__ import annotations
@@ -33,8 +43,9 @@ import json
 
 PROTOCOL = 1
 MAX_LINE = 1 << 20  # a protocol line is small; anything larger is a broken peer
+JOB_DIR_PREFIX = "gs_reconstruct_"
 
-__all__ = ["PROTOCOL", "MAX_LINE", "encode", "decode"]
+__all__ = ["PROTOCOL", "MAX_LINE", "JOB_DIR_PREFIX", "encode", "decode"]
 
 
 def encode(message: dict) -> bytes:

@@ -17,7 +17,16 @@ data set and the splat file; it is removed when the session closes.
 
 Scene state: the capture restores everything it touches; the splats are imported in a single
 all-or-nothing call at the very end, so a cancel or a failure at any stage leaves the scene as
-it was. Errors are :class:`GSError` with the text of whatever failed (capture, data-set reader,
+it was.
+
+Cancel never blocks Blender's main thread: it raises the stop flag, which the model polls
+between stages and at every fit step, and returns. An in-process model thread may finish its
+current step later (a network forward cannot be interrupted); whatever it returns is thrown
+away. A worker job gets :data:`_CANCEL_GRACE` seconds to stop cooperatively, counted on the
+worker's owner thread, after which the worker is terminated (the next job starts a fresh one).
+The job folder is removed once nothing writes into it any more.
+
+Errors are :class:`GSError` with the text of whatever failed (capture, data-set reader,
 worker, importer).
 """
 
@@ -43,6 +52,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon.errors import GSError, Report, log_report
+from ..blender_gs_addon.worker_protocol import JOB_DIR_PREFIX
 from ..preferences import DEFAULTS, Settings, backend_from_item
 from .capture import CaptureCancelled, CaptureSession
 from .splat_object import import_splats
@@ -64,8 +74,7 @@ DEFAULT_CAPTURE = {"rig": "orbit", "views": 16, "elevations": (0.0, 30.0), "reso
 
 LGM_RESOLUTION = 256  # LGM's input size; the rig renders square views at this size
 _WORKER_STARTUP_TIMEOUT = 120.0  # seconds: first torch + CUDA import on a cold disk is slow
-_CANCEL_GRACE = 2.0              # seconds a worker job gets to stop before the worker is killed
-_THREAD_JOIN = 10.0              # seconds cancel() waits for the in-process model to stop
+_CANCEL_GRACE = 1.0              # seconds a worker job gets to stop before the worker is killed
 
 
 class ReconstructCancelled(GSError):
@@ -155,6 +164,23 @@ def _get_worker(python: str):
         return client
 
 
+_SWEPT: dict = {"done": False}
+
+
+def _sweep_once() -> None:
+    """Remove this user's day-old job folders once per Blender session (the worker does the
+    same when it starts; the in-process path never starts one)."""
+    if _SWEPT["done"]:
+        return
+    _SWEPT["done"] = True
+    from ..blender_gs_addon.worker import sweep_stale_job_dirs
+
+    try:
+        sweep_stale_job_dirs()
+    except OSError:
+        pass  # leftovers are untidy, not a reason to refuse a reconstruction
+
+
 def stop_worker() -> None:
     """Stop the warm worker, if any (add-on unregister, Blender exit)."""
     with _WORKER_LOCK:
@@ -239,6 +265,11 @@ def last_result() -> dict | None:
     return _ACTIVE["last"]
 
 
+def _online_access() -> bool:
+    """Blender's "Allow Online Access" (True on versions before it existed)."""
+    return bool(getattr(bpy.app, "online_access", True))
+
+
 class ReconstructSession:
     """Capture ``objects`` → reconstruct → import, steppable or synchronous.
 
@@ -304,9 +335,10 @@ class ReconstructSession:
         self._thread_outcome: dict = {}
         self._job = None  # WorkerJob while the worker runs ours
         self._worker_start: Future | None = None
+        self._reaper: Future | None = None  # the cancelled worker job's grace period
         self._closed = False
         self._cleanup_lock = threading.Lock()
-        self._thread_done = False
+        self._writers = 0  # model thread / cancelled worker job still writing into job_dir
         self._started = None
 
     # -------------------------------------------------------------------------- progress
@@ -334,7 +366,8 @@ class ReconstructSession:
         if other is not None and other is not self and other.running:
             raise GSError("another reconstruction is running; wait for it or cancel it (Esc)")
         self._started = time.perf_counter()
-        self.job_dir = Path(tempfile.mkdtemp(prefix="gs_reconstruct_"))  # mode 0700
+        _sweep_once()
+        self.job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # mode 0700
         _ACTIVE["session"] = self
         self._capture_dir = self.job_dir / "capture"
         try:
@@ -390,7 +423,9 @@ class ReconstructSession:
             "weights": (os.path.abspath(os.path.expanduser(bpy.path.abspath(settings.weights)))
                         if settings.weights.strip() else None),
             "device": settings.device.lower(), "seed": self.seed,
-            "offline": True if settings.offline else None,
+            # Blender's "Allow Online Access" off (Preferences › System) means no downloads,
+            # as the extension platform asks of every add-on.
+            "offline": True if settings.offline or not _online_access() else None,
         }
 
     def _launch(self) -> None:
@@ -411,23 +446,25 @@ class ReconstructSession:
                 outcome["error"] = err
                 outcome["traceback"] = traceback.format_exc()
             finally:
-                self._after_thread()
+                self._writer_done()
 
         if self.in_process:
             self.message = "running the model in Blender's Python"
             self._thread = threading.Thread(target=in_process, daemon=True,
                                             name="gs-reconstruct")
+            with self._cleanup_lock:
+                self._writers += 1
             self._thread.start()
         else:
             self.message = f"starting the worker ({self.python})"
             self._worker_start = _OWNER.submit(_get_worker, self.python)
 
-    def _after_thread(self) -> None:
+    def _writer_done(self) -> None:
         # A cancelled session may have closed while the model was finishing its step; the
         # folder is then removed here, once nothing writes into it any more.
         with self._cleanup_lock:
-            self._thread_done = True
-            remove = self._closed
+            self._writers -= 1
+            remove = self._closed and self._writers == 0
         if remove:
             self._remove_job_dir()
 
@@ -546,18 +583,11 @@ class ReconstructSession:
 
     # ------------------------------------------------------------------- cancel / close
     def cancel(self) -> bool:
-        """Stop at whatever stage; the scene is left as it was. False when there is nothing
-        left to cancel (already done, failed or cancelled)."""
+        """Stop at whatever stage; the scene is left as it was. Returns at once (the model is
+        told to stop and left to do so in the background: see :meth:`wait_released`). False
+        when there is nothing left to cancel (already done, failed or cancelled)."""
         if not self.running and self.stage != "idle":
             return False
-        self._stop.set()
-        if self._job is not None and not self._job.done:
-            try:
-                self._job.cancel(grace=_CANCEL_GRACE)
-            except GSError:
-                pass  # the worker died while cancelling: nothing of ours runs any more
-        if self.in_process and self._thread is not None:
-            self._thread.join(timeout=_THREAD_JOIN)
         self._set("cancelled", 0.0, "cancelled")
         self.close()
         return True
@@ -568,29 +598,75 @@ class ReconstructSession:
         else:
             self.error = str(err)
             self._set("failed", 0.0, self.error)
-        self._stop.set()
-        if self._job is not None and not self._job.done:
-            try:
-                self._job.cancel(grace=_CANCEL_GRACE)
-            except GSError:
-                pass
         self.close()
 
+    def _release_job(self) -> None:
+        """Cancel our worker job without waiting for it: the cooperative request goes out now;
+        the grace period, and terminating the worker if the job outlives it, run on the
+        worker's owner thread. That thread also starts workers, so the next session's job is
+        only submitted once this one has gone."""
+        job = self._job
+        if job is None or job.done:
+            return
+        try:
+            job.request_cancel()
+        except GSError:
+            return  # the worker died: nothing of ours runs any more
+        with self._cleanup_lock:
+            self._writers += 1
+
+        def reap():
+            try:
+                job.cancel(grace=_CANCEL_GRACE)
+            except GSError:
+                pass  # it died while stopping: just as gone
+            finally:
+                if not job.client.alive:
+                    with _WORKER_LOCK:
+                        if _WORKER["client"] is job.client:
+                            _WORKER["client"] = None
+                self._writer_done()
+
+        self._reaper = _OWNER.submit(reap)
+
+    def wait_released(self, timeout: float | None = None) -> bool:
+        """Block until a cancelled session's model has stopped (the in-process thread ended,
+        the worker job cancelled or the worker terminated) and its folder is gone; True when
+        it has within ``timeout`` seconds. Not for Blender's main thread: tests, scripts."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left():
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        if self._thread is not None:
+            self._thread.join(timeout=left())
+            if self._thread.is_alive():
+                return False
+        if self._reaper is not None:
+            try:
+                self._reaper.result(timeout=left())
+            except FuturesTimeout:
+                return False
+        with self._cleanup_lock:
+            return self._writers == 0
+
     def close(self) -> None:
-        """Restore the scene after an unfinished capture and remove the job folder."""
+        """Stop the model if it still runs, restore the scene after an unfinished capture and
+        remove the job folder (now, or when the model has stopped writing into it)."""
         with self._cleanup_lock:
             if self._closed:
                 return
             self._closed = True
-            # An in-process model still running removes the folder itself when it stops.
-            thread_busy = self.in_process and self._thread is not None and \
-                not self._thread_done
+        self._stop.set()
+        self._release_job()
         if self._capture is not None:
             self._capture.close()
             self._capture = None
+        with self._cleanup_lock:
+            busy = self._writers > 0  # the last writer removes the folder when it ends
         if self.keep_files and self.job_dir is not None:
             self.report({'INFO'}, f"job files kept in {self.job_dir}")
-        elif not thread_busy:
+        elif not busy:
             self._remove_job_dir()
         if _ACTIVE["session"] is self:
             _ACTIVE["session"] = None

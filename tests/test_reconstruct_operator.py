@@ -284,12 +284,28 @@ class _FakeWindowManager:
         self.calls.append("progress_end")
 
 
-def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, blender):
+def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, blender,
+                                                                       monkeypatch):
     """The modal loop of gs.reconstruct driven by hand (background mode has no event loop):
     the in-process model runs in a thread, every timer tick returns at once, the progress
-    reaches the window manager, the status bar and the panel's property, Esc restores all."""
+    reaches the window manager, the status bar and the panel's property, Esc restores all
+    at once even while the model is inside a step it cannot leave."""
     from types import SimpleNamespace
 
+    import blender_gs_addon.fit as fit_module
+
+    real_fit = fit_module.fit_splats
+
+    def fit_with_slow_steps(*, progress=None, **kwargs):
+        # Each reported step then takes 2 s more, like a long network forward: the model
+        # thread cannot look at the stop flag during it.
+        def slow(p):
+            progress(p)
+            time.sleep(2.0)
+
+        return real_fit(progress=slow, **kwargs)
+
+    monkeypatch.setattr(fit_module, "fit_splats", fit_with_slow_steps)
     bpy = blender
     objects = _toy(ext, bpy)
     before = _scene_state(bpy)
@@ -342,10 +358,17 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
     start = time.monotonic()
     esc = SimpleNamespace(type='ESC', value='PRESS', timer=None)
     assert op.modal(context, esc) == {'CANCELLED'}
-    assert time.monotonic() - start < 8.0
-    assert not thread.is_alive() and not session.job_dir.exists()
+    took = time.monotonic() - start
+    assert took < 1.5, took  # the main thread does not wait for the model
     assert wm.calls[-2:] == ["timer_remove", "progress_end"] and status_texts[-1] is None
     assert not status.running and reports[-1][0] == {'WARNING'}
+    assert ext.job.active_session() is None and session.stage == "cancelled"
+    assert _scene_state(bpy) == before
+    # The model thread stops at its next fit step; its result is thrown away, its folder
+    # removed, and the scene stays as it was.
+    assert session.wait_released(timeout=60)
+    assert not thread.is_alive() and not session.job_dir.exists()
+    assert session.object is None and session.result is None
     assert _scene_state(bpy) == before
 
 
@@ -378,11 +401,40 @@ def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
     client = ext.job._WORKER["client"]
     start = time.monotonic()
     assert session.cancel() is True
-    assert time.monotonic() - start < 4.0
+    took = time.monotonic() - start
+    assert took < 0.5, took  # the request goes out; the grace runs on the owner thread
+    assert _scene_state(bpy) == before
+    assert session.wait_released(timeout=ext.job._CANCEL_GRACE + 0.5)
+    assert time.monotonic() - start < ext.job._CANCEL_GRACE + 0.5
     assert session._job.cancelled and client.alive  # cooperative cancel: worker stays warm
+    assert ext.job._WORKER["client"] is client
     assert not session.job_dir.exists()
     assert _scene_state(bpy) == before
     assert client.run("wait", {"seconds": 0.05}, timeout=30) == {"waited": 0.05}
+
+
+def test_worker_job_outliving_the_grace_is_terminated(ext, blender, monkeypatch):
+    # No grace at all: the cancelled job has no time to stop, so the worker is terminated
+    # and forgotten; the next reconstruction starts a fresh one.
+    import sys
+
+    bpy = blender
+    objects = _toy(ext, bpy)
+    before = _scene_state(bpy)
+    settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=sys.executable)
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+                                         settings=settings, steps=500)
+    session.start()
+    _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
+    client = ext.job._WORKER["client"]
+    monkeypatch.setattr(ext.job, "_CANCEL_GRACE", 0.0)
+    start = time.monotonic()
+    assert session.cancel() is True
+    assert time.monotonic() - start < 0.5
+    assert session.wait_released(timeout=5)
+    assert time.monotonic() - start < 3.0  # close: 0.5 s for a clean exit, then terminate
+    assert not client.alive and ext.job._WORKER["client"] is None
+    assert not session.job_dir.exists() and _scene_state(bpy) == before
 
 
 # ----------------------------------------------------------------------------- check worker

@@ -77,6 +77,20 @@ def test_cancel_stops_within_a_second(client):
     assert client.run("wait", {"seconds": 0.05}, timeout=20) == {"waited": 0.05}
 
 
+def test_job_that_ignores_cancel_is_terminated_after_the_grace():
+    c = WorkerClient()
+    pid = c.info["pid"]
+    job = c.submit("wait", {"seconds": 60, "cancellable": False})
+    time.sleep(0.3)
+    start = time.monotonic()
+    job.request_cancel()  # returns at once: safe on a UI thread
+    assert time.monotonic() - start < 0.1 and not job.done
+    job.cancel(grace=0.5)
+    took = time.monotonic() - start
+    assert 0.5 <= took < 2.0, took
+    assert job.cancelled and not c.alive and not _pid_alive(pid)
+
+
 def test_sigkill_mid_job_gives_clear_error_quickly_and_no_orphan():
     c = WorkerClient()
     pid = c.info["pid"]
@@ -122,3 +136,145 @@ def test_worker_exits_when_client_process_dies(tmp_path):
     while _pid_alive(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _pid_alive(worker_pid)
+
+
+# ------------------------------------------------------------- the raw protocol, no client
+class _RawWorker:
+    """The worker process driven line by line, to send what the client never would (two jobs
+    at once, a job and its cancel in one write)."""
+
+    def __init__(self, *, env=None):
+        from blender_gs_addon import __version__
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "blender_gs_addon.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=root,
+            env={**os.environ, "PYTHONPATH": root, **(env or {})})
+        self.send({"type": "hello", "protocol": 1, "version": __version__})
+        self.hello = self.read(timeout=60)
+        assert self.hello["type"] == "hello", self.hello
+
+    def send(self, *messages):
+        # One write for all: the worker sees them back to back.
+        self.proc.stdin.write(b"".join(encode(m) for m in messages))
+        self.proc.stdin.flush()
+
+    def read(self, *, timeout: float) -> dict:
+        import select
+
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+            raise AssertionError(f"no message from the worker within {timeout} s")
+        return decode(self.proc.stdout.readline())
+
+    def read_until(self, kinds, *, timeout: float) -> dict:
+        """Skip progress and log lines; the first message of a type in ``kinds``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.read(timeout=max(0.0, deadline - time.monotonic()))
+            if message["type"] in kinds:
+                return message
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def raw():
+    worker = _RawWorker()
+    yield worker
+    worker.close()
+
+
+def test_cancel_sent_right_behind_its_job_is_honoured(raw):
+    # The cancel arrives before the worker's main loop has taken the job off its queue.
+    for i in range(3):
+        start = time.monotonic()
+        raw.send({"type": "job", "id": f"j{i}", "kind": "wait", "params": {"seconds": 60}},
+                 {"type": "cancel", "id": f"j{i}"})
+        end = raw.read_until({"cancelled", "result", "error"}, timeout=5)
+        assert end == {"type": "cancelled", "id": f"j{i}"}
+        assert time.monotonic() - start < 1.0
+    # A cancel for a job that has ended (or never was) is ignored; the next job runs fully.
+    raw.send({"type": "cancel", "id": "j0"}, {"type": "cancel", "id": "nope"},
+             {"type": "job", "id": "k", "kind": "wait", "params": {"seconds": 0.1}})
+    assert raw.read_until({"cancelled", "result", "error"}, timeout=10) == {
+        "type": "result", "id": "k", "outputs": {"waited": 0.1}}
+
+
+def test_second_job_while_one_runs_is_refused_as_busy(raw):
+    raw.send({"type": "job", "id": "first", "kind": "wait", "params": {"seconds": 60}},
+             {"type": "job", "id": "second", "kind": "wait", "params": {"seconds": 0.1}})
+    busy = raw.read_until({"error", "result", "cancelled"}, timeout=5)
+    assert busy["error_type"] == "Busy" and busy["id"] == "second"
+    assert busy["running"] == "first" and "busy with job first" in busy["message"]
+    # The refused job was not queued: cancelling the first leaves the worker idle, and a job
+    # sent after the first's end is accepted at once (no Busy from a stale slot).
+    raw.send({"type": "cancel", "id": "first"})
+    assert raw.read_until({"error", "result", "cancelled"}, timeout=5) == {
+        "type": "cancelled", "id": "first"}
+    raw.send({"type": "job", "id": "third", "kind": "check", "params": {}})
+    third = raw.read_until({"error", "result", "cancelled"}, timeout=30)
+    assert third["type"] == "result" and third["id"] == "third"
+    assert third["outputs"]["torch"] == raw.hello["torch"]
+    raw.proc.stdin.close()
+    assert raw.proc.wait(timeout=5) == 0
+
+
+def test_worker_exits_promptly_when_stdin_closes_mid_job(raw):
+    # What any platform sees when the parent dies: EOF on stdin (PR_SET_PDEATHSIG is Linux's).
+    raw.send({"type": "job", "id": "long", "kind": "wait", "params": {"seconds": 60}})
+    assert raw.read_until({"progress"}, timeout=10)["id"] == "long"
+    start = time.monotonic()
+    raw.proc.stdin.close()
+    assert raw.proc.wait(timeout=5) == 0
+    assert time.monotonic() - start < 1.5
+
+
+def test_stale_job_folders_are_swept_at_worker_start(tmp_path):
+    from blender_gs_addon.worker import sweep_stale_job_dirs
+
+    day = 24 * 3600
+    now = time.time()
+    old = tmp_path / "gs_reconstruct_old"
+    (old / "capture").mkdir(parents=True)
+    (old / "capture" / "view.png").write_bytes(b"x")
+    recent_child = tmp_path / "gs_reconstruct_busy"  # old folder, but a job writes into it
+    (recent_child / "capture").mkdir(parents=True)
+    fresh = tmp_path / "gs_reconstruct_fresh"
+    fresh.mkdir()
+    other = tmp_path / "someone_else_old"
+    other.mkdir()
+    target = tmp_path / "target_old"
+    target.mkdir()
+    link = tmp_path / "gs_reconstruct_link"
+    link.symlink_to(target, target_is_directory=True)
+    plain = tmp_path / "gs_reconstruct_file"
+    plain.write_bytes(b"x")
+    for path in (old / "capture" / "view.png", old / "capture", old, recent_child, other,
+                 target, plain):
+        os.utime(path, (now - 2 * day, now - 2 * day), follow_symlinks=False)
+
+    assert sweep_stale_job_dirs(root=tmp_path, now=now) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["gs_reconstruct_busy", "gs_reconstruct_fresh", "someone_else_old", "target_old",
+         "gs_reconstruct_link", "gs_reconstruct_file"])
+    # A day later the busy and fresh ones are stale too; the link and its target survive.
+    assert sorted(p.name for p in sweep_stale_job_dirs(root=tmp_path, now=now + 2 * day)) == [
+        "gs_reconstruct_busy", "gs_reconstruct_fresh"]
+    assert target.is_dir() and link.is_symlink()
+
+    # The real worker does it when it starts, in the temporary directory it is given.
+    leftover = tmp_path / "gs_reconstruct_crash"
+    leftover.mkdir()
+    os.utime(leftover, (now - 2 * day, now - 2 * day))
+    worker = _RawWorker(env={"TMPDIR": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 5
+        while leftover.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not leftover.exists() and target.is_dir()
+    finally:
+        worker.close()
