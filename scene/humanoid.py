@@ -10,6 +10,8 @@ edit the bones afterwards and re-bind with "Bind to Armature".
 
 from __future__ import annotations
 
+import importlib
+
 import addon_utils
 import bpy
 import numpy as np
@@ -23,23 +25,77 @@ __all__ = ["METARIG_HEIGHT", "create_metarig", "fit_metarig", "rig_humanoid"]
 METARIG_HEIGHT = 1.98  # top of spine.006 in Rigify's basic human metarig
 
 
+def _enable_rigify() -> bool:
+    """Load Rigify for this session if it is not loaded; True when this call loaded it.
+
+    Not persistent: the user's add-on choice is not changed for later sessions. Rigify's own
+    register() reads its add-on preferences entry, so the entry must exist (``default_set``);
+    the preferences' dirty flag is restored so that auto-saved preferences do not keep it.
+    """
+    if addon_utils.check("rigify")[1]:
+        return False
+    prefs = bpy.context.preferences
+    dirty = prefs.is_dirty
+    try:
+        mod = addon_utils.enable("rigify", default_set=True, persistent=False)
+    except Exception as err:  # an add-on failing to load raises anything
+        mod, error = None, err
+    else:
+        error = "it did not load"
+    prefs.is_dirty = dirty
+    if mod is None or not addon_utils.check("rigify")[1]:
+        _disable_rigify()
+        raise GSError(f"Rigify (shipped with Blender) could not be enabled: {error}")
+    return True
+
+
+def _disable_rigify() -> None:
+    """Undo :func:`_enable_rigify` (the add-on and its preferences entry)."""
+    prefs = bpy.context.preferences
+    dirty = prefs.is_dirty
+    try:
+        addon_utils.disable("rigify", default_set=True)
+    except Exception:  # noqa: BLE001 - best effort while another error is on its way
+        pass
+    prefs.is_dirty = dirty
+
+
 def create_metarig(name: str) -> bpy.types.Object:
-    """A new Rigify basic human metarig (29 bones) in the active collection, active."""
-    if not addon_utils.check("rigify")[1]:  # (enabled by default, loaded now)
+    """A new Rigify basic human metarig (29 bones) in the active collection, active.
+
+    Loads Rigify for the session when needed; on failure it is unloaded again."""
+    enabled_here = _enable_rigify()
+    arm = None
+    try:
         try:
-            addon_utils.enable("rigify", default_set=True, persistent=True)
-        except Exception as err:  # an add-on failing to load raises anything
-            raise GSError(f"Rigify (shipped with Blender) could not be enabled: {err}") from None
-    if not hasattr(bpy.types, "OBJECT_OT_armature_basic_human_metarig_add"):
-        raise GSError("Rigify's human metarig is not available in this Blender")
-    before = set(bpy.data.objects)
-    if bpy.context.mode != 'OBJECT':
-        bpy.ops.object.mode_set(mode='OBJECT')
-    bpy.ops.object.armature_basic_human_metarig_add()
-    created = [o for o in bpy.data.objects if o not in before and o.type == 'ARMATURE']
-    if not created:
-        raise GSError("Rigify did not create a metarig")
-    arm = created[0]
+            basic_human = importlib.import_module("rigify.metarigs.Basic.basic_human")
+        except ImportError:
+            raise GSError("Rigify's human metarig is not available in this Blender") from None
+        if bpy.context.mode != 'OBJECT':
+            bpy.ops.object.mode_set(mode='OBJECT')
+        # Rigify's "add metarig" operator reads ``context.active_object`` after adding an
+        # armature, which an operator run under a context override (the panel's button in a
+        # script, tests) pins to the splat object; building the metarig into our own armature
+        # with the module Rigify's operator calls needs no such context.
+        data = bpy.data.armatures.new(name)
+        arm = bpy.data.objects.new(name, data)
+        bpy.context.collection.objects.link(arm)
+        bpy.context.view_layer.objects.active = arm
+        with bpy.context.temp_override(active_object=arm, object=arm, selected_objects=[arm],
+                                       selected_editable_objects=[arm]):
+            basic_human.create(arm)
+            bpy.ops.object.mode_set(mode='OBJECT')
+        if not any(b.use_deform for b in data.bones):
+            raise GSError("Rigify did not create a metarig")
+    except BaseException:
+        if arm is not None:
+            data = arm.data
+            bpy.data.objects.remove(arm)
+            if data.users == 0:
+                bpy.data.armatures.remove(data)
+        if enabled_here:
+            _disable_rigify()
+        raise
     arm.name = name
     arm.location = (0.0, 0.0, 0.0)
     return arm
@@ -102,7 +158,8 @@ def fit_metarig(arm: bpy.types.Object, points_world: np.ndarray, *, source: str)
 def rig_humanoid(obj: bpy.types.Object, *, report: Report = log_report) -> bpy.types.Object:
     """Create a metarig, fit it to splat object ``obj`` and bind; returns the armature.
 
-    On any failure the new armature is removed again and ``obj`` is left as it was.
+    On any failure the new armature is removed again, ``obj`` is left as it was (an earlier
+    binding included) and Rigify is unloaded again if this call loaded it.
     """
     rigging._check_splat_object(obj)
     depsgraph = bpy.context.evaluated_depsgraph_get()
@@ -111,6 +168,7 @@ def rig_humanoid(obj: bpy.types.Object, *, report: Report = log_report) -> bpy.t
     source = f"Object {obj.name!r}"
     fit_humanoid(points, source=source)  # refuse a non-figure before anything is created
     active = bpy.context.view_layer.objects.active
+    rigify_before = addon_utils.check("rigify")[1]
     arm = create_metarig(f"{obj.name} rig")
     try:
         pose = fit_metarig(arm, points, source=source)
@@ -122,6 +180,8 @@ def rig_humanoid(obj: bpy.types.Object, *, report: Report = log_report) -> bpy.t
             bpy.data.armatures.remove(data)
         if active is not None and active.name in bpy.data.objects:
             bpy.context.view_layer.objects.active = active
+        if not rigify_before:
+            _disable_rigify()
         raise
     report({'INFO'}, f"Rigged {obj.name!r} as a humanoid ({pose}-pose input); edit the bones "
                      "of " + repr(arm.name) + " and bind again to refine")

@@ -47,6 +47,7 @@ from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
 from ..blender_gs_addon.sh import rotate_sh_rest
 from . import splat_object
 from .blend_files import object_named, open_blend, save_blend
+from .splat_display import _set_input as set_modifier_input
 
 __all__ = [
     "GROUP_ATTRIBUTE", "ROTATION_GROUP", "ARMATURE_MODIFIER", "ROTATION_MODIFIER",
@@ -61,6 +62,7 @@ ROTATION_MODIFIER = "GS Rotation"
 HELPER_PROP = "gs_frames_object"  # on the splat object: name of its helper
 ARMATURE_PROP = "gs_armature"
 _NODE_VERSION = 1
+_PENDING = "~gs pending "  # prefix of a binding under construction (see bind_splats)
 _NEWTON_STEPS = 3
 
 
@@ -147,6 +149,8 @@ def _write_groups(obj: bpy.types.Object, names: list[str], bones: np.ndarray,
     used = lv > 0
     vertex, b, lv = vertex[used], b[used], lv[used]
     key = b * 256 + lv
+    if len(key) and key.max() < 1 << 16:  # under 256 bones: numpy's radix sort, ~7x faster
+        key = key.astype(np.uint16)
     order = np.argsort(key, kind="stable")
     key, vertex = key[order], vertex[order]
     cuts = np.flatnonzero(np.diff(key)) + 1
@@ -223,6 +227,9 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
         sw = skinning.bone_weights(positions, heads, tails, source=source, report=report,
                                    **weight_options)
     elif method == "mesh":
+        # The same placement check as the automatic weights: a mesh skinned elsewhere would
+        # otherwise hand every splat the weights of whatever surface happens to be nearest.
+        skinning.check_far(positions, heads, tails, source=source, report=report)
         depsgraph = bpy.context.evaluated_depsgraph_get()
         world_inv = np.linalg.inv(np.array(obj.evaluated_get(depsgraph).matrix_world))
         verts, tris, vw = _mesh_weights(source_mesh, names, world_inv)
@@ -242,36 +249,87 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
     extent = float(np.linalg.norm(positions.max(0) - positions.min(0)))
     epsilon = max(extent * 1e-2, 1e-6)
 
-    # Everything that can fail on bad input has run: now change the scene.
-    unbind_splats(obj)
+    # The new binding is built beside any earlier one under temporary names and swapped in
+    # only once complete, so a failure part-way leaves the earlier binding (or none) exactly
+    # as it was: unbinding first would lose the user's working rig to a late error.
+    had_tree = ROTATION_GROUP in bpy.data.node_groups
     helper = None
     try:
-        _write_groups(obj, names, sw.bones, levels)
-        attr = obj.data.attributes.new(GROUP_ATTRIBUTE, 'INT', 'POINT')
+        _write_groups(obj, [f"{_PENDING}{i}" for i in range(len(names))], sw.bones, levels)
+        attr = obj.data.attributes.new(_PENDING + GROUP_ATTRIBUTE, 'INT', 'POINT')
         attr.data.foreach_set("value", group.astype(np.int32))
-        _add_armature_modifier(obj, armature)
+        _add_armature_modifier(obj, armature, name=_PENDING + ARMATURE_MODIFIER)
         helper = _make_helper(obj, armature, names, centres, group_bones, group_levels,
                               epsilon, rotation_steps)
-        rot = obj.modifiers.new(ROTATION_MODIFIER, 'NODES')
+        rot = obj.modifiers.new(_PENDING + ROTATION_MODIFIER, 'NODES')
         rot.node_group = rotation_node_group()
         _set_input(rot, "Frames", helper)
         _set_input(rot, "Frame Size", epsilon)
-        # Deform first: a display modifier (splat_display) must see the posed splats.
-        for index, name in enumerate((ARMATURE_MODIFIER, ROTATION_MODIFIER)):
-            obj.modifiers.move(obj.modifiers.find(name), index)
-        obj[HELPER_PROP] = helper.name
-        obj[ARMATURE_PROP] = armature.name
-        obj.data.update()
     except BaseException:
-        unbind_splats(obj)
-        if helper is not None and helper.name in bpy.data.objects:
-            bpy.data.objects.remove(helper)
+        _discard_pending(obj, helper, had_tree)
         raise
+    _swap_in(obj, armature, names, helper)
     seconds = time.perf_counter() - start
     report({'INFO'}, f"Bound {len(positions):,} splats to {len(names)} bones of "
                      f"{armature.name!r} ({count:,} rotation groups) in {seconds:.2f} s")
     return {"splats": len(positions), "bones": len(names), "groups": count,
             "seconds": seconds}
+
+
+def _discard_pending(obj, helper, had_tree) -> None:
+    """Remove a half-built binding (everything under the temporary names)."""
+    for name in (ROTATION_MODIFIER, ARMATURE_MODIFIER):
+        mod = obj.modifiers.get(_PENDING + name)
+        if mod is not None:
+            obj.modifiers.remove(mod)
+    for vg in [vg for vg in obj.vertex_groups if vg.name.startswith(_PENDING)]:
+        obj.vertex_groups.remove(vg)
+    attr = obj.data.attributes.get(_PENDING + GROUP_ATTRIBUTE)
+    if attr is not None:
+        obj.data.attributes.remove(attr)
+    if helper is not None and helper.name in bpy.data.objects:
+        mesh = helper.data
+        bpy.data.objects.remove(helper)
+        if mesh.users == 0:
+            bpy.data.meshes.remove(mesh)
+    tree = bpy.data.node_groups.get(ROTATION_GROUP)
+    if not had_tree and tree is not None and tree.users == 0:
+        bpy.data.node_groups.remove(tree)
+
+
+def _swap_in(obj, armature, names, helper) -> None:
+    """Replace the earlier binding by the complete pending one (renames only: cannot fail on
+    valid data)."""
+    old_helper = bpy.data.objects.get(obj.get(HELPER_PROP, "")) if HELPER_PROP in obj else None
+    for name in (ROTATION_MODIFIER, ARMATURE_MODIFIER):
+        mod = obj.modifiers.get(name)
+        if mod is not None:
+            obj.modifiers.remove(mod)
+    if old_helper is not None and old_helper != helper:
+        mesh = old_helper.data
+        bpy.data.objects.remove(old_helper)
+        if mesh.users == 0:
+            bpy.data.meshes.remove(mesh)
+    for vg in [vg for vg in obj.vertex_groups if not vg.name.startswith(_PENDING)]:
+        obj.vertex_groups.remove(vg)
+    for i, name in enumerate(names):
+        vg = obj.vertex_groups.get(f"{_PENDING}{i}")
+        if vg is not None:
+            vg.name = name
+    attr = obj.data.attributes.get(GROUP_ATTRIBUTE)
+    if attr is not None:
+        obj.data.attributes.remove(attr)
+    # Looked up again by name: removing a layer may move the others in memory.
+    obj.data.attributes[_PENDING + GROUP_ATTRIBUTE].name = GROUP_ATTRIBUTE
+    for name in (ARMATURE_MODIFIER, ROTATION_MODIFIER):
+        obj.modifiers[_PENDING + name].name = name
+    # Deform first: a display modifier (splat_display) must see the posed splats.
+    for index, name in enumerate((ARMATURE_MODIFIER, ROTATION_MODIFIER)):
+        obj.modifiers.move(obj.modifiers.find(name), index)
+    helper.name = helper.data.name = f"{obj.name} GS frames"
+    obj[HELPER_PROP] = helper.name
+    obj[ARMATURE_PROP] = armature.name
+    obj.data.update()
 
 
 def _make_helper(obj, armature, names, centres, group_bones, group_levels, epsilon, steps):
@@ -304,9 +362,11 @@ def _make_helper(obj, armature, names, centres, group_bones, group_levels, epsil
 
 
 def _set_input(modifier, name, value):
+    """Set a Geometry Nodes modifier input by its socket name. Blender 5.2 moved input values
+    from ID properties to ``modifier.properties.inputs``; the display's setter handles both."""
     for item in modifier.node_group.interface.items_tree:
         if item.item_type == 'SOCKET' and item.in_out == 'INPUT' and item.name == name:
-            modifier[item.identifier] = value
+            set_modifier_input(modifier, item.identifier, value)
             return
     raise GSError(f"node group {modifier.node_group.name!r} has no input {name!r}")
 

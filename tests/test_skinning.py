@@ -236,3 +236,54 @@ def test_fit_humanoid_refuses_a_lying_figure(rng):
     pts, _ = human_figure(rng)
     with pytest.raises(GSError, match="upright"):
         fit_humanoid(pts[:, [2, 1, 0]] * [1, 1, 0.05])
+
+
+# ---------------------------------------------------------------------------- smoothing graph
+def test_smoothing_graph_is_the_knn_graph_of_cell_centroids(rng):
+    from blender_gs_addon.skinning import _cell_knn
+
+    pts = cylinder_shell(rng, 20000, radius=0.1, z0=0, z1=2)
+    grid = solid_grid(pts, resolution=32)
+    cells = np.argwhere(grid.solid)
+    cell_id = np.full(grid.solid.shape, -1)
+    cell_id[tuple(cells.T)] = np.arange(len(cells))
+    nbr = _cell_knn(grid, pts, cells, cell_id, k=8)
+    assert nbr.shape == (len(cells), 8) and (nbr >= 0).mean() > 0.99
+    assert not (nbr == np.arange(len(cells))[:, None]).any()  # never itself
+    # brute force: centroid of each cell's splats (cell centre for the filled inside), all pairs
+    own = cell_id[tuple(grid.index(pts).T)]
+    hits = np.bincount(own, minlength=len(cells))
+    centroid = grid.origin + (cells + 0.5) * grid.cell
+    for axis in range(3):
+        sums = np.bincount(own, pts[:, axis], minlength=len(cells))
+        centroid[hits > 0, axis] = sums[hits > 0] / hits[hits > 0]
+    d = np.linalg.norm(centroid[:, None] - centroid[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    # Compared by distance (the filled inside is a lattice: ties between equally near cells).
+    got_d = np.sort(np.take_along_axis(d, np.maximum(nbr, 0), 1), axis=1)
+    true_d = np.sort(d, axis=1)[:, :8]
+    same = np.isclose(got_d, true_d, rtol=0, atol=1e-9).all(1)
+    # exact wherever the 8th neighbour is nearer than two cells (a farther cell's centroid
+    # cannot be), which is almost everywhere
+    close = true_d[:, 7] < 2 * grid.cell
+    assert close.mean() > 0.95 and same[close].all()
+    assert same.mean() > 0.98, same.mean()
+    # the old 6 face neighbours were not: a shell's nearest centroids are often diagonal
+    six = np.abs(cells[nbr] - cells[:, None]).sum(-1) == 1
+    assert six.mean() < 0.8
+
+
+def test_smoothing_evens_out_neighbouring_weights(rng):
+    pts = cylinder_shell(rng, 20000, radius=0.1, z0=0, z1=2)
+    heads = np.array([[0, 0, 0], [0, 0, 1.0]])
+    tails = np.array([[0, 0, 1.0], [0, 0, 2.0]])
+    near, _ = nearest_points(pts[1::2], pts[::2])  # each even splat's nearest odd one
+
+    def roughness(**options):
+        sw = bone_weights(pts, heads, tails, **options)
+        w = np.where(sw.bones == 0, sw.weights, 0).sum(1)
+        return np.abs(w[::2] - w[1::2][near]).mean()
+
+    raw, smooth = roughness(smooth_iterations=0), roughness(smooth_iterations=4)
+    assert smooth < 0.9 * raw, (smooth, raw)
+    assert roughness(smooth_iterations=4, smooth_neighbours=0) == pytest.approx(raw)
