@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import save_rgba
 
 torch = pytest.importorskip("torch")
 
@@ -38,15 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RES = 32
 
 
-def _save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
-    from PIL import Image
-
-    straight = np.where(alpha > 1e-6, rgb / np.maximum(alpha, 1e-6), 0.0)
-    rgba = np.clip(np.concatenate([straight, alpha], -1), 0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").save(path)
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
     """12 train + 3 test views at 32² of a 400-splat torus, rendered on black (RGBA)."""
@@ -61,7 +53,7 @@ def dataset_dir(tmp_path_factory):
     views += test.to_views(root / "test", split="test")
     rgb, alpha = render_views(truth, views, background=(0.0, 0.0, 0.0))
     for view, image, a in zip(views, rgb, alpha):
-        _save_rgba(view.file_path, image, a)
+        save_rgba(view.file_path, image, a)
     write_transforms(ViewDataset(views=views), root)
     write_splats(root / "truth.ply", splats_world_to_file(truth))
     return root

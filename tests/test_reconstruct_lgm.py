@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import save_rgba
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -38,15 +39,6 @@ RES = 64
 LGM_COUNT = 4 * (LGM_INPUT_SIZE // lgm_config("tiny").output_stride) ** 2
 
 
-def _save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
-    from PIL import Image
-
-    straight = np.where(alpha > 1e-6, rgb / np.maximum(alpha, 1e-6), 0.0)
-    rgba = np.clip(np.concatenate([straight, alpha], -1), 0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").save(path)
-
-
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
     """LGM's four views (azimuth 0/90/180/270°, fov 49.1°, radius 1.5) at 64² and one test
@@ -61,7 +53,7 @@ def capture(tmp_path_factory):
     rgb, alpha = render_views(truth, views, background=(0.0, 0.0, 0.0))
     assert all(a.mean() > 0.05 for a in alpha)  # the object is in every view
     for view, image, a in zip(views, rgb, alpha):
-        _save_rgba(view.file_path, image, a)
+        save_rgba(view.file_path, image, a)
     write_transforms(ViewDataset(views=views), root)
     return root
 

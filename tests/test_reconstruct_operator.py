@@ -254,36 +254,6 @@ def test_cancel_before_start_and_during_capture_changes_nothing(ext, blender):
     assert session.cancel() is False  # nothing left to cancel
 
 
-class _FakeWindowManager:
-    """The real window manager, with the calls that need a window (absent in background mode)
-    recorded instead."""
-
-    def __init__(self, wm):
-        self._wm, self.calls = wm, []
-
-    def __getattr__(self, name):
-        return getattr(self._wm, name)
-
-    def event_timer_add(self, seconds, window=None):
-        self.calls.append("timer_add")
-        return "timer"
-
-    def event_timer_remove(self, timer):
-        self.calls.append("timer_remove")
-
-    def modal_handler_add(self, operator):
-        self.calls.append("modal_handler_add")
-
-    def progress_begin(self, lo, hi):
-        self.calls.append("progress_begin")
-
-    def progress_update(self, value):
-        self.calls.append(("progress", value))
-
-    def progress_end(self):
-        self.calls.append("progress_end")
-
-
 def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, blender,
                                                                        monkeypatch):
     """The modal loop of gs.reconstruct driven by hand (background mode has no event loop):
@@ -310,7 +280,9 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
     objects = _toy(ext, bpy)
     before = _scene_state(bpy)
     op_class = ext.operators.GS_OT_reconstruct
-    wm = _FakeWindowManager(bpy.context.window_manager)
+    from fakes import RecordingWindowManager
+
+    wm = RecordingWindowManager(bpy.context.window_manager)
     status_texts = []
     context = SimpleNamespace(window_manager=wm, window="window",
                               workspace=SimpleNamespace(status_text_set=status_texts.append))
@@ -331,7 +303,8 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
                                          settings=settings, steps=500, report=op.report)
     assert session.in_process
     assert op._start_modal(context, session) == {'RUNNING_MODAL'}
-    assert wm.calls[:3] == ["progress_begin", "timer_add", "modal_handler_add"]
+    assert [c if isinstance(c, str) else c[0] for c in wm.calls[:3]] == [
+        "progress_begin", "timer_add", "modal_handler_add"]
     status = bpy.context.window_manager.gs_reconstruct
     assert status.running and status.stage == "capture"
 
