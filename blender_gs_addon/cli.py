@@ -182,6 +182,8 @@ def cmd_eval(args) -> int:
 def cmd_render(args) -> int:
     from .evaluate import render_dataset_frames
 
+    if args.engine in ("eevee", "cycles"):
+        _blender("scene.render_engine")  # one clear line when bpy is missing
     written = render_dataset_frames(
         splats_path=args.splats, cameras=args.cameras, out_dir=args.out, engine=args.engine,
         resolution=args.resolution, device=args.device, report=_stdout_report)

@@ -125,6 +125,13 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact
         from .errors import log_report
         from .extension import extension_module
 
+        try:
+            import bpy  # noqa: F401
+        except ImportError as err:
+            raise GSError(f"--engine {engine} renders the splat display in Blender and needs "
+                          f"the bpy module (pip install bpy==5.0.1, or run inside Blender); "
+                          f"--engine exact needs only torch: {err}") from None
+
         return extension_module("scene.render_engine").render_dataset_frames(
             splats_path=splats_path, cameras=cameras, out_dir=out_dir, engine=engine,
             resolution=resolution, report=report or log_report)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
-from ..scene.splat_display import OPTION_NAMES, display_modifier, input_property
+from ..scene.splat_display import OPTION_NAMES, camera_problem, display_modifier, input_property
 from ..scene.splat_object import is_splat_object
 
 __all__ = ["GS_PT_display", "CLASSES"]
@@ -31,6 +33,11 @@ class GS_PT_display(bpy.types.Panel):
             return
         ids = {item.name: item.identifier for item in mod.node_group.interface.items_tree
                if item.item_type == 'SOCKET' and item.in_out == 'INPUT'}
+        problem = camera_problem(context.scene)
+        if problem is not None:
+            box = layout.box().column(align=True)
+            for i, line in enumerate(textwrap.wrap(problem, 38)):
+                box.label(text=line, icon='ERROR' if i == 0 else 'BLANK1')
         col = layout.column()
         for name in OPTION_NAMES:
             if name in ids:

@@ -14,7 +14,9 @@ Film: transparent film keeps the alpha; otherwise the world colour is composited
 Bad input: mesh objects without splat attributes are skipped with a warning; no splats renders
 a transparent (or world-coloured) image; no scene camera is a clear error; splats with NaN/Inf
 values are dropped with a warning. When torch cannot be imported in Blender's Python the engine
-reports what to install (the exact engine needs torch in-process).
+fails with a message saying what to configure (:data:`NO_TORCH_MESSAGE`): the exact engine needs
+torch in-process; the add-on preferences' Worker Python (used by reconstruction) cannot render
+F12 frames yet.
 
 :func:`render_dataset_frames` renders a splat file from every frame of a NeRF-synthetic
 transforms file with EEVEE, Cycles (through the splat display) or this engine, for the
@@ -24,6 +26,7 @@ transforms file with EEVEE, Cycles (through the splat display) or this engine, f
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,14 +44,21 @@ from ..blender_gs_addon.render.cameras import opengl_c2w_to_viewmat
 from ..blender_gs_addon.splats import SplatSet, concatenate
 from . import splat_display
 
-__all__ = ["ENGINE_ID", "ENGINES", "GS_RenderEngine", "scene_camera", "collect_splats",
-           "render_exact", "configure_scene", "render_scene_to_array", "render_dataset_frames",
-           "CLASSES"]
+__all__ = ["ENGINE_ID", "ENGINES", "NO_TORCH_MESSAGE", "GS_RenderEngine", "scene_camera",
+           "collect_splats", "render_exact", "configure_scene", "render_scene_to_array",
+           "render_dataset_frames", "CLASSES"]
 
 ENGINE_ID = "GAUSSIAN_SPLATS"
 # CLI names → Blender engine identifiers.
 ENGINES = {"exact": ENGINE_ID, "eevee": "BLENDER_EEVEE", "cycles": "CYCLES"}
 NO_DEPTH = 1e10  # Z pass value where no splat was hit (Blender's background depth)
+NO_TORCH_MESSAGE = (
+    "The Gaussian Splatting render engine needs PyTorch in Blender's own Python ({python}), "
+    "and torch cannot be imported there. The Worker Python of the add-on preferences is used "
+    "by reconstruction only and cannot render F12 frames yet. To render, either install torch "
+    "for Blender's Python (\"{python}\" -m pip install torch) and restart Blender, or switch "
+    "the render engine to EEVEE or Cycles, which draw the splat display, or render from a "
+    "shell with torch: python -m blender_gs_addon render --engine exact")
 
 
 # ------------------------------------------------------------------------------- the camera
@@ -159,12 +169,7 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        raise GSError(
-            "The Gaussian Splatting render engine needs PyTorch in Blender's Python, and it "
-            "cannot be imported here. Install it into Blender's Python (e.g. "
-            "`<blender>/python/bin/python -m pip install torch`), or render with EEVEE or "
-            "Cycles (the splat display), or from the command line with "
-            "`python -m blender_gs_addon render --engine exact`.") from None
+        raise GSError(NO_TORCH_MESSAGE.format(python=sys.executable)) from None
     return torch
 
 
@@ -378,15 +383,15 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
     created = []
     try:
         obj = import_splats(splats_path, up_axis=FILE_TO_WORLD_UP, collection=scene.collection,
-                            report=report)
+                            display=False, report=report)
         created.append(obj)
-        splat_display.add_display(obj, scene=scene, report=report)
         cam_data = bpy.data.cameras.new("GS Render Camera")
         cam = bpy.data.objects.new("GS Render Camera", cam_data)
         created.append(cam)
         scene.collection.objects.link(cam)
         scene.camera = cam
         configure_scene(scene, engine, samples=samples)
+        splat_display.add_display(obj, scene=scene, report=report)
         settings = scene.render.image_settings
         settings.file_format = 'PNG'
         settings.color_mode = 'RGBA'

@@ -35,7 +35,32 @@ e.g. armature-deformed — splats after the display turned them into quads
 
 Per-object options are modifier inputs (see :data:`OPTION_NAMES`): "SH Degree",
 "Scale Multiplier", "Opacity Threshold" and "Viewport Points" (a cheap point display in the
-viewport for very large sets). Nothing loops over splats in Python.
+viewport for very large sets: one point per splat with its DC colour, branched off before the
+projection, SH and sorting, which are then not evaluated). Nothing loops over splats in Python.
+
+Without a perspective active camera (none, an orthographic camera, or an active "camera" that is
+another kind of object) the display shows points instead of quads projected wrongly, and
+:func:`camera_problem` says why (the panel and :func:`add_display` report it).
+:func:`add_display` raises Cycles' transparent bounce limit to :data:`CYCLES_TRANSPARENT_BOUNCES`
+(never lowers it); EEVEE has no such limit. The node types the tree needs (Camera Info) exist
+from Blender 4.5; on older versions :func:`add_display` raises GSError and importing splats
+continues without the display (:func:`display_support_problem`).
+
+Known limits:
+
+* sorting is per object: each object's quads are drawn back to front, but EEVEE sorts
+  blended objects as wholes (by object distance), not splat by splat, so splat objects that
+  overlap on screen and interpenetrate in depth blend approximately in EEVEE (Cycles
+  composites along each ray in depth order). Join such objects for exact blending;
+* object transforms that are not similarities (non-uniform scale, shear): the quads follow the
+  transformed covariance exactly, but SH colour is evaluated for the view direction in the
+  object frame, which is then not a rotated world direction, so view-dependent colour is
+  approximate (the exact render engine skips such objects with a warning);
+* panoramic cameras: the tree cannot tell them from perspective ones and projects with the
+  lens; :func:`camera_problem` warns;
+* Cycles with one sample: transparent Russian roulette (``min_transparent_bounces`` below the
+  stack depth) adds noise that more samples remove; ``render_engine.configure_scene`` turns it
+  off for comparisons.
 """
 
 from __future__ import annotations
@@ -52,12 +77,14 @@ __all__ = [
     "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
     "remove_display", "display_modifier", "set_display_options", "display_options",
     "use_raw_view_transform", "display_node_group", "display_material", "input_property",
+    "display_support_problem", "camera_problem", "ensure_transparent_bounces",
+    "CYCLES_TRANSPARENT_BOUNCES",
 ]
 
 MODIFIER_NAME = "Splat Display"
 NODE_GROUP_NAME = "GS Splat Display"
 MATERIAL_NAME = "GS Splat"
-_VERSION = 1  # bump when the tree changes: older groups are rebuilt
+_VERSION = 2  # bump when the tree changes: older groups are rebuilt
 _VERSION_PROP = "gs_display_version"
 
 # Display attribute names: "gsd_" does not match the "gs_*" pattern the tree removes.
@@ -69,6 +96,17 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 ALPHA_MAX = 0.999
 NEAR, FAR = 0.01, 1e10
 EPS2D = 0.3
+# Cycles counts every splat quad a camera ray passes as one transparent bounce and stops the
+# ray (opaque black) at the limit; Blender's default of 8 shows dark blotches where splats
+# stack. add_display raises the scene's limit to at least this (never lowers it).
+CYCLES_TRANSPARENT_BOUNCES = 256
+# Node types of the display tree that older Blender versions lack (Camera Info: Blender 4.5).
+_REQUIRED_NODE_TYPES = (
+    "GeometryNodeCameraInfo", "GeometryNodeInputActiveCamera", "FunctionNodeSeparateMatrix",
+    "FunctionNodeInvertMatrix", "FunctionNodeTransformPoint", "FunctionNodeTransformDirection",
+    "FunctionNodeMatrixMultiply", "FunctionNodeCombineTransform", "GeometryNodeSortElements",
+    "FunctionNodeRotationToQuaternion", "FunctionNodeQuaternionToRotation",
+)
 
 # Modifier inputs: (name, socket type, default, min, max).
 _OPTIONS = (
@@ -168,7 +206,11 @@ class _GeoNodes(_Nodes):
 
 # ---------------------------------------------------------------------------- the node tree
 def _sh_color(g: _GeoNodes, direction, degree):
-    """max(Σ_k Y_k(dir) c_k + 0.5, 0) with the coefficients read from the gs_sh_* attributes."""
+    """Σ_k Y_k(dir) c_k + 0.5 with the coefficients read from the gs_sh_* attributes.
+
+    Not yet clamped at 0: the clamp (a max) would turn NaN into 0, and the caller must see NaN
+    to drop the splat as the rasterizer does.
+    """
     d = g.vmath("NORMALIZE", direction)
     x, y, z = g.split(d)
 
@@ -203,8 +245,7 @@ def _sh_color(g: _GeoNodes, direction, degree):
             part = term if part is None else g.vmath("ADD", part, term)
             k += 1
         total = g.vmath("ADD", total, g.vscale(part, on))
-    color = g.vmath("ADD", total, (0.5, 0.5, 0.5))
-    return g.vmath("MAXIMUM", color, (0.0, 0.0, 0.0))
+    return g.vmath("ADD", total, (0.5, 0.5, 0.5))
 
 
 def _build_tree(tree: bpy.types.NodeTree) -> None:
@@ -303,15 +344,20 @@ def _build_tree(tree: bpy.types.NodeTree) -> None:
         (1, c_rel)]).outputs[0]
 
     cam_pos = g.node("FunctionNodeTransformPoint", [(0, (0.0, 0.0, 0.0)), (1, c_rel)]).outputs[0]
-    color = _sh_color(g, g.vmath("SUBTRACT", position, cam_pos), gin["SH Degree"])
+    raw_color = _sh_color(g, g.vmath("SUBTRACT", position, cam_pos), gin["SH Degree"])
+    color = g.vmath("MAXIMUM", raw_color, (0.0, 0.0, 0.0))
 
     # Keep what the rasterizer keeps; NaN fails every comparison, so it is dropped too.
     keep = g.both(g.compare('GREATER_EQUAL', mz, NEAR), g.compare('LESS_EQUAL', mz, FAR))
     keep = g.both(keep, g.compare('GREATER_THAN', det, 0.0))
+    # A NaN quaternion survives Rotation → Quaternion, but Quaternion → Rotation turns it into
+    # a valid rotation: test its norm (NaN fails every comparison).
+    quat_ok = g.both(g.compare('GREATER_THAN', qn, 0.0), g.compare('LESS_THAN', qn, 1e30))
+    keep = g.both(keep, quat_ok)
     keep = g.both(keep, g.compare('LESS_THAN', lam1, 1e30))
     keep = g.both(keep, g.compare('GREATER_EQUAL', opacity, ALPHA_THRESHOLD))
     keep = g.both(keep, g.compare('GREATER_EQUAL', opacity, gin["Opacity Threshold"]))
-    keep = g.both(keep, g.compare('LESS_THAN', g.vmath("LENGTH", color, out=1), 1e30))
+    keep = g.both(keep, g.compare('LESS_THAN', g.vmath("LENGTH", raw_color, out=1), 1e30))
     keep = g.both(keep, g.compare('LESS_THAN', g.vmath("LENGTH", g.vmath(
         "ADD", axis_u, axis_v), out=1), 1e30))
     # Evaluate everything the quads need on the splats, then drop the splat attributes.
@@ -322,13 +368,6 @@ def _build_tree(tree: bpy.types.NodeTree) -> None:
     points = g.store(points, OPACITY, opacity, 'FLOAT')
     points = g.store(points, "gsd_depth", mz, 'FLOAT')
     points = g.store(points, "gsd_keep", keep, 'BOOLEAN')
-    sx, sy, sz = g.split(scale)
-    radius = g.math("MAXIMUM", sx, g.math("MAXIMUM", sy, sz))
-    radius = g.node("GeometryNodeSwitch", [(0, g.compare('GREATER_THAN', gin["Point Radius"],
-                                                         0.0)), (1, radius),
-                                           (2, gin["Point Radius"])],
-                    input_type='FLOAT').outputs[0]
-    points = g.store(points, "gsd_radius", radius, 'FLOAT')
     points = g.node("GeometryNodeMeshToPoints", [(0, points), ("Radius", 0.0)],
                     mode='VERTICES').outputs[0]
     points = g.node("GeometryNodeDeleteGeometry", [(0, points), (1, g.node(
@@ -358,13 +397,51 @@ def _build_tree(tree: bpy.types.NodeTree) -> None:
     material.inputs["Material"].default_value = display_material()
     quads = material.outputs[0]
 
-    # Cheap viewport display: one point per splat, its radius the largest scale (or the
-    # option's radius when set).
-    dots = g.node("GeometryNodeSetPointRadius", [(0, points), ("Radius", g.attribute(
-        "gsd_radius", 'FLOAT'))]).outputs[0]
-    dots_mat = g.node("GeometryNodeSetMaterial", [(0, dots)])
+    # Points: one per splat straight from the input, DC colour and opacity only, its radius
+    # the largest scale (or the option's radius when set). This branch uses nothing of the
+    # projection, SH or sorting above, and the Switch below evaluates only the branch it
+    # passes on, so the point display costs a few attribute reads per splat.
+    raw_dc = g.vmath("ADD", g.vscale(g.attribute(layout.SH_DC, 'FLOAT_VECTOR'), SH_C0),
+                     (0.5, 0.5, 0.5))
+    dc_color = g.vmath("MAXIMUM", raw_dc, (0.0, 0.0, 0.0))
+    sx, sy, sz = g.split(scale)
+    radius = g.math("MAXIMUM", sx, g.math("MAXIMUM", sy, sz))
+    radius = g.node("GeometryNodeSwitch", [(0, g.compare('GREATER_THAN', gin["Point Radius"],
+                                                         0.0)), (1, radius),
+                                           (2, gin["Point Radius"])],
+                    input_type='FLOAT').outputs[0]
+    keep_dot = g.both(g.compare('GREATER_EQUAL', opacity, ALPHA_THRESHOLD),
+                      g.compare('GREATER_EQUAL', opacity, gin["Opacity Threshold"]))
+    keep_dot = g.both(keep_dot, g.compare('LESS_THAN', g.vmath("LENGTH", raw_dc, out=1),
+                                          1e30))
+    keep_dot = g.both(keep_dot, g.compare('LESS_THAN', g.vmath("LENGTH", position, out=1),
+                                          1e30))
+    keep_dot = g.both(keep_dot, g.compare('LESS_THAN', radius, 1e30))
+    keep_dot = g.both(keep_dot, quat_ok)
+    dots = g.store(geometry, COLOR, dc_color, 'FLOAT_COLOR')
+    dots = g.store(dots, OPACITY, opacity, 'FLOAT')
+    dots = g.store(dots, "gsd_radius", radius, 'FLOAT')
+    dots = g.store(dots, "gsd_keep", keep_dot, 'BOOLEAN')
+    dots = g.node("GeometryNodeDeleteGeometry", [(0, dots), (1, g.node(
+        "FunctionNodeBooleanMath", [(0, g.attribute("gsd_keep", 'BOOLEAN'))],
+        operation='NOT').outputs[0])], domain='POINT').outputs[0]
+    dots = g.node("GeometryNodeMeshToPoints", [(0, dots), ("Radius", g.attribute(
+        "gsd_radius", 'FLOAT'))], mode='VERTICES').outputs[0]
+    remove = g.node("GeometryNodeRemoveAttribute", [(0, dots), ("Name", "gs_*")])
+    remove.inputs["Pattern Mode"].default_value = 'Wildcard'
+    dots_mat = g.node("GeometryNodeSetMaterial", [(0, remove.outputs[0])])
     dots_mat.inputs["Material"].default_value = display_material()
+
+    # Quads need a perspective active camera (Blender's perspective projection matrix has
+    # −1 in row 3, column 2; orthographic cameras, other objects and no camera at all do not).
+    # Without one the splats show as points rather than as quads projected wrongly; the
+    # panel and add_display say why (camera_problem).
+    perspective = g.compare('LESS_THAN', proj[3][2], -0.5)
+    no_perspective = g.node("FunctionNodeBooleanMath", [(0, perspective)],
+                            operation='NOT').outputs[0]
     use_points = g.both(g.node("GeometryNodeIsViewport").outputs[0], gin["Viewport Points"])
+    use_points = g.node("FunctionNodeBooleanMath", [(0, use_points), (1, no_perspective)],
+                        operation='OR').outputs[0]
     shown = g.node("GeometryNodeSwitch", [(0, use_points), (1, quads), (2, dots_mat.outputs[0])],
                    input_type='GEOMETRY').outputs[0]
 
@@ -521,8 +598,15 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
     render settings (default: the context scene). The scene's colour management is left alone
     unless ``raw_view_transform`` asks for view transform "Raw" (the screen then shows the
     model's colours unchanged; the "Raw view" button of the display panel does the same).
-    GSError for objects without splat attributes.
+    Cycles' transparent bounces are raised to :data:`CYCLES_TRANSPARENT_BOUNCES` when lower
+    (reported). A scene without a perspective active camera gets a warning: the display then
+    shows points (:func:`camera_problem`).
+    GSError for objects without splat attributes, and on Blender versions without the node
+    types the display needs (before 4.5; :func:`display_support_problem`).
     """
+    problem = display_support_problem()
+    if problem is not None:
+        raise GSError(problem)
     _check_splat_object(obj)
     scene = scene or bpy.context.scene
     tree = display_node_group()
@@ -550,7 +634,65 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
                         point_radius=point_radius)
     if raw_view_transform:
         use_raw_view_transform(scene, report=report)
+    ensure_transparent_bounces(scene, report=report)
+    camera = camera_problem(scene)
+    if camera is not None:
+        report({'WARNING'}, camera)
     return mod
+
+
+def display_support_problem() -> str | None:
+    """Why this Blender cannot build the splat display (None when it can).
+
+    The display needs node types added up to Blender 4.5 (Camera Info). Without them splat
+    objects still import and the "Gaussian Splatting" render engine still renders them.
+    """
+    missing = [name for name in _REQUIRED_NODE_TYPES if not hasattr(bpy.types, name)]
+    if not missing:
+        return None
+    version = ".".join(str(v) for v in bpy.app.version)
+    return (f"The splat display needs Blender 4.5 or newer (Blender {version} lacks the "
+            f"{', '.join(missing)} node{'s' if len(missing) > 1 else ''}); the splats are still "
+            "imported and render with the \"Gaussian Splatting\" render engine")
+
+
+def camera_problem(scene: bpy.types.Scene) -> str | None:
+    """Why the display cannot show Gaussians for ``scene``'s active camera (None when it can).
+
+    The quads are projected through a perspective active camera; without one the display
+    shows the splats as points (DC colour), never as wrongly projected quads. Panoramic
+    cameras still get quads (the tree cannot tell them apart), with this warning.
+    """
+    cam = scene.camera
+    if cam is None:
+        return (f"Scene {scene.name!r} has no active camera: splats show as points until a "
+                "camera is made the active camera (Ctrl+Numpad 0)")
+    if cam.type != 'CAMERA':
+        return (f"The active camera {cam.name!r} of scene {scene.name!r} is not a camera: "
+                "splats show as points")
+    if cam.data.type == 'PANO':  # the tree cannot tell: it projects with the lens
+        return (f"Camera {cam.name!r} is panoramic: the splat display projects splats as a "
+                "perspective camera with its lens would, which panoramic renders do not match")
+    if cam.data.type != 'PERSP':
+        return (f"Camera {cam.name!r} is {cam.data.type.lower().replace('ortho', 'orthographic')}"
+                ": the splat display needs a perspective camera, so splats show as points")
+    return None
+
+
+def ensure_transparent_bounces(scene: bpy.types.Scene, *, report: Report = log_report,
+                               minimum: int = CYCLES_TRANSPARENT_BOUNCES) -> bool:
+    """Raise Cycles' transparent bounce limit to ``minimum`` (never lower it); True if raised.
+
+    EEVEE has no such limit: its blended surfaces are all composited in draw order.
+    """
+    cycles = getattr(scene, "cycles", None)
+    if cycles is None or cycles.transparent_max_bounces >= minimum:
+        return False
+    old = cycles.transparent_max_bounces
+    cycles.transparent_max_bounces = minimum
+    report({'INFO'}, f"Scene {scene.name!r}: Cycles transparent bounces {old} → {minimum}, so "
+                     "rays pass through stacked splats")
+    return True
 
 
 def set_display_options(obj: bpy.types.Object, *, sh_degree: int | None = None,

@@ -66,13 +66,21 @@ def create_splat_object(splats: SplatSet, *, name: str, up_axis: str = "-Y",
     return obj
 
 
-def _with_display(objects: list[bpy.types.Object]) -> None:
-    """Hook: the splat display on new objects (removed again with them on failure)."""
-    from .splat_display import add_display
+def _with_display(objects: list[bpy.types.Object], *, report: Report = log_report) -> None:
+    """Hook: the splat display on new objects (removed again with them on failure).
 
+    On a Blender without the display's node types (before 4.5) the objects stay, without the
+    display, and a warning says so: the exact render engine still renders them.
+    """
+    from .splat_display import add_display, display_support_problem
+
+    problem = display_support_problem()
+    if problem is not None:
+        report({'WARNING'}, problem)
+        return
     try:
         for obj in objects:
-            add_display(obj)
+            add_display(obj, report=report)
     except BaseException:
         for obj in objects:
             mesh = obj.data
@@ -195,7 +203,7 @@ def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str =
             bpy.data.meshes.remove(mesh)
         raise
     if display:
-        _with_display(created)
+        _with_display(created, report=report)
     _select_only(created)
     return created
 

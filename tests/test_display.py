@@ -7,12 +7,17 @@ displays and the exact engine (PSNR floors); bad input renders without crashing.
 
 from __future__ import annotations
 
+import logging
 import math
+import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from blender_gs_addon import SplatSet
+from blender_gs_addon import object_layout as layout
 from blender_gs_addon.errors import GSError
 
 pytestmark = pytest.mark.bpy
@@ -184,8 +189,12 @@ def test_displays_match_exact_engine_on_random_set(blender, mods):
     assert np.abs(images["exact"][..., 3] - alpha[0, ..., 0]).max() < 1e-4
     assert images["exact"][..., 3].mean() > 0.3  # the set fills the view
     exact = images["exact"]
-    assert _psnr(images["eevee"], exact) >= 35.0
-    assert _psnr(images["cycles"], exact) >= 35.0
+    # Measured here (bpy 5.0.1, CPU, 56×42, 400 splats): EEVEE 61.7 dB, Cycles 92.5 dB. The
+    # floors are the issue's goals (EEVEE ≥ 30, Cycles ≥ 28 dB): conservative, so other
+    # Blender versions and GPU drivers pass, yet a misplaced, flipped or mis-sized splat set
+    # (≈ 10–20 dB) fails.
+    assert _psnr(images["eevee"], exact) >= 30.0
+    assert _psnr(images["cycles"], exact) >= 28.0
 
 
 def test_bad_input(blender, mods):
@@ -242,3 +251,410 @@ def test_bad_input(blender, mods):
         display.set_display_options(obj, sh_degree=5)
     assert display.remove_display(obj) and not display.remove_display(obj)
     assert len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices) == 30
+
+
+# ------------------------------------------------------------------------- per-object options
+def _scene_view(engine, scene):
+    """The scene camera as a CameraView (for the core renderer)."""
+    import bpy
+
+    from blender_gs_addon.datasets.camera_views import CameraView
+
+    bpy.context.view_layer.update()  # matrix_world of objects moved since the last update
+
+    viewmat, k, w, h = engine.scene_camera(scene)
+    return CameraView(name="v", file_path=None, width=w, height=h, fx=k[0, 0], fy=k[1, 1],
+                      cx=k[0, 2], cy=k[1, 2], camera_to_world=np.linalg.inv(viewmat) @ np.diag(
+                          [1.0, -1.0, -1.0, 1.0]), split="test")
+
+
+def _core_render(splats: SplatSet, obj, view) -> np.ndarray:
+    """[H, W, 4] premultiplied RGBA of the object's splats by the core rasterizer."""
+    from blender_gs_addon.evaluate import render_views
+
+    rgb, alpha = render_views(splats.transformed(np.array(obj.matrix_world)), [view],
+                              background=(0.0, 0.0, 0.0))
+    return np.concatenate([rgb[0], alpha[0]], axis=-1)
+
+
+def _clipped(image: np.ndarray) -> np.ndarray:
+    out = image.copy()
+    out[..., :3] = np.clip(out[..., :3], 0.0, 1.0)  # render_views clamps the composite
+    return out
+
+
+def _option_scene(bpy, splat_object, engine, splats, *, name="opts"):
+    obj = splat_object.create_splat_object(splats, name=name)
+    scene = bpy.context.scene
+    scene.camera = _camera(bpy, "cam", (0.2, -4.0, 0.4), (1.47, 0.0, 0.05))
+    scene.render.resolution_x, scene.render.resolution_y = 40, 30
+    engine.configure_scene(scene, "cycles")
+    return obj, scene, _scene_view(engine, scene)
+
+
+def test_sh_degree_option_matches_exact_engine_at_that_degree(blender, mods):
+    splat_object, display, engine = mods
+    bpy = blender
+    splats = _random_splats(150, seed=11)
+    splats = SplatSet.from_arrays(  # strong view-dependent bands: each degree looks different
+        positions=splats.positions, log_scales=splats.log_scales, rotations=splats.rotations,
+        opacity_logits=splats.opacity_logits, sh_dc=splats.sh_dc, sh_rest=splats.sh_rest * 4)
+    obj, scene, view = _option_scene(bpy, splat_object, engine, splats)
+    full = _core_render(splats, obj, view)
+    for degree in (1, 2):
+        display.set_display_options(obj, sh_degree=degree)
+        image = _clipped(engine.render_scene_to_array(scene))
+        same = _core_render(splats.with_sh_degree(degree), obj, view)
+        assert _psnr(image, same) >= 40.0, degree
+        assert _psnr(image, full) < _psnr(image, same) - 10.0, degree  # the option took effect
+
+
+def test_scale_multiplier_matches_exact_with_log_scales_plus_ln2(blender, mods):
+    splat_object, display, engine = mods
+    bpy = blender
+    splats = _random_splats(120, seed=12).with_sh_degree(0)
+    obj, scene, view = _option_scene(bpy, splat_object, engine, splats)
+    display.set_display_options(obj, scale_multiplier=2.0)
+    image = _clipped(engine.render_scene_to_array(scene))
+    doubled = SplatSet.from_arrays(
+        positions=splats.positions, log_scales=splats.log_scales + math.log(2.0),
+        rotations=splats.rotations, opacity_logits=splats.opacity_logits, sh_dc=splats.sh_dc,
+        sh_rest=splats.sh_rest)
+    assert _psnr(image, _core_render(doubled, obj, view)) >= 40.0
+    assert _psnr(image, _core_render(splats, obj, view)) < 30.0
+    # The covered area grows: twice the scale, about four times the footprint.
+    assert image[..., 3].sum() > 1.5 * _core_render(splats, obj, view)[..., 3].sum()
+
+
+def _evaluated(bpy, obj):
+    """(quads drawn, None or the points drawn: {"position", "radius", "color"} arrays)."""
+    dg = bpy.context.evaluated_depsgraph_get()
+    ob = obj.evaluated_get(dg)
+    quads = len(ob.data.polygons)
+    assert len(ob.data.vertices) == 4 * quads
+    geometry = ob.evaluated_geometry()  # owns the point cloud: read it while alive
+    cloud = geometry.pointcloud
+    if cloud is None:
+        return quads, None
+    n = len(cloud.points)
+    out = {"position": np.empty(3 * n, np.float32), "radius": np.empty(n, np.float32),
+           "color": np.empty(4 * n, np.float32)}
+    cloud.attributes["position"].data.foreach_get("vector", out["position"])
+    cloud.attributes["radius"].data.foreach_get("value", out["radius"])
+    cloud.attributes["gsd_color"].data.foreach_get("color", out["color"])
+    out["position"] = out["position"].reshape(-1, 3)
+    out["color"] = out["color"].reshape(-1, 4)
+    return quads, out
+
+
+def test_opacity_threshold_and_viewport_points(blender, mods):
+    splat_object, display, engine = mods
+    bpy = blender
+    from blender_gs_addon.sh import SH_C0
+
+    splats = _random_splats(200, seed=13)
+    obj, scene, view = _option_scene(bpy, splat_object, engine, splats)
+    opacity = splats.opacities()
+    above = opacity >= 0.6
+    assert 20 < above.sum() < 180  # a mid-range threshold
+    display.set_display_options(obj, opacity_threshold=0.6)
+    quads, cloud = _evaluated(bpy, obj)
+    assert cloud is None and quads == above.sum()
+    # Viewport points: one point per kept splat at its centre, DC colour, radius the largest
+    # scale times the multiplier; no quads in the viewport.
+    display.set_display_options(obj, viewport_points=True, scale_multiplier=1.5)
+    quads, cloud = _evaluated(bpy, obj)
+    assert quads == 0 and cloud is not None and len(cloud["radius"]) == above.sum()
+    np.testing.assert_allclose(cloud["position"], splats.positions[above], atol=1e-6)
+    np.testing.assert_allclose(cloud["radius"], 1.5 * np.exp(splats.log_scales[above]).max(1),
+                               rtol=1e-5)
+    np.testing.assert_allclose(cloud["color"][:, :3], np.maximum(
+        SH_C0 * splats.sh_dc[above] + 0.5, 0.0), atol=1e-5)
+    # Renders still draw the Gaussians (viewport only), with the threshold applied.
+    display.set_display_options(obj, scale_multiplier=1.0)
+    image = _clipped(engine.render_scene_to_array(scene))
+    assert _psnr(image, _core_render(splats.subset(above), obj, view)) >= 40.0
+
+
+def test_viewport_points_skip_projection_and_sorting(blender, mods):
+    """The point branch must not pay for the quads: evaluation is several times cheaper."""
+    import time
+
+    splat_object, display, _engine = mods
+    bpy = blender
+    obj = splat_object.create_splat_object(_random_splats(60_000, seed=14).with_sh_degree(0),
+                                           name="big")
+    bpy.context.scene.camera = _camera(bpy, "cam", (0.0, -4.0, 0.0), (math.pi / 2, 0, 0))
+
+    def seconds(points: bool) -> float:
+        display.set_display_options(obj, viewport_points=points)
+        best = math.inf
+        for _ in range(3):
+            obj.update_tag()
+            start = time.perf_counter()
+            bpy.context.evaluated_depsgraph_get().update()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    quads, points = seconds(False), seconds(True)
+    # Measured: quads ≈ 60 ms, points ≈ 4 ms at 60k splats (2 CPU cores).
+    assert points < 0.4 * quads, (points, quads)
+
+
+def test_no_camera_or_orthographic_camera_shows_points_and_says_why(blender, mods):
+    splat_object, display, _engine = mods
+    bpy = blender
+    splats = _random_splats(50, seed=15)
+    kept = int((splats.opacities() >= 1 / 255).sum())
+    obj = splat_object.create_splat_object(splats, name="s", display=False)
+    scene = bpy.context.scene
+    messages = []
+    display.add_display(obj, report=lambda level, msg: messages.append((set(level), msg)))
+    assert any('WARNING' in lv and "no active camera" in m for lv, m in messages)
+    quads, cloud = _evaluated(bpy, obj)
+    assert quads == 0 and len(cloud["radius"]) == kept
+    cam = _camera(bpy, "cam", (0.0, -4.0, 0.0), (math.pi / 2, 0.0, 0.0))
+    scene.camera = cam
+    assert display.camera_problem(scene) is None
+    quads, cloud = _evaluated(bpy, obj)
+    assert quads == kept and cloud is None
+    cam.data.type = 'ORTHO'
+    assert "orthographic" in display.camera_problem(scene)
+    quads, cloud = _evaluated(bpy, obj)
+    assert quads == 0 and len(cloud["radius"]) == kept
+    empty = bpy.data.objects.new("not a camera", None)
+    scene.collection.objects.link(empty)
+    scene.camera = empty
+    assert "not a camera" in display.camera_problem(scene)
+    quads, cloud = _evaluated(bpy, obj)
+    assert quads == 0 and len(cloud["radius"]) == kept
+
+
+def test_cycles_transparent_bounces_raised_never_lowered(blender, mods):
+    splat_object, display, engine = mods
+    bpy = blender
+    n = 40  # a stack of 40 splats along the view axis: one pixel sees all of them
+    rng = np.random.default_rng(16)
+    splats = SplatSet.from_arrays(
+        positions=np.c_[rng.normal(0, 0.02, n), np.linspace(-1, 1, n), rng.normal(0, 0.02, n)],
+        log_scales=np.full((n, 3), -1.6), rotations=np.tile([1.0, 0, 0, 0], (n, 1)),
+        opacity_logits=np.full(n, -0.8), sh_dc=rng.normal(0, 1, (n, 3)))
+    obj = splat_object.create_splat_object(splats, name="stack", up_axis="+Z")
+    scene = bpy.context.scene
+    scene.camera = _camera(bpy, "cam", (0.0, -5.0, 0.0), (math.pi / 2, 0.0, 0.0))
+    scene.render.resolution_x = scene.render.resolution_y = 24
+    engine.configure_scene(scene, "cycles")  # 1 sample, no transparent Russian roulette
+    exact = _core_render(splats, obj, _scene_view(engine, scene))
+    scene.cycles.transparent_max_bounces = 8  # Blender's default
+    assert _psnr(_clipped(engine.render_scene_to_array(scene)), exact) < 25.0
+    messages = []
+    display.add_display(obj, report=lambda level, msg: messages.append(msg))
+    assert scene.cycles.transparent_max_bounces == display.CYCLES_TRANSPARENT_BOUNCES
+    assert any("transparent bounces 8 → 256" in m for m in messages)
+    assert _psnr(_clipped(engine.render_scene_to_array(scene)), exact) >= 40.0
+    scene.cycles.transparent_max_bounces = 700
+    messages.clear()
+    display.add_display(obj, report=lambda level, msg: messages.append(msg))
+    assert scene.cycles.transparent_max_bounces == 700
+    assert not any("bounces" in m for m in messages)
+
+
+# ------------------------------------------------------------------------ depth, animation
+def _read_exr_channel(path, channel: str) -> np.ndarray:
+    """One float channel of an uncompressed (multi-part) scanline OpenEXR file, row 0 on top."""
+    b = Path(path).read_bytes()
+    assert b[:4] == b"\x76\x2f\x31\x01"
+    multipart = bool(struct.unpack_from("<i", b, 4)[0] & 0x1000)
+    i, headers = 8, []
+    while True:
+        header = {}
+        while b[i] != 0:
+            j = b.index(b"\0", i)
+            k = b.index(b"\0", j + 1)
+            size = struct.unpack_from("<i", b, k + 1)[0]
+            header[b[i:j].decode()] = b[k + 5:k + 5 + size]
+            i = k + 5 + size
+        i += 1
+        headers.append(header)
+        if not multipart or b[i] == 0:
+            i += int(multipart)
+            break
+    tables = []
+    for h in headers:
+        x0, y0, x1, y1 = struct.unpack("<4i", h["dataWindow"])
+        assert h["compression"] == b"\0", "write the EXR with exr_codec 'NONE'"
+        count = struct.unpack("<i", h["chunkCount"])[0] if multipart else y1 - y0 + 1
+        tables.append(np.frombuffer(b, "<u8", count, i))
+        i += 8 * count
+    for part, h in enumerate(headers):
+        chans, c, p = [], h["channels"], 0
+        while c[p] != 0:
+            q = c.index(b"\0", p)
+            chans.append((c[p:q].decode(), struct.unpack_from("<i", c, q + 1)[0]))
+            p = q + 17
+        if channel not in [name for name, _ in chans]:
+            continue
+        x0, y0, x1, y1 = struct.unpack("<4i", h["dataWindow"])
+        out = np.empty((y1 - y0 + 1, x1 - x0 + 1), np.float32)
+        for offset in tables[part]:
+            off = int(offset) + 4 * int(multipart)
+            y = struct.unpack_from("<i", b, off)[0]
+            off += 8
+            for name, kind in chans:
+                row = np.frombuffer(b, {0: "<u4", 1: "<f2", 2: "<f4"}[kind], out.shape[1], off)
+                off += row.nbytes
+                if name == channel:
+                    out[y - y0] = row
+        return out
+    raise KeyError(channel)
+
+
+def test_depth_pass_of_single_splat_is_its_camera_depth(blender, mods, tmp_path):
+    splat_object, _display, engine = mods
+    bpy = blender
+    splats = _single([0.1, 0.2, 0.0], [-1.5, -2.0, -1.8], [0.9, 0.1, 0.3, -0.2], 3.0,
+                     [0.5, 0.0, 0.0])
+    obj = splat_object.create_splat_object(splats, name="one")
+    scene = bpy.context.scene
+    scene.camera = _camera(bpy, "cam", (0.3, -4.0, 0.5), (1.5, 0.0, 0.1))
+    width, height = 32, 24
+    engine.configure_scene(scene, "exact")
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.view_layers[0].use_pass_z = True
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0+
+        settings.media_type = 'MULTI_LAYER_IMAGE'
+    settings.file_format = 'OPEN_EXR_MULTILAYER'
+    settings.exr_codec = 'NONE'
+    settings.color_depth = '32'
+    scene.render.filepath = str(tmp_path / "depth.exr")
+    bpy.ops.render.render(write_still=True)
+    depth = _read_exr_channel(tmp_path / "depth.exr", "ViewLayer.Depth.Z")
+    alpha = _read_exr_channel(tmp_path / "depth.exr", "ViewLayer.Combined.A")
+    # Camera-space depth of the mean (along the view axis), from Blender's own matrices.
+    world = np.array(obj.matrix_world) @ np.r_[splats.positions[0], 1.0]
+    z = -(np.linalg.inv(np.array(scene.camera.matrix_world)) @ world)[2]
+    mean2d, _cov = _analytic(bpy, obj, scene.camera, splats, width, height)
+    hit = alpha > 0
+    assert hit.sum() > 20 and hit[int(mean2d[1]), int(mean2d[0])]
+    np.testing.assert_allclose(depth[hit], z, rtol=2e-5)
+    assert (depth[~hit] == engine.NO_DEPTH).all()
+
+
+def test_two_frame_animation_follows_keyed_camera(blender, mods, tmp_path):
+    splat_object, _display, engine = mods
+    bpy = blender
+    from PIL import Image
+
+    splats = _single([0.0, 0.0, 0.0], [-1.8, -2.2, -2.0], [0.9, 0.2, -0.1, 0.3], 2.5,
+                     [0.2, 0.4, -0.3])
+    obj = splat_object.create_splat_object(splats, name="one")
+    scene = bpy.context.scene
+    cam = _camera(bpy, "cam", (0.0, -4.0, 0.0), (math.pi / 2, 0.0, 0.0))
+    scene.camera = cam
+    for frame, location in ((1, (-0.25, -4.0, 0.1)), (2, (0.3, -3.5, -0.15))):
+        cam.location = location
+        cam.keyframe_insert("location", frame=frame)
+    width, height = 32, 24
+    scene.frame_start, scene.frame_end = 1, 2
+    opacity = 1 / (1 + math.exp(-2.5))
+    jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    for name in ("exact", "eevee"):
+        engine.configure_scene(scene, name)
+        scene.render.resolution_x, scene.render.resolution_y = width, height
+        settings = scene.render.image_settings
+        settings.file_format, settings.color_mode, settings.color_depth = 'PNG', 'RGBA', '8'
+        scene.render.filepath = str(tmp_path / name / "f_####")
+        bpy.ops.render.render(animation=True)
+        centroids = []
+        for frame in (1, 2):
+            scene.frame_set(frame)
+            mean2d, cov = _analytic(bpy, obj, cam, splats, width, height)
+            expected = _alpha_map(mean2d, cov, opacity, width, height)
+            image = np.asarray(Image.open(tmp_path / name / f"f_{frame:04d}.png"), np.float64)
+            alpha = image[..., 3] / 255.0
+            assert np.abs(alpha - expected).max() < 0.01, (name, frame)
+            centroid = np.array([(alpha * jj).sum(), (alpha * ii).sum()]) / alpha.sum()
+            want = np.array([(expected * jj).sum(), (expected * ii).sum()]) / expected.sum()
+            assert np.abs(centroid - want).max() < 0.05, (name, frame)
+            centroids.append(centroid)
+        assert np.abs(centroids[0] - centroids[1]).max() > 3  # the camera really moved
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_nan_in_sh_or_rotation_never_breaks_eevee(blender, mods):
+    splat_object, _display, engine = mods
+    bpy = blender
+    splats = _random_splats(40, seed=17)
+    obj = splat_object.create_splat_object(splats, name="nan")
+    rest = splats.sh_rest.copy()
+    rest[[3, 4], 7, 1] = np.nan
+    rest[9, 0, 0] = np.inf
+    for k in (0, 7):  # the layout stores one vector attribute per SH term
+        obj.data.attributes[layout.sh_rest_attribute(k)].data.foreach_set(
+            "vector", np.ascontiguousarray(rest[:, k]).reshape(-1))
+    rot = splats.rotations.copy()
+    rot[[11, 12]] = np.nan
+    obj.data.attributes["gs_rotation"].data.foreach_set("value", rot.reshape(-1))
+    obj.data.update()
+    bad = np.zeros(40, bool)
+    bad[[3, 4, 9, 11, 12]] = True
+    good = ~bad & (splats.opacities() >= 1 / 255)
+    scene = bpy.context.scene
+    scene.camera = _camera(bpy, "cam", (0.2, -4.0, 0.4), (1.47, 0.0, 0.05))
+    assert len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.polygons) == \
+        good.sum()
+    scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    engine.configure_scene(scene, "eevee")
+    image = engine.render_scene_to_array(scene)
+    assert np.isfinite(image).all() and image[..., 3].max() > 0.1
+    view = _scene_view(engine, scene)
+    assert _psnr(_clipped(image), _core_render(splats.subset(~bad), obj, view)) >= 30.0
+
+
+def test_exact_engine_without_torch_says_what_to_configure(blender, mods, monkeypatch):
+    splat_object, _display, engine = mods
+    bpy = blender
+    scene = bpy.context.scene
+    scene.camera = _camera(bpy, "cam", (0.0, -4.0, 0.0), (math.pi / 2, 0.0, 0.0))
+    scene.render.resolution_x, scene.render.resolution_y = 16, 12
+    engine.configure_scene(scene, "exact")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    out = engine.render_exact(bpy.context.evaluated_depsgraph_get())  # nothing to rasterize
+    assert not out["rgba"].any()
+    splat_object.create_splat_object(_random_splats(5), name="s")
+    with pytest.raises(GSError) as err:
+        engine.render_exact(bpy.context.evaluated_depsgraph_get())
+    text = str(err.value)
+    for words in ("Worker Python", "cannot render F12", "-m pip install torch",
+                  "EEVEE or Cycles", sys.executable):
+        assert words in text, words
+    with pytest.raises(RuntimeError, match="Worker Python of the add-on preferences"):
+        bpy.ops.render.render()
+
+
+def test_blender_without_display_nodes_imports_splats_with_a_warning(blender, mods, monkeypatch,
+                                                                     tmp_path, caplog):
+    splat_object, display, _engine = mods
+    bpy = blender
+    from blender_gs_addon.formats import write_splats
+
+    assert "GeometryNodeCameraInfo" in display._REQUIRED_NODE_TYPES
+    assert display.display_support_problem() is None  # this Blender has them all
+    # Blender 4.2–4.4 lack Camera Info; pretend this one lacks a node type.
+    monkeypatch.setattr(display, "_REQUIRED_NODE_TYPES",
+                        display._REQUIRED_NODE_TYPES + ("GeometryNodeNotInThisBlender",))
+    splats = _random_splats(10)
+    obj = splat_object.create_splat_object(splats, name="s", display=False)
+    with pytest.raises(GSError, match=r"needs Blender 4\.5 or newer.*GeometryNodeNotInThis"):
+        display.add_display(obj)
+    with caplog.at_level(logging.WARNING, logger="blender_gs_addon"):
+        obj = splat_object.create_splat_object(splats, name="t")
+    assert display.display_modifier(obj) is None and len(obj.data.vertices) == 10
+    assert any("Blender 4.5" in r.getMessage() for r in caplog.records)
+    path = tmp_path / "s.ply"
+    write_splats(path, splats)
+    assert bpy.ops.gs.import_splats(filepath=str(path)) == {'FINISHED'}
+    imported = bpy.context.active_object
+    assert imported.name.startswith("s") and len(imported.data.vertices) == 10
+    assert display.display_modifier(imported) is None

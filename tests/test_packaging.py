@@ -64,7 +64,8 @@ def test_manifest_fields():
     assert len(tagline) <= 64 and not re.search(r"[.!?,;:]$", tagline)
     assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert manifest["blender_version_min"] == "4.2.0"
-    assert set(manifest["permissions"]) == {"files"}
+    assert set(manifest["permissions"]) == {"files", "network"}  # network: LGM weights
+    assert all(len(v) <= 64 for v in manifest["permissions"].values())  # Blender's limit
     assert "paths_exclude_pattern" in manifest["build"]
 
 
