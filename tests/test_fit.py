@@ -291,3 +291,21 @@ def test_eval_and_render_commands(dataset_dir, tmp_path):
     mine = np.asarray(Image.open(out / "t1.png"), dtype=np.float32)
     truth = np.asarray(Image.open(dataset_dir / "test" / "t1.png"), dtype=np.float32)
     assert np.abs(mine - truth).max() <= 1.0  # the same renderer, 8-bit rounding apart
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_with_gsplat_learns_like_the_cpu(dataset_dir):
+    from blender_gs_addon.render.rasterize import gsplat_cuda_available
+
+    assert gsplat_cuda_available()  # the fit below runs gsplat's kernels, not the fallback
+    dataset = read_transforms(dataset_dir)
+    views = views_from_dataset(dataset.split_views("train"))
+    config = fit_preset("cpu", steps=120, init_count=800, refine_start=40, refine_stop=100,
+                        refine_every=30, sh_interval=60)
+    gpu = fit_splats(views=views, config=config, seed=7, device="cuda")
+    cpu = fit_splats(views=views, config=config, seed=7, device="cpu")
+    assert gpu.stopped == "" and gpu.steps_run == 120
+    gpu_psnr = evaluate_splats(gpu.splats, dataset, device="cuda")["psnr"]
+    cpu_psnr = evaluate_splats(cpu.splats, dataset)["psnr"]
+    assert gpu_psnr > 20.0 and abs(gpu_psnr - cpu_psnr) < 2.0
