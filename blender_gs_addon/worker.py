@@ -146,6 +146,17 @@ def _run_job(kind: str, params: dict, *, progress, should_stop, log) -> dict:
             progress("wait", min(1.0, elapsed / seconds), f"{elapsed:.1f} s")
             time.sleep(0.02)
         return {"waited": seconds}
+    if kind == "render":
+        # One exact still (the render engine's F12 when Blender's Python has no torch): the
+        # splats come in as a .ply in the job folder, the arrays go back as an .npz beside it.
+        from .formats import read_splats
+        from .render.still import render_still, write_still
+
+        progress("render", 0.0, "rendering")
+        still = render_still(read_splats(params["splats"]), viewmat=params["viewmat"],
+                             K=params["K"], width=params["width"], height=params["height"],
+                             device=params.get("device", "auto"))
+        return {"still": str(write_still(params["out"], still))}
     if kind == "reconstruct":
         from .reconstruct import reconstruct
 

@@ -7,7 +7,8 @@ data set in, a .ply of splats out).
 Client → worker
     ``{"type": "hello", "protocol": 1, "version": "0.1.0"}``   first message; the worker answers
         with its own hello or with an error of type ``VersionMismatch`` and exits.
-    ``{"type": "job", "id": "…", "kind": "reconstruct" | "check" | "wait", "params": {…}}``
+    ``{"type": "job", "id": "…", "kind": "reconstruct" | "render" | "check" | "wait",
+    "params": {…}}``
         one job at a time: a job sent while another is accepted or running is answered with an
         error of type ``Busy`` (its ``id`` the refused job's, ``running`` the running job's id)
         and not queued.
@@ -33,8 +34,11 @@ Job folders: the client creates them private to the user (mode 0700) with the na
 user's folders of that name left untouched for a day (a crash's leftovers) when it starts.
 
 Job kinds: ``reconstruct`` (params as :func:`blender_gs_addon.reconstruct.reconstruct`),
-``check`` (what torch/gsplat/CUDA the worker has), ``wait`` (a diagnostic job that reports
-progress for ``seconds`` and honours cancel unless ``cancellable`` is false; used by the tests).
+``render`` (one exact still: ``splats`` a .ply path, ``viewmat`` 4×4, ``K`` 3×3, ``width``,
+``height``, ``device``, ``out`` the .npz to write; result ``{"still": out}``, arrays as
+:func:`blender_gs_addon.render.still.read_still` reads them), ``check`` (what
+torch/gsplat/CUDA the worker has), ``wait`` (a diagnostic job that reports progress for
+``seconds`` and honours cancel unless ``cancellable`` is false; used by the tests).
 """
 
 from __future__ import annotations

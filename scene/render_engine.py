@@ -13,10 +13,11 @@ Film: transparent film keeps the alpha; otherwise the world colour is composited
 
 Bad input: mesh objects without splat attributes are skipped with a warning; no splats renders
 a transparent (or world-coloured) image; no scene camera is a clear error; splats with NaN/Inf
-values are dropped with a warning. When torch cannot be imported in Blender's Python the engine
-fails with a message saying what to configure (:data:`NO_TORCH_MESSAGE`): the exact engine needs
-torch in-process; the add-on preferences' Worker Python (used by reconstruction) cannot render
-F12 frames yet.
+values are dropped with a warning. When torch cannot be imported in Blender's Python the frame
+is rendered by the reconstruction worker (the add-on preferences' Worker Python; the splats go
+through a private job folder as .ply, the image comes back as .npz), the same computation
+(:mod:`blender_gs_addon.render.still`); with no Worker Python set, the engine fails with a
+message saying what to configure (:data:`NO_TORCH_MESSAGE`).
 
 :func:`render_dataset_frames` renders a splat file from every frame of a NeRF-synthetic
 transforms file with EEVEE, Cycles (through the splat display) or this engine, for the
@@ -53,12 +54,11 @@ ENGINE_ID = "GAUSSIAN_SPLATS"
 ENGINES = {"exact": ENGINE_ID, "eevee": "BLENDER_EEVEE", "cycles": "CYCLES"}
 NO_DEPTH = 1e10  # Z pass value where no splat was hit (Blender's background depth)
 NO_TORCH_MESSAGE = (
-    "The Gaussian Splatting render engine needs PyTorch in Blender's own Python ({python}), "
-    "and torch cannot be imported there. The Worker Python of the add-on preferences is used "
-    "by reconstruction only and cannot render F12 frames yet. To render, either install torch "
-    "for Blender's Python (\"{python}\" -m pip install torch) and restart Blender, or switch "
-    "the render engine to EEVEE or Cycles, which draw the splat display, or render from a "
-    "shell with torch: python -m blender_gs_addon render --engine exact")
+    "The Gaussian Splatting render engine needs PyTorch, and it cannot be imported in "
+    "Blender's own Python ({python}). Set the Worker Python in the add-on preferences "
+    "(Edit › Preferences › Add-ons › Gaussian Splats) to an environment with torch, the one "
+    "reconstruction uses, and F12 renders through it; or switch the render engine to EEVEE or "
+    "Cycles, which draw the splat display")
 
 
 # ------------------------------------------------------------------------------- the camera
@@ -165,12 +165,44 @@ def _world_color(scene) -> tuple[float, float, float]:
     return tuple(float(c) for c in world.color)
 
 
-def _import_torch():
+def _torch_in_process() -> bool:
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:
-        raise GSError(NO_TORCH_MESSAGE.format(python=sys.executable)) from None
-    return torch
+        return False
+    return True
+
+
+def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report) -> dict:
+    """The still rendered by the reconstruction worker (the preferences' Worker Python)."""
+    import shutil
+
+    from ..blender_gs_addon.formats import write_splats
+    from ..blender_gs_addon.render.still import read_still
+    from ..blender_gs_addon.worker_protocol import JOB_DIR_PREFIX
+    from ..preferences import get_preferences, settings_from
+    from . import reconstruct_job
+
+    settings = settings_from(get_preferences())
+    if not settings.worker_python.strip():
+        raise GSError(NO_TORCH_MESSAGE.format(python=sys.executable))
+    python = reconstruct_job.worker_python(settings)
+    # Started from the worker-owner thread, like reconstruction's: the worker dies with the
+    # thread that started it, and a render thread ends with the frame.
+    client = reconstruct_job._OWNER.submit(reconstruct_job._get_worker, python).result()
+    job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # private (0700)
+    try:
+        write_splats(job_dir / "splats.ply", splats, report=report)
+        result = client.run("render", {
+            "splats": str(job_dir / "splats.ply"), "viewmat": np.asarray(viewmat).tolist(),
+            "K": np.asarray(k).tolist(), "width": int(width), "height": int(height),
+            "device": settings.device.lower(), "out": str(job_dir / "still.npz"),
+        }, timeout=600.0)
+        if result is None:
+            raise GSError("the worker's render was cancelled")
+        return read_still(result["still"], width=width, height=height)
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
 
 
 def render_exact(depsgraph, *, report: Report = log_report) -> dict:
@@ -189,26 +221,17 @@ def render_exact(depsgraph, *, report: Report = log_report) -> dict:
     depth = np.full((height, width), NO_DEPTH, np.float32)
     count = 0
     if splats is not None:
-        torch = _import_torch()
-        from ..blender_gs_addon.render.rasterize import rasterize
+        if _torch_in_process():
+            from ..blender_gs_addon.render.still import render_still
 
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-        def t(a):
-            return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-
-        coeffs = np.concatenate([splats.sh_dc[:, None, :], splats.sh_rest], axis=1)
-        with torch.no_grad():
-            out = rasterize(
-                means=t(splats.positions), quats=t(splats.rotations),
-                scales=t(np.exp(splats.log_scales)), opacities=t(splats.opacities()),
-                colors=t(coeffs), sh_degree=splats.sh_degree, viewmats=t(viewmat[None]),
-                Ks=t(k[None]), width=width, height=height)
-        alpha = out.alphas[0, ..., 0].cpu().numpy()  # [H, W]
-        rgba[..., :3] = out.colors[0].cpu().numpy()  # premultiplied (black background)
-        rgba[..., 3] = alpha
-        hit = alpha > 0
-        depth[hit] = out.depths[0, ..., 0].cpu().numpy()[hit]
+            still = render_still(splats, viewmat=viewmat, K=k, width=width, height=height)
+        else:
+            still = _still_through_worker(splats, viewmat=viewmat, k=k, width=width,
+                                          height=height, report=report)
+        rgba[..., :3] = still["rgb"]  # premultiplied (black background)
+        rgba[..., 3] = still["alpha"]
+        hit = still["alpha"] > 0
+        depth[hit] = still["depth"][hit]
         count = splats.count
     if not film:
         rgba[..., :3] += (1.0 - rgba[..., 3:4]) * background.astype(np.float32)

@@ -612,25 +612,47 @@ def test_nan_in_sh_or_rotation_never_breaks_eevee(blender, mods):
     assert _psnr(_clipped(image), _core_render(splats.subset(~bad), obj, view)) >= 30.0
 
 
-def test_exact_engine_without_torch_says_what_to_configure(blender, mods, monkeypatch):
+def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, monkeypatch):
+    """No torch in Blender's Python: with no Worker Python set, F12 says what to configure;
+    with one, the frame comes from the worker and equals the in-process render."""
+    from gaussian_splats.preferences import ensure_preferences
+    from gaussian_splats.scene import reconstruct_job
+
     splat_object, _display, engine = mods
     bpy = blender
     scene = bpy.context.scene
     scene.camera = _camera(bpy, "cam", (0.0, -4.0, 0.0), (math.pi / 2, 0.0, 0.0))
-    scene.render.resolution_x, scene.render.resolution_y = 16, 12
+    scene.render.resolution_x, scene.render.resolution_y = 40, 30
     engine.configure_scene(scene, "exact")
+    scene.render.film_transparent = True
+    splat_object.create_splat_object(_random_splats(60, seed=5), name="s")
+    in_process = engine.render_exact(bpy.context.evaluated_depsgraph_get())
+    assert in_process["rgba"][..., 3].max() > 0.1
+
+    prefs = ensure_preferences()
+    saved = prefs.worker_python
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
-    out = engine.render_exact(bpy.context.evaluated_depsgraph_get())  # nothing to rasterize
-    assert not out["rgba"].any()
-    splat_object.create_splat_object(_random_splats(5), name="s")
-    with pytest.raises(GSError) as err:
-        engine.render_exact(bpy.context.evaluated_depsgraph_get())
-    text = str(err.value)
-    for words in ("Worker Python", "cannot render F12", "-m pip install torch",
-                  "EEVEE or Cycles", sys.executable):
-        assert words in text, words
-    with pytest.raises(RuntimeError, match="Worker Python of the add-on preferences"):
-        bpy.ops.render.render()
+    try:
+        prefs.worker_python = ""
+        with pytest.raises(GSError) as err:
+            engine.render_exact(bpy.context.evaluated_depsgraph_get())
+        text = str(err.value)
+        for words in ("Worker Python", "add-on preferences", "EEVEE or Cycles", sys.executable):
+            assert words in text, words
+        with pytest.raises(RuntimeError, match="Set the Worker Python"):
+            bpy.ops.render.render()
+
+        prefs.worker_python = sys.executable  # this environment has torch
+        through_worker = engine.render_exact(bpy.context.evaluated_depsgraph_get())
+        assert "torch" not in sys.modules or sys.modules["torch"] is None
+    finally:
+        prefs.worker_python = saved
+        reconstruct_job.stop_worker()
+    # The same rasterizer on the same data: equal up to float32 rounding of the .ply trip.
+    np.testing.assert_allclose(through_worker["rgba"], in_process["rgba"], atol=1e-5)
+    hit = in_process["rgba"][..., 3] > 0.01
+    np.testing.assert_allclose(through_worker["depth"][hit], in_process["depth"][hit],
+                               rtol=1e-5)
 
 
 def test_blender_without_display_nodes_imports_splats_with_a_warning(blender, mods, monkeypatch,
