@@ -472,25 +472,28 @@ def quantize_weights(weights: np.ndarray, *, levels: int = WEIGHT_LEVELS) -> np.
     """[N, K] weights summing to 1 → [N, K] int levels summing to ``levels`` per row.
 
     Largest-remainder rounding, so a row's quantised weights still sum to exactly 1 and no
-    splat loses its last influence.
+    splat loses its last influence. A row of zeros stays zeros. float32 throughout (a 1M-splat
+    bind calls this twice): a remainder within float32 rounding of a tie may round the other
+    way, which moves one level between two influences of that row.
     """
-    w = np.asarray(weights, np.float64)
-    w = _normalise(w)
-    scaled = w * levels
-    q = np.floor(scaled).astype(np.int32)
+    w = np.asarray(weights, np.float32)
+    total = w.sum(1, keepdims=True)  # [N, 1]
+    scaled = w * (np.float32(levels) / np.where(total > 0, total, np.float32(1)))
+    q = scaled.astype(np.int32)  # floor, the values being non-negative
     deficit = levels - q.sum(1)  # [N] in [0, K)
+    deficit[total[:, 0] <= 0] = 0
     # Rank of each remainder in its row, largest first, ties to the lower column (a stable
     # descending sort): K(K−1) column comparisons, several times faster than row argsorts.
     r = scaled - q
     cols = [np.ascontiguousarray(r[:, j]) for j in range(r.shape[1])]
-    rank = np.zeros(r.shape, np.int32)
+    rank = np.zeros(r.shape, np.int16)
     for i, ri in enumerate(cols):
         for j, rj in enumerate(cols):
             if j < i:
                 rank[:, i] += rj >= ri
             elif j > i:
                 rank[:, i] += rj > ri
-    q += (rank < deficit[:, None]).astype(np.int32)
+    q += rank < deficit[:, None]
     return q
 
 
