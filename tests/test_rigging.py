@@ -194,21 +194,29 @@ def test_rig_humanoid_fits_and_poses(blender, rig, rng, pose):
     assert moved[pts[:, 0] < -0.4].max() < 1e-5
 
 
+def _keyed_limb(bpy, rig, rng, count, *, bone, keys):
+    """A two-bone limb of ``count`` SH1 splats, bound, with ``bone`` keyed to (frame, angle
+    about X) pairs; returns (positions, object, splats, armature)."""
+    pos = _limb(rng, count)
+    obj, splats = _splat_object("limb", pos, rng, degree=1)
+    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    rig.bind_splats(obj, arm)
+    pb = arm.pose.bones[bone]
+    pb.rotation_mode = 'XYZ'
+    for frame, angle in keys:
+        pb.rotation_euler = (angle, 0, 0)
+        pb.keyframe_insert("rotation_euler", frame=frame)
+    return pos, obj, splats, arm
+
+
 def test_bake_writes_posed_sequence(blender, rig, rng, tmp_path):
     from blender_gs_addon.formats import read_splats
     from blender_gs_addon.sh import rotate_sh_rest
 
     bpy = blender
-    pos = _limb(rng, 2000)
-    obj, splats = _splat_object("limb", pos, rng, degree=1)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
-    rig.bind_splats(obj, arm)
-    pb = arm.pose.bones["upper"]
-    pb.rotation_mode = 'XYZ'
-    for frame, angle in ((1, 0.0), (2, math.pi / 2)):
-        pb.rotation_euler = (angle, 0, 0)
-        pb.keyframe_insert("rotation_euler", frame=frame)
+    pos, obj, splats, arm = _keyed_limb(bpy, rig, rng, 2000, bone="upper",
+                                        keys=((1, 0.0), (2, math.pi / 2)))
     paths = rig.bake_splats(obj, frames=(1, 2), out_dir=tmp_path)
     assert [p.rsplit("_", 1)[1] for p in paths] == ["0001.ply", "0002.ply"]
     first, second = read_splats(paths[0]), read_splats(paths[1])
@@ -416,16 +424,8 @@ def test_bake_operator_matches_the_api(blender, rig, rng, tmp_path):
     from blender_gs_addon.formats import read_splats
 
     bpy = blender
-    pos = _limb(rng, 1500)
-    obj, _ = _splat_object("limb", pos, rng, degree=1)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
-    rig.bind_splats(obj, arm)
-    pb = arm.pose.bones["lower"]
-    pb.rotation_mode = 'XYZ'
-    for frame, angle in ((1, 0.0), (3, math.pi / 2)):
-        pb.rotation_euler = (angle, 0, 0)
-        pb.keyframe_insert("rotation_euler", frame=frame)
+    pos, obj, _, arm = _keyed_limb(bpy, rig, rng, 1500, bone="lower",
+                                   keys=((1, 0.0), (3, math.pi / 2)))
     api = rig.bake_splats(obj, frames=(2, 3), out_dir=tmp_path / "api")
     with _op_context(bpy, obj):
         assert bpy.ops.gs.bake_splats(directory=str(tmp_path / "op"), frame_start=2,
