@@ -98,6 +98,10 @@ class GS_OT_reconstruct(bpy.types.Operator):
     steps: IntProperty(name="Steps", min=0, default=0,
                        description="Fit steps (0: the backend's default)")
     seed: IntProperty(name="Seed", min=0, default=0)
+    dataset: StringProperty(
+        name="Data Set", subtype='DIR_PATH', default="",
+        description="Reconstruct this data set folder (transforms_*.json) instead of capturing "
+                    "the selection; the result is placed by its normalisation transform")
 
     _session: ReconstructSession | None = None
     _timer = None
@@ -113,9 +117,11 @@ class GS_OT_reconstruct(bpy.types.Operator):
     def _make_session(self, context) -> ReconstructSession:
         settings = settings_from(get_preferences(context))
         backend = None if self.backend == 'DEFAULT' else backend_from_item(self.backend)
+        dataset = bpy.path.abspath(self.dataset) if self.dataset.strip() else None
         return ReconstructSession(context, settings=settings, backend=backend,
                                   capture=scene_capture_options(context.scene),
-                                  steps=self.steps or None, seed=self.seed, report=self.report)
+                                  steps=self.steps or None, seed=self.seed, dataset=dataset,
+                                  report=self.report)
 
     def invoke(self, context, event):
         return self.execute(context)

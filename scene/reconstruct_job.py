@@ -51,6 +51,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.worker_protocol import JOB_DIR_PREFIX
 from ..preferences import DEFAULTS, Settings, backend_from_item
@@ -293,7 +294,8 @@ class ReconstructSession:
     def __init__(self, context, *, objects=None, capture: dict | None = None,
                  settings: Settings = DEFAULTS, backend: str | None = None,
                  steps: int | None = None, seed: int = 0, name: str | None = None,
-                 keep_files: bool = False, report: Report = log_report):
+                 keep_files: bool = False, dataset: str | os.PathLike | None = None,
+                 report: Report = log_report):
         self.scene = context.scene
         self.view_layer = context.view_layer
         self.objects = list(context.selected_objects if objects is None else objects)
@@ -304,12 +306,20 @@ class ReconstructSession:
         self.seed = int(seed)
         active = getattr(context, "active_object", None)
         base = active if active in self.objects else (self.objects[0] if self.objects else None)
-        self.name = name or f"{base.name if base else 'Capture'} Splats"
+        # An existing data set (a capture, transforms.json photos, the cameras-with-photos
+        # export) is reconstructed as it is: no capture, no objects needed.
+        self.dataset = Path(os.path.abspath(os.fspath(dataset))) if dataset else None
+        if self.dataset is not None:
+            base_name = self.dataset.name
+        else:
+            base_name = base.name if base else "Capture"
+        self.name = name or f"{base_name} Splats"
         self.keep_files = keep_files
         self.report = report
         if self.backend not in ("fit", "lgm", "lgm+fit"):
             raise GSError(f"unknown backend {self.backend!r}; choose fit, lgm or lgm+fit")
-        if self.backend != "fit" and self.capture_options.get("rig") != "lgm":
+        if self.dataset is None and self.backend != "fit" and \
+                self.capture_options.get("rig") != "lgm":
             # LGM reads exactly its own 4 views; any other rig would feed it wrong cameras.
             resolution = self.capture_options.get("resolution")
             self.capture_options.update(
@@ -369,6 +379,16 @@ class ReconstructSession:
         _sweep_once()
         self.job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # mode 0700
         _ACTIVE["session"] = self
+        if self.dataset is not None:
+            try:
+                read_transforms(self.dataset, check_images=True, report=self.report)
+            except BaseException as err:
+                self._fail(err)
+                raise
+            self._capture_dir = self.dataset
+            self._set("reconstruct", 0.0, "starting the model")
+            self._launch()
+            return
         self._capture_dir = self.job_dir / "capture"
         try:
             self._capture = CaptureSession(

@@ -486,3 +486,39 @@ def test_sidebar_draws_the_button_or_the_progress_bar(ext, blender):
     assert len(bars) == 1 and abs(bars[0]["factor"] - 0.42) < 1e-6
     assert "42%" in bars[0]["text"]
     assert [c[1][0] for c in calls if c[0] == "operator"] == ["gs.reconstruct_cancel"]
+
+
+def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, blender,
+                                                                         tmp_path):
+    """dataset=: no capture, no selection needed; the splats land where the capture's
+    normalisation says, exactly as when the operator captured them itself."""
+    from blender_gs_addon.axes import file_to_blender_matrix
+    from blender_gs_addon.datasets.nerf_synthetic import read_transforms
+
+    bpy = blender
+    objects = _toy(ext, bpy)
+    folder = ext.capture.capture_views(bpy.context, objects=objects, out_dir=tmp_path / "cap",
+                                       **_tiny_capture())
+    normalisation = read_transforms(folder).normalisation
+    for obj in bpy.context.scene.objects:
+        obj.select_set(False)
+    before = _scene_state(bpy)
+    assert bpy.ops.gs.reconstruct(dataset=str(folder), steps=STEPS) == {'FINISHED'}
+    result = ext.job.last_result()
+    obj = bpy.data.objects[result["object"]]
+    assert obj.name == "cap Splats" and ext.splat_object.splat_count(obj) == result["count"] > 0
+    bpy.context.view_layer.update()
+    np.testing.assert_allclose(np.array(obj.matrix_world),
+                               np.linalg.inv(normalisation) @ file_to_blender_matrix("-Y"),
+                               atol=1e-5)
+    assert (folder / "transforms_train.json").is_file()  # the user's data set is left alone
+    assert not os.path.exists(result["job_dir"])
+    assert _scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
+
+    with pytest.raises(RuntimeError, match="missing_folder: no such file or folder"):
+        bpy.ops.gs.reconstruct(dataset=str(tmp_path / "missing_folder"), steps=STEPS)
+    (tmp_path / "empty_folder").mkdir()
+    with pytest.raises(RuntimeError, match="empty_folder.*transforms"):
+        bpy.ops.gs.reconstruct(dataset=str(tmp_path / "empty_folder"), steps=STEPS)
+    assert _scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
+    assert ext.job.active_session() is None
