@@ -110,6 +110,28 @@ def run(quick: bool) -> list[dict]:
     rows.append({"name": "exact_engine_render_time_cpu", "value": round(wall, 2), "unit": "s",
                  "goal": "", "note": f"{big:,} splats at {res}², torch CPU path, wall "
                                      f"(process CPU {cpu:.2f} s)"})
+
+    # Viewport points exist for very large sets: their evaluation must skip the projection,
+    # the SH and the depth sort that the quads need.
+    display = modules[1]
+    obj = _obj
+
+    def evaluation(points: bool) -> float:
+        display.set_display_options(obj, viewport_points=points)
+        best = float("inf")
+        for _ in range(3):
+            obj.update_tag()
+            start = time.perf_counter()
+            bpy.context.evaluated_depsgraph_get().update()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    quads, points = evaluation(False), evaluation(True)
+    display.set_display_options(obj, viewport_points=False)
+    rows.append({"name": "display evaluation, viewport points / quads", "value": points / quads,
+                 "unit": "×", "goal": "< 0.4", "note": f"{big:,} splats: points "
+                                                       f"{points * 1e3:.1f} ms, quads "
+                                                       f"{quads * 1e3:.1f} ms, same run"})
     return rows
 
 
