@@ -95,6 +95,10 @@ class GS_PG_capture(bpy.types.PropertyGroup):
                             description="Held-out views written to transforms_test.json")
     resolution_x: IntProperty(name="Width", default=512, min=1, max=16384, subtype='PIXEL')
     resolution_y: IntProperty(name="Height", default=512, min=1, max=16384, subtype='PIXEL')
+    reconstruct_dataset: StringProperty(
+        name="Data Set", subtype='DIR_PATH', default="",
+        description="Reconstruct this data set folder (transforms_*.json: a capture, photos, "
+                    "a NeRF data set) instead of capturing the selection")
     use_scene_resolution: BoolProperty(
         name="Scene Resolution", default=True,
         description="Scene-camera rig: render at the scene's output resolution")

@@ -117,7 +117,10 @@ class GS_OT_reconstruct(bpy.types.Operator):
     def _make_session(self, context) -> ReconstructSession:
         settings = settings_from(get_preferences(context))
         backend = None if self.backend == 'DEFAULT' else backend_from_item(self.backend)
-        dataset = bpy.path.abspath(self.dataset) if self.dataset.strip() else None
+        # The operator's own dataset= first (scripts), else the panel's folder.
+        chosen = self.dataset.strip() or getattr(getattr(context.scene, "gs_capture", None),
+                                                 "reconstruct_dataset", "").strip()
+        dataset = bpy.path.abspath(chosen) if chosen else None
         return ReconstructSession(context, settings=settings, backend=backend,
                                   capture=scene_capture_options(context.scene),
                                   steps=self.steps or None, seed=self.seed, dataset=dataset,

@@ -48,10 +48,16 @@ def _draw_reconstruct(layout, context) -> None:
         box.label(text=status.message)
         box.operator("gs.reconstruct_cancel", text="Cancel (Esc)", icon='CANCEL')
         return
-    selected = len(getattr(context, "selected_objects", ()))
+    props = getattr(getattr(context, "scene", None), "gs_capture", None)
+    if props is not None:
+        box.prop(props, "reconstruct_dataset")
     col = box.column()
-    col.enabled = selected > 0
-    col.operator("gs.reconstruct", text=f"Reconstruct Selection ({selected})", icon='PLAY')
+    if props is not None and props.reconstruct_dataset.strip():
+        col.operator("gs.reconstruct", text="Reconstruct Data Set", icon='PLAY')
+    else:
+        selected = len(getattr(context, "selected_objects", ()))
+        col.enabled = selected > 0
+        col.operator("gs.reconstruct", text=f"Reconstruct Selection ({selected})", icon='PLAY')
     if status.last_result:
         box.label(text=status.last_result, icon='CHECKMARK')
 

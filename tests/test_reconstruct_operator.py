@@ -487,6 +487,14 @@ def test_sidebar_draws_the_button_or_the_progress_bar(ext, blender):
     assert "42%" in bars[0]["text"]
     assert [c[1][0] for c in calls if c[0] == "operator"] == ["gs.reconstruct_cancel"]
 
+    # A data set folder chosen in the panel: the button reconstructs it, selection or not.
+    context.scene = blender.context.scene
+    context.scene.gs_capture.reconstruct_dataset = "/some/capture"
+    calls.clear()
+    sidebar._draw_reconstruct(_Layout(calls), context)
+    assert [c[2].get("text") for c in calls if c[0] == "operator"] == ["Reconstruct Data Set"]
+    assert any(c[0] == "prop" and "reconstruct_dataset" in c[1] for c in calls)
+
 
 def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, blender,
                                                                          tmp_path):
@@ -514,6 +522,14 @@ def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, bl
     assert (folder / "transforms_train.json").is_file()  # the user's data set is left alone
     assert not os.path.exists(result["job_dir"])
     assert _scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
+
+    # The same through the panel's folder field (the operator called with no arguments).
+    bpy.context.scene.gs_capture.reconstruct_dataset = str(folder)
+    assert bpy.ops.gs.reconstruct(steps=STEPS) == {'FINISHED'}
+    second = bpy.data.objects[ext.job.last_result()["object"]]
+    assert second != obj and second.matrix_world == obj.matrix_world
+    bpy.data.objects.remove(second)
+    bpy.context.scene.gs_capture.reconstruct_dataset = ""
 
     with pytest.raises(RuntimeError, match="missing_folder: no such file or folder"):
         bpy.ops.gs.reconstruct(dataset=str(tmp_path / "missing_folder"), steps=STEPS)
