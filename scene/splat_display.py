@@ -28,6 +28,12 @@ Cycles (camera rays pass transparent surfaces exactly; give it enough transparen
 composite "over". Colours are the model's values as they are: with the scene's view transform
 "Raw" (``use_raw_view_transform``) the screen shows exactly what the model produced.
 
+The node group is built through the API once per Blender version (about half a second: each of
+its ~350 nodes and ~500 links updates the whole tree) and written to a cache .blend in the
+extension's user folder; later files append it from there in a few milliseconds. The cache is
+keyed by the tree's version and Blender's, only read from a folder that is the user's own, and
+rebuilt when unreadable.
+
 The un-displayed splats stay in the evaluated geometry as an instance of the input mesh (loose
 vertices, which no render engine draws), so the exact render engine can read the evaluated —
 e.g. armature-deformed — splats after the display turned them into quads
@@ -66,6 +72,9 @@ Known limits:
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import bpy
 
@@ -128,9 +137,14 @@ class _Nodes:
 
     def __init__(self, tree: bpy.types.NodeTree):
         self.tree = tree
+        self.count = len(tree.nodes)
 
     def node(self, kind: str, inputs=(), **props) -> bpy.types.Node:
         node = self.tree.nodes.new(kind)
+        # Placed on a grid in creation order, so the tree is readable when opened; set now,
+        # while the tree is small, as every location change notifies the whole tree.
+        node.location = _grid_location(self.count)
+        self.count += 1
         for key, value in props.items():
             setattr(node, key, value)
         for key, value in inputs:
@@ -455,10 +469,85 @@ def _build_tree(tree: bpy.types.NodeTree) -> None:
     _layout_nodes(tree)
 
 
+def _grid_location(index: int) -> tuple[float, float]:
+    return ((index // 20) * 220.0, -(index % 20) * 160.0)
+
+
 def _layout_nodes(tree) -> None:
-    # Nodes in creation order on a grid, so the tree is readable when opened.
+    """Nodes not made by :class:`_Nodes` (group input/output, a few made directly) onto the
+    grid too: those still at the origin."""
     for i, node in enumerate(tree.nodes):
-        node.location = ((i // 20) * 220.0, -(i % 20) * 160.0)
+        if node.location.length == 0.0:
+            node.location = _grid_location(i)
+
+
+def _cache_path() -> Path | None:
+    """Where a built display group is kept for the next file: the extension's user folder,
+    else a folder of this user's in the temporary directory; named by the tree's version and
+    Blender's. None when there is no safe place."""
+    name = f"display_v{_VERSION}_blender_{'_'.join(map(str, bpy.app.version))}.blend"
+    package = __package__.rpartition(".")[0]
+    try:
+        return Path(bpy.utils.extension_path_user(package, path="cache", create=True)) / name
+    except (ValueError, AttributeError, OSError):  # not installed as an extension
+        pass
+    uid = getattr(os, "getuid", None)  # POSIX; Windows' temporary folder is per user already
+    folder = Path(tempfile.gettempdir()) / f"gs_display_cache_{uid() if uid else 'user'}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    # Only a folder that is ours and private: someone else's file is never loaded.
+    if uid is not None and (info.st_uid != uid() or info.st_mode & 0o077):
+        return None
+    return folder / name
+
+
+def _group_from_cache() -> bpy.types.NodeTree | None:
+    """Append the group (and its material) written by :func:`_group_to_cache`, or None.
+
+    Building the ~350-node group through the Python API costs about half a second (every
+    node and link change updates the whole tree); appending it costs a few milliseconds. Only
+    used when the file has no splat material yet, so appending never makes a second one."""
+    path = _cache_path()
+    if path is None or not path.is_file() or bpy.data.materials.get(MATERIAL_NAME) is not None:
+        return None
+    before = set(bpy.data.node_groups)
+    try:
+        with bpy.data.libraries.load(str(path), link=False) as (source, target):
+            target.node_groups = [n for n in source.node_groups if n == NODE_GROUP_NAME]
+    except (OSError, RuntimeError, ValueError):
+        return None
+    # Appending leaves an unused reference to the cache file behind: not part of the scene.
+    for lib in list(bpy.data.libraries):
+        if Path(bpy.path.abspath(lib.filepath)) == path and not getattr(lib, "users_id", ()):
+            bpy.data.libraries.remove(lib)
+    new = [g for g in bpy.data.node_groups if g not in before]
+    tree = next((g for g in new if g.get(_VERSION_PROP) == _VERSION
+                 and g.bl_idname == 'GeometryNodeTree'), None)
+    if tree is None or len(new) != 1:  # not what this version writes: build instead
+        for group in new:
+            bpy.data.node_groups.remove(group)
+        mat = bpy.data.materials.get(MATERIAL_NAME)
+        if mat is not None and mat.users == 0:
+            bpy.data.materials.remove(mat)
+        return None
+    tree.use_fake_user = False
+    tree.name = NODE_GROUP_NAME
+    return tree
+
+
+def _group_to_cache(tree: bpy.types.NodeTree) -> None:
+    path = _cache_path()
+    if path is None:
+        return
+    partial = path.with_name(path.name + ".partial")
+    try:
+        bpy.data.libraries.write(str(partial), {tree}, fake_user=True, compress=False)
+        os.replace(partial, path)
+    except (OSError, RuntimeError):
+        partial.unlink(missing_ok=True)  # no cache: the next file builds again
 
 
 def display_node_group() -> bpy.types.NodeTree:
@@ -468,15 +557,18 @@ def display_node_group() -> bpy.types.NodeTree:
         return tree
     if tree is not None:
         tree.name = NODE_GROUP_NAME + " (old)"
-    new = bpy.data.node_groups.new(NODE_GROUP_NAME, 'GeometryNodeTree')
-    try:
-        _build_tree(new)
-    except BaseException:
-        bpy.data.node_groups.remove(new)
-        if tree is not None:
-            tree.name = NODE_GROUP_NAME
-        raise
-    new[_VERSION_PROP] = _VERSION
+    new = _group_from_cache()
+    if new is None:
+        new = bpy.data.node_groups.new(NODE_GROUP_NAME, 'GeometryNodeTree')
+        try:
+            _build_tree(new)
+        except BaseException:
+            bpy.data.node_groups.remove(new)
+            if tree is not None:
+                tree.name = NODE_GROUP_NAME
+            raise
+        new[_VERSION_PROP] = _VERSION
+        _group_to_cache(new)
     if tree is not None:
         tree.user_remap(new)
         bpy.data.node_groups.remove(tree)

@@ -655,3 +655,43 @@ def test_blender_without_display_nodes_imports_splats_with_a_warning(blender, mo
     imported = bpy.context.active_object
     assert imported.name.startswith("s") and len(imported.data.vertices) == 10
     assert display.display_modifier(imported) is None
+
+
+def test_display_group_is_appended_from_the_cache_in_later_files(blender, mods, monkeypatch,
+                                                                 tmp_path):
+    """The ~350-node group is built once, written to a cache .blend, and appended in later
+    files: the same tree, one material, nothing linked; a damaged cache is rebuilt."""
+    _splat_object, display, _engine = mods
+    bpy = blender
+    cache = tmp_path / "display.blend"
+    monkeypatch.setattr(display, "_cache_path", lambda: cache)
+
+    def shape(tree):
+        return (sorted(n.bl_idname for n in tree.nodes),
+                sorted((link.from_node.bl_idname, link.from_socket.identifier,
+                        link.to_node.bl_idname, link.to_socket.identifier)
+                       for link in tree.links))
+
+    built = display.display_node_group()
+    assert cache.is_file() and len(built.nodes) > 300
+    built_shape = shape(built)
+    bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+    appended = display.display_node_group()
+    assert shape(appended) == built_shape
+    assert appended.get(display._VERSION_PROP) == display._VERSION
+    assert not appended.use_fake_user and len(bpy.data.libraries) == 0
+    assert [m.name for m in bpy.data.materials] == [display.MATERIAL_NAME]
+    assert display.display_material() == bpy.data.materials[display.MATERIAL_NAME]
+    assert display.display_node_group() == appended  # up to date: kept
+
+    # A file that already has the splat material builds (no second material is appended).
+    bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+    display.display_material()
+    assert shape(display.display_node_group()) == built_shape
+    assert len(bpy.data.materials) == 1
+
+    # A damaged cache file: built again, and the cache rewritten.
+    bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+    cache.write_bytes(b"BLENDER-not really")
+    assert shape(display.display_node_group()) == built_shape
+    assert cache.read_bytes()[:7] == b"BLENDER" and cache.stat().st_size > 100_000
