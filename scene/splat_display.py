@@ -31,7 +31,8 @@ composite "over". Colours are the model's values as they are: with the scene's v
 The node group is built through the API once per Blender version (about half a second: each of
 its ~350 nodes and ~500 links updates the whole tree) and written to a cache .blend in the
 extension's user folder; later files append it from there in a few milliseconds. The cache is
-keyed by the tree's version and Blender's, only read from a folder that is the user's own, and
+keyed by the tree's version, a digest of the code that builds it and Blender's version, only
+read from a folder that is the user's own, and
 rebuilt when unreadable.
 
 The un-displayed splats stay in the evaluated geometry as an instance of the input mesh (loose
@@ -481,11 +482,23 @@ def _layout_nodes(tree) -> None:
             node.location = _grid_location(i)
 
 
+def _source_digest() -> str:
+    """Of the code the tree is built from, so an edited tree never meets an old cache even
+    when nobody bumped ``_VERSION``."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for module in (__file__, layout.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cache_path() -> Path | None:
     """Where a built display group is kept for the next file: the extension's user folder,
     else a folder of this user's in the temporary directory; named by the tree's version and
     Blender's. None when there is no safe place."""
-    name = f"display_v{_VERSION}_blender_{'_'.join(map(str, bpy.app.version))}.blend"
+    name = (f"display_v{_VERSION}_{_source_digest()}_blender_"
+            f"{'_'.join(map(str, bpy.app.version))}.blend")
     package = __package__.rpartition(".")[0]
     try:
         return Path(bpy.utils.extension_path_user(package, path="cache", create=True)) / name
@@ -546,6 +559,9 @@ def _group_to_cache(tree: bpy.types.NodeTree) -> None:
     try:
         bpy.data.libraries.write(str(partial), {tree}, fake_user=True, compress=False)
         os.replace(partial, path)
+        for old in path.parent.glob("display_v*.blend"):  # other versions' trees
+            if old != path:
+                old.unlink(missing_ok=True)
     except (OSError, RuntimeError):
         partial.unlink(missing_ok=True)  # no cache: the next file builds again
 
