@@ -133,12 +133,12 @@ def _read_sections(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines(keepends=True):
         if line.startswith("## "):
             if current:
-                sections[current] = "".join(buf)
+                sections[current] = "".join(buf).rstrip("\n") + "\n"
             current, buf = line[3:].strip(), [line]
         elif current:
             buf.append(line)
     if current:
-        sections[current] = "".join(buf)
+        sections[current] = "".join(buf).rstrip("\n") + "\n"
     return sections
 
 

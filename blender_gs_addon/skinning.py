@@ -38,6 +38,8 @@ against.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -331,8 +333,8 @@ def _splat_weights(grid, pts, cell_id, w_table, vis_table, heads, tails, *, max_
     order = np.argsort(_morton(own_cells), kind="stable")
     own_all = flat_id[own_cells @ strides]
     chunk = max(1, min(chunk, 8192))
-    in_chunk = np.zeros(len(w_table), bool)
-    for a in range(0, n, chunk):
+
+    def run(a: int) -> None:
         idx = order[a:a + chunk]
         p = pts[idx]
         g = (p - grid.origin) / grid.cell - 0.5
@@ -342,7 +344,7 @@ def _splat_weights(grid, pts, cell_id, w_table, vis_table, heads, tails, *, max_
         np.clip(base, 0, dims - 2, out=base)
         ids = flat_id[(base @ strides)[:, None] + corners @ strides]  # [c, 8], −1: not solid
         own = own_all[idx]
-        in_chunk[:] = False
+        in_chunk = np.zeros(len(w_table), bool)
         in_chunk[ids.ravel()] = True
         in_chunk[own] = True
         active = np.flatnonzero(w_table[in_chunk].any(0))  # bones with weight in this region
@@ -375,6 +377,17 @@ def _splat_weights(grid, pts, cell_id, w_table, vis_table, heads, tails, *, max_
             top_w[still, 0] = 1.0
         out_bones[idx, :ka] = top
         out_w[idx, :ka] = top_w
+
+    # Chunks write disjoint rows and numpy drops the GIL in their bulk operations, so
+    # threads share the work (the interpreter's part between them stays serial).
+    starts = range(0, n, chunk)
+    workers = min(4, os.cpu_count() or 1, len(starts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, starts))
+    else:
+        for a in starts:
+            run(a)
     return out_bones, out_w
 
 
