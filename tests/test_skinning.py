@@ -78,6 +78,22 @@ def test_two_legs_do_not_pull_each_other(rng):
     assert np.where(plain.bones[:20000] >= 2, plain.weights[:20000], 0).sum(1).max() > 0.3
 
 
+def test_threaded_chunks_give_the_serial_result(rng, monkeypatch):
+    # The per-splat pass runs its chunks on a thread pool; small chunks so there are many, and
+    # two limbs so chunks differ in their active bones.
+    pts = np.vstack([cylinder_shell(rng, 6000, radius=0.1, z0=0, z1=1, x=-0.2),
+                     cylinder_shell(rng, 6000, radius=0.1, z0=0, z1=1, x=0.2)])
+    heads = np.array([[-0.2, 0, 1.0], [-0.2, 0, 0.5], [0.2, 0, 1.0], [0.2, 0, 0.5]])
+    tails = np.array([[-0.2, 0, 0.5], [-0.2, 0, 0.0], [0.2, 0, 0.5], [0.2, 0, 0.0]])
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    threaded = bone_weights(pts, heads, tails, chunk=500)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    serial = bone_weights(pts, heads, tails, chunk=500)
+    np.testing.assert_array_equal(threaded.bones, serial.bones)
+    np.testing.assert_array_equal(threaded.weights, serial.weights)
+    assert (serial.weights.sum(1) > 0.999).all()
+
+
 def test_bad_inputs_are_refused(rng):
     pts = cylinder_shell(rng, 1000, radius=0.1, z0=0, z1=1)
     with pytest.raises(GSError, match="no deform bones"):
