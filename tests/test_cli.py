@@ -1,27 +1,13 @@
 """The command-line contract: python -m blender_gs_addon info/convert/import/export."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli as cli
 
 from blender_gs_addon.formats import read_splats, write_splats
 from blender_gs_addon.samples import sample_splats
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "blender_gs_addon", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ armature case) a small bpy script that adds a two-bone armature with a keyed ben
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import ROOT
+from cli_runner import run_cli as cli
+from cli_runner import run_script as blender_script
 
 from blender_gs_addon.formats import read_splats, write_splats
 from blender_gs_addon.splats import SplatSet
@@ -22,7 +21,6 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the bpy module"),
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
 COUNT = 2000
 
 # Adds armature "Arm" (upper 0→1, lower 1→2 along +Z) to the open file; "lower" is keyed
@@ -75,23 +73,6 @@ print(json.dumps({
     "right_arm_moved": float(moved[rest[:, 0] < -0.4].max()),
 }))
 '''
-
-
-def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "blender_gs_addon", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stdout[-2000:]}{proc.stderr}")
-    return proc
-
-
-def blender_script(code, *args):
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc.stdout
 
 
 def _ply(path, positions, rng, degree=1):

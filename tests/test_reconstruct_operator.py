@@ -359,15 +359,21 @@ def test_cancel_at_import_stage_imports_nothing(ext, blender):
     assert _scene_state(bpy) == before
 
 
-def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
+def _worker_session(ext, bpy):
+    """A 500-step fit of the toy in a worker subprocess (not started) and the scene before."""
     import sys
 
-    bpy = blender
     objects = _toy(ext, bpy)
     before = _scene_state(bpy)
     settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=sys.executable)
     session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
                                          settings=settings, steps=500)
+    return session, before
+
+
+def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
+    bpy = blender
+    session, before = _worker_session(ext, bpy)
     assert not session.in_process
     session.start()
     _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
@@ -389,14 +395,8 @@ def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
 def test_worker_job_outliving_the_grace_is_terminated(ext, blender, monkeypatch):
     # No grace at all: the cancelled job has no time to stop, so the worker is terminated
     # and forgotten; the next reconstruction starts a fresh one.
-    import sys
-
     bpy = blender
-    objects = _toy(ext, bpy)
-    before = _scene_state(bpy)
-    settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=sys.executable)
-    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
-                                         settings=settings, steps=500)
+    session, before = _worker_session(ext, bpy)
     session.start()
     _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
     client = ext.job._WORKER["client"]

@@ -8,30 +8,18 @@ clear line, not a traceback.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from blender_gs_addon import SplatSet
 from blender_gs_addon.capture_rigs import camera_position, look_at_origin
 from blender_gs_addon.formats import write_splats
 
-ROOT = Path(__file__).resolve().parent.parent
 FRAMES = ("r_0", "r_7")
-
-
-def cli(*args, prelude: str | None = None):
-    """``python -m blender_gs_addon ARGS``; with ``prelude``, that code runs first."""
-    command = [sys.executable, "-m", "blender_gs_addon"]
-    if prelude is not None:
-        command = [sys.executable, "-c", f"import sys; {prelude}; from blender_gs_addon.cli "
-                                         "import main; sys.exit(main(sys.argv[1:]))"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +45,8 @@ def _render(scene_files, out: Path, engine: str) -> dict[str, np.ndarray]:
     from PIL import Image
 
     splats, cameras = scene_files
-    proc = cli("render", "--splats", splats, "--cameras", cameras, "--out", out, "--engine",
-               engine, "--resolution", 32)
+    proc = run_cli("render", "--splats", splats, "--cameras", cameras, "--out", out,
+                   "--engine", engine, "--resolution", 32, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "Rendered 2 frames" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [f"{name}.png" for name in FRAMES]
@@ -95,8 +83,9 @@ def test_eevee_and_cycles_match_exact_frame_by_frame(scene_files, tmp_path):
 @pytest.mark.parametrize("engine", ["eevee", "cycles"])
 def test_blender_engines_without_bpy_fail_in_one_line(scene_files, tmp_path, engine):
     splats, cameras = scene_files
-    proc = cli("render", "--splats", splats, "--cameras", cameras, "--out", tmp_path / "o",
-               "--engine", engine, "--resolution", 32, prelude="sys.modules['bpy'] = None")
+    proc = run_cli("render", "--splats", splats, "--cameras", cameras, "--out", tmp_path / "o",
+                   "--engine", engine, "--resolution", 32, check=False,
+                   prelude="sys.modules['bpy'] = None")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "bpy" in lines[0], proc.stderr

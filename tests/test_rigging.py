@@ -141,14 +141,9 @@ def test_bad_inputs_leave_the_scene_unchanged(blender, rig, rng):
     assert state == (len(bpy.data.objects) - 1, len(obj.modifiers), len(obj.vertex_groups))
 
 
-def test_rebind_replaces_and_mesh_transfer(blender, rig, rng):
-    bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 3000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
-    rig.bind_splats(obj, arm)
-    count = len(bpy.data.objects)
-    # a skinned mesh: a thin plane along z whose "lower" weight is z / 2
+def _skinned_plane(bpy):
+    """A skinned mesh for the two-bone limb: a plane along z (0 to 2) whose "lower" weight
+    is z / 2 and "upper" weight 1 − z / 2."""
     bpy.ops.mesh.primitive_grid_add(x_subdivisions=4, y_subdivisions=8, size=1.0)
     mesh = bpy.context.active_object
     mesh.scale = (0.5, 2.0, 1.0)
@@ -160,6 +155,17 @@ def test_rebind_replaces_and_mesh_transfer(blender, rig, rng):
         t = min(max(v.co.z / 2.0, 0.0), 1.0)
         lo.add([v.index], t, 'REPLACE')
         up.add([v.index], 1 - t, 'REPLACE')
+    return mesh
+
+
+def test_rebind_replaces_and_mesh_transfer(blender, rig, rng):
+    bpy = blender
+    obj, _ = _splat_object("limb", _limb(rng, 3000), rng, degree=0)
+    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    rig.bind_splats(obj, arm)
+    count = len(bpy.data.objects)
+    mesh = _skinned_plane(bpy)
     rig.bind_splats(obj, arm, method="mesh", source_mesh=mesh)
     assert len(bpy.data.objects) == count + 1  # the helper was replaced, not duplicated
     w = _weights(obj, ["upper", "lower"])
@@ -400,17 +406,7 @@ def test_bind_operator_mesh_method_matches_the_api(blender, rig, rng):
     op_obj, _ = _splat_object("op", pos, rng, degree=0)
     arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
-    bpy.ops.mesh.primitive_grid_add(x_subdivisions=4, y_subdivisions=8, size=1.0)
-    mesh = bpy.context.active_object
-    mesh.scale = (0.5, 2.0, 1.0)
-    mesh.rotation_euler = (math.pi / 2, 0, 0)
-    mesh.location = (0, 0, 1.0)
-    bpy.ops.object.transform_apply(location=True, rotation=True, scale=True)
-    up, lo = mesh.vertex_groups.new(name="upper"), mesh.vertex_groups.new(name="lower")
-    for v in mesh.data.vertices:
-        t = min(max(v.co.z / 2.0, 0.0), 1.0)
-        lo.add([v.index], t, 'REPLACE')
-        up.add([v.index], 1 - t, 'REPLACE')
+    mesh = _skinned_plane(bpy)
     rig.bind_splats(api_obj, arm, method="mesh", source_mesh=mesh)
     with _op_context(bpy, op_obj, arm):
         assert bpy.ops.gs.bind_armature(method="mesh", source_mesh=mesh.name) == {'FINISHED'}
