@@ -43,7 +43,7 @@ def render_views(splats: SplatSet, views, *, background=(1.0, 1.0, 1.0), device:
     """
     import torch
 
-    from .render.rasterize import rasterize
+    from .render.rasterize import rasterize, splat_inputs
 
     if not views:
         raise GSError("no views to render")
@@ -57,15 +57,12 @@ def render_views(splats: SplatSet, views, *, background=(1.0, 1.0, 1.0), device:
     def t(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=dev)
 
-    means, quats = t(splats.positions), t(splats.rotations)
-    scales, opac = t(np.exp(splats.log_scales)), t(splats.opacities())
-    coeffs = t(np.concatenate([splats.sh_dc[:, None, :], splats.sh_rest], axis=1))
+    inputs = {**splat_inputs(splats, device=dev), "sh_degree": degree}
     rgbs, alphas = [], []
     with torch.no_grad():
         for view in views:
             out = rasterize(
-                means=means, quats=quats, scales=scales, opacities=opac, colors=coeffs,
-                sh_degree=degree, viewmats=t(view.world_to_camera_opencv()[None]),
+                **inputs, viewmats=t(view.world_to_camera_opencv()[None]),
                 Ks=t(view.intrinsics_matrix()[None]), width=width, height=height,
                 backgrounds=t(np.asarray(background, np.float32)[None]),
             )

@@ -63,6 +63,7 @@ __all__ = [
     "TRANSMITTANCE_MIN",
     "RenderOutput",
     "rasterize",
+    "splat_inputs",
     "project_gaussians",
     "quat_to_rotmat",
     "sh_colors",
@@ -553,6 +554,24 @@ def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: i
         "n_pairs": n_pairs,
     }
     return RenderOutput(colors=out_colors, alphas=alphas, depths=depths, meta=meta)
+
+
+def splat_inputs(splats, *, device) -> dict:
+    """A SplatSet as the splat keyword arguments of :func:`rasterize` on ``device``.
+
+    Returns:
+        {"means": [N, 3], "quats": [N, 4], "scales": [N, 3], "opacities": [N],
+         "colors": [N, K, 3] SH coefficients (DC first), "sh_degree": int}; float32 tensors.
+    """
+    import numpy as np
+
+    def t(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+    coeffs = np.concatenate([splats.sh_dc[:, None, :], splats.sh_rest], axis=1)  # [N, K, 3]
+    return {"means": t(splats.positions), "quats": t(splats.rotations),
+            "scales": t(splats.scales()), "opacities": t(splats.opacities()),
+            "colors": t(coeffs), "sh_degree": splats.sh_degree}
 
 
 _GSPLAT_STATE: dict = {}

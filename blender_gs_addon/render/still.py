@@ -36,21 +36,18 @@ def render_still(splats: SplatSet, *, viewmat, K, width: int, height: int,
     import torch
 
     from ..reconstruct import resolve_device
-    from .rasterize import rasterize
+    from .rasterize import rasterize, splat_inputs
 
     dev = torch.device(resolve_device(device))
 
     def t(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=dev)
 
-    coeffs = np.concatenate([splats.sh_dc[:, None, :], splats.sh_rest], axis=1)  # [N, K, 3]
     with torch.no_grad():
-        out = rasterize(
-            means=t(splats.positions), quats=t(splats.rotations),
-            scales=t(np.exp(splats.log_scales)), opacities=t(splats.opacities()),
-            colors=t(coeffs), sh_degree=splats.sh_degree,
-            viewmats=t(np.asarray(viewmat, np.float64)[None]),
-            Ks=t(np.asarray(K, np.float64)[None]), width=int(width), height=int(height))
+        out = rasterize(**splat_inputs(splats, device=dev),
+                        viewmats=t(np.asarray(viewmat, np.float64)[None]),
+                        Ks=t(np.asarray(K, np.float64)[None]), width=int(width),
+                        height=int(height))
     return {"rgb": out.colors[0].cpu().numpy(), "alpha": out.alphas[0, ..., 0].cpu().numpy(),
             "depth": out.depths[0, ..., 0].cpu().numpy()}
 
