@@ -29,12 +29,15 @@ import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon.axes import UP_AXES, file_to_blender_matrix
-from ..blender_gs_addon.capture_rigs import blender_camera_from_intrinsics
+from ..blender_gs_addon.capture_rigs import (
+    blender_camera_from_intrinsics,
+    intrinsics_from_blender_camera,
+)
 from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.errors import GSError, Report, log_report
 
 __all__ = ["read_view_dataset", "import_camera_views", "create_view_cameras", "apply_intrinsics",
-           "camera_object_matrix"]
+           "camera_intrinsics", "camera_object_matrix"]
 
 _MAX_CAMERAS = 10_000
 
@@ -73,6 +76,16 @@ def read_view_dataset(path, *, check_images: bool = True,
 
 
 # -------------------------------------------------------------------------------- intrinsics
+def camera_intrinsics(camera: bpy.types.Camera, *, res_x: int, res_y: int,
+                      pixel_aspect: float = 1.0) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) in pixels of a perspective camera rendered at ``res_x`` × ``res_y``
+    (lens, sensor fit and shift as Blender projects): the inverse of :func:`apply_intrinsics`."""
+    return intrinsics_from_blender_camera(
+        lens_mm=camera.lens, sensor_width=camera.sensor_width, sensor_height=camera.sensor_height,
+        sensor_fit=camera.sensor_fit, shift_x=camera.shift_x, shift_y=camera.shift_y,
+        res_x=res_x, res_y=res_y, pixel_aspect=pixel_aspect)
+
+
 def apply_intrinsics(camera: bpy.types.Camera, view: CameraView, *,
                      sensor_width: float = 36.0) -> dict:
     """Set a perspective camera's lens, sensor and shift from ``view``'s pinhole intrinsics.

@@ -34,7 +34,7 @@ from ..blender_gs_addon import capture_rigs
 from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from .camera_import import camera_object_matrix
+from .camera_import import camera_intrinsics, camera_object_matrix
 
 __all__ = ["dataset_from_cameras", "cameras_with_backgrounds"]
 
@@ -134,10 +134,8 @@ def dataset_from_cameras(*, scene: bpy.types.Scene, out_dir, collection=None, ob
         if width < 1 or height < 1:
             raise GSError(f"camera {obj.name!r}: background image {path} could not be read")
         data = obj.evaluated_get(depsgraph).data
-        fx, fy, cx, cy = capture_rigs.intrinsics_from_blender_camera(
-            lens_mm=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height,
-            sensor_fit=data.sensor_fit, shift_x=data.shift_x, shift_y=data.shift_y,
-            res_x=res_x, res_y=res_y, pixel_aspect=pixel_aspect)
+        fx, fy, cx, cy = camera_intrinsics(data, res_x=res_x, res_y=res_y,
+                                           pixel_aspect=pixel_aspect)
         sx, sy = width / res_x, height / res_y
         if bg.frame_method != 'STRETCH' and abs(sx / sy - 1.0) > 1e-3:
             raise GSError(f"camera {obj.name!r}: image {width}×{height} has another aspect than "

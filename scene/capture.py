@@ -48,7 +48,7 @@ from ..blender_gs_addon import capture_rigs
 from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from .camera_import import apply_intrinsics, camera_object_matrix
+from .camera_import import apply_intrinsics, camera_intrinsics, camera_object_matrix
 
 __all__ = [
     "ENGINES", "RIGS", "DEFAULT_SAMPLES", "CaptureCancelled", "CaptureSession", "capture_views",
@@ -586,11 +586,8 @@ class CaptureSession:
                     np.array(evaluated.matrix_world))
                 c2w = np.array(camera_object_matrix(c2w_user, self.normalisation))
                 data = evaluated.data
-                intrinsics = capture_rigs.intrinsics_from_blender_camera(
-                    lens_mm=data.lens, sensor_width=data.sensor_width,
-                    sensor_height=data.sensor_height, sensor_fit=data.sensor_fit,
-                    shift_x=data.shift_x, shift_y=data.shift_y,
-                    res_x=self.size[0], res_y=self.size[1])
+                # Square pixels: the capture renders with pixel aspect 1.
+                intrinsics = camera_intrinsics(data, res_x=self.size[0], res_y=self.size[1])
                 split = "test" if i in test_ids else "train"
                 add(cam.name, split, counters[split], c2w, intrinsics,
                     Matrix(c2w_user.tolist()), source=cam)

@@ -60,6 +60,13 @@ def _disable_rigify() -> None:
     prefs.is_dirty = dirty
 
 
+def _remove_armature(arm: bpy.types.Object) -> None:
+    data = arm.data
+    bpy.data.objects.remove(arm)
+    if data.users == 0:
+        bpy.data.armatures.remove(data)
+
+
 def create_metarig(name: str) -> bpy.types.Object:
     """A new Rigify basic human metarig (29 bones) in the active collection, active.
 
@@ -89,10 +96,7 @@ def create_metarig(name: str) -> bpy.types.Object:
             raise GSError("Rigify did not create a metarig")
     except BaseException:
         if arm is not None:
-            data = arm.data
-            bpy.data.objects.remove(arm)
-            if data.users == 0:
-                bpy.data.armatures.remove(data)
+            _remove_armature(arm)
         if enabled_here:
             _disable_rigify()
         raise
@@ -174,10 +178,7 @@ def rig_humanoid(obj: bpy.types.Object, *, report: Report = log_report) -> bpy.t
         pose = fit_metarig(arm, points, source=source)
         rigging.bind_splats(obj, arm, report=report)
     except BaseException:
-        data = arm.data
-        bpy.data.objects.remove(arm)
-        if data.users == 0:
-            bpy.data.armatures.remove(data)
+        _remove_armature(arm)
         if active is not None and active.name in bpy.data.objects:
             bpy.context.view_layer.objects.active = active
         if not rigify_before:

@@ -60,7 +60,7 @@ from .splat_object import import_splats
 
 __all__ = [
     "STAGES", "DEFAULT_CAPTURE", "ReconstructSession", "ReconstructCancelled",
-    "torch_available", "use_in_process", "worker_python",
+    "torch_available", "use_in_process", "worker_python", "warm_worker",
     "check_environment", "stop_worker", "active_session", "last_result", "print_progress",
 ]
 
@@ -163,6 +163,13 @@ def _get_worker(python: str):
                               "point the add-on preferences at an environment with torch")
             _WORKER["client"] = client
         return client
+
+
+def warm_worker(python: str):
+    """The warm worker for ``python``, started from the owner thread when there is none;
+    blocks until it is up (for callers that already run off Blender's main thread or can
+    wait, such as a render)."""
+    return _OWNER.submit(_get_worker, python).result()
 
 
 _SWEPT: dict = {"done": False}

@@ -36,14 +36,12 @@ import bpy
 import numpy as np
 
 from ..blender_gs_addon import object_layout as layout
-from ..blender_gs_addon.capture_rigs import (
-    camera_to_world_from_matrix_world,
-    intrinsics_from_blender_camera,
-)
+from ..blender_gs_addon.capture_rigs import camera_to_world_from_matrix_world
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.render.cameras import opengl_c2w_to_viewmat
 from ..blender_gs_addon.splats import SplatSet, concatenate
 from . import splat_display
+from .camera_import import camera_intrinsics
 
 __all__ = ["ENGINE_ID", "ENGINES", "NO_TORCH_MESSAGE", "GS_RenderEngine", "scene_camera",
            "collect_splats", "render_exact", "configure_scene", "render_scene_to_array",
@@ -79,10 +77,9 @@ def scene_camera(scene: bpy.types.Scene, depsgraph=None):
     render = scene.render
     width = max(1, round(render.resolution_x * render.resolution_percentage / 100))
     height = max(1, round(render.resolution_y * render.resolution_percentage / 100))
-    fx, fy, cx, cy = intrinsics_from_blender_camera(
-        lens_mm=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height,
-        sensor_fit=data.sensor_fit, shift_x=data.shift_x, shift_y=data.shift_y, res_x=width,
-        res_y=height, pixel_aspect=render.pixel_aspect_x / render.pixel_aspect_y)
+    fx, fy, cx, cy = camera_intrinsics(
+        data, res_x=width, res_y=height,
+        pixel_aspect=render.pixel_aspect_x / render.pixel_aspect_y)
     c2w = camera_to_world_from_matrix_world(np.array(cam.matrix_world, dtype=np.float64))
     viewmat = opengl_c2w_to_viewmat(c2w)
     k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
@@ -165,14 +162,6 @@ def _world_color(scene) -> tuple[float, float, float]:
     return tuple(float(c) for c in world.color)
 
 
-def _torch_in_process() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report) -> dict:
     """The still rendered by the reconstruction worker (the preferences' Worker Python)."""
     import shutil
@@ -187,9 +176,9 @@ def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report
     if not settings.worker_python.strip():
         raise GSError(NO_TORCH_MESSAGE.format(python=sys.executable))
     python = reconstruct_job.worker_python(settings)
-    # Started from the worker-owner thread, like reconstruction's: the worker dies with the
-    # thread that started it, and a render thread ends with the frame.
-    client = reconstruct_job._OWNER.submit(reconstruct_job._get_worker, python).result()
+    # The reconstruction's warm worker, started from its long-lived owner thread: a worker
+    # dies with the thread that started it, and a render thread ends with the frame.
+    client = reconstruct_job.warm_worker(python)
     job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # private (0700)
     try:
         write_splats(job_dir / "splats.ply", splats, report=report)
@@ -221,7 +210,11 @@ def render_exact(depsgraph, *, report: Report = log_report) -> dict:
     depth = np.full((height, width), NO_DEPTH, np.float32)
     count = 0
     if splats is not None:
-        if _torch_in_process():
+        from .reconstruct_job import torch_available
+
+        # The same test as reconstruction's: a torch that is installed but fails to import
+        # (an ABI or DLL clash) sends the frame to the worker too.
+        if torch_available():
             from ..blender_gs_addon.render.still import render_still
 
             still = render_still(splats, viewmat=viewmat, K=k, width=width, height=height)

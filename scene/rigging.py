@@ -47,7 +47,7 @@ from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
 from ..blender_gs_addon.sh import rotate_sh_rest
 from . import splat_object
 from .blend_files import object_named, open_blend, save_blend
-from .splat_display import _set_input as set_modifier_input
+from .splat_display import set_modifier_input
 
 __all__ = [
     "GROUP_ATTRIBUTE", "ROTATION_GROUP", "ARMATURE_MODIFIER", "ROTATION_MODIFIER",
@@ -174,18 +174,31 @@ def _add_armature_modifier(obj, armature, name=ARMATURE_MODIFIER):
     return mod
 
 
-def unbind_splats(obj: bpy.types.Object) -> None:
-    """Remove what :func:`bind_splats` added (modifiers, helper, groups, group attribute)."""
-    helper = bpy.data.objects.get(obj.get(HELPER_PROP, "")) if HELPER_PROP in obj else None
-    for name in (ROTATION_MODIFIER, ARMATURE_MODIFIER):
+def _helper_of(obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The live-rotation helper object of a bound splat object, if any."""
+    return bpy.data.objects.get(obj.get(HELPER_PROP, "")) if HELPER_PROP in obj else None
+
+
+def _remove_helper(helper: bpy.types.Object) -> None:
+    mesh = helper.data
+    bpy.data.objects.remove(helper)
+    if mesh.users == 0:
+        bpy.data.meshes.remove(mesh)
+
+
+def _remove_modifiers(obj: bpy.types.Object, names) -> None:
+    for name in names:
         mod = obj.modifiers.get(name)
         if mod is not None:
             obj.modifiers.remove(mod)
+
+
+def unbind_splats(obj: bpy.types.Object) -> None:
+    """Remove what :func:`bind_splats` added (modifiers, helper, groups, group attribute)."""
+    helper = _helper_of(obj)
+    _remove_modifiers(obj, (ROTATION_MODIFIER, ARMATURE_MODIFIER))
     if helper is not None:
-        mesh = helper.data
-        bpy.data.objects.remove(helper)
-        if mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
+        _remove_helper(helper)
     obj.vertex_groups.clear()
     attr = obj.data.attributes.get(GROUP_ATTRIBUTE)
     if attr is not None:
@@ -278,20 +291,14 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
 
 def _discard_pending(obj, helper, had_tree) -> None:
     """Remove a half-built binding (everything under the temporary names)."""
-    for name in (ROTATION_MODIFIER, ARMATURE_MODIFIER):
-        mod = obj.modifiers.get(_PENDING + name)
-        if mod is not None:
-            obj.modifiers.remove(mod)
+    _remove_modifiers(obj, (_PENDING + ROTATION_MODIFIER, _PENDING + ARMATURE_MODIFIER))
     for vg in [vg for vg in obj.vertex_groups if vg.name.startswith(_PENDING)]:
         obj.vertex_groups.remove(vg)
     attr = obj.data.attributes.get(_PENDING + GROUP_ATTRIBUTE)
     if attr is not None:
         obj.data.attributes.remove(attr)
     if helper is not None and helper.name in bpy.data.objects:
-        mesh = helper.data
-        bpy.data.objects.remove(helper)
-        if mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
+        _remove_helper(helper)
     tree = bpy.data.node_groups.get(ROTATION_GROUP)
     if not had_tree and tree is not None and tree.users == 0:
         bpy.data.node_groups.remove(tree)
@@ -300,16 +307,10 @@ def _discard_pending(obj, helper, had_tree) -> None:
 def _swap_in(obj, armature, names, helper) -> None:
     """Replace the earlier binding by the complete pending one (renames only: cannot fail on
     valid data)."""
-    old_helper = bpy.data.objects.get(obj.get(HELPER_PROP, "")) if HELPER_PROP in obj else None
-    for name in (ROTATION_MODIFIER, ARMATURE_MODIFIER):
-        mod = obj.modifiers.get(name)
-        if mod is not None:
-            obj.modifiers.remove(mod)
+    old_helper = _helper_of(obj)
+    _remove_modifiers(obj, (ROTATION_MODIFIER, ARMATURE_MODIFIER))
     if old_helper is not None and old_helper != helper:
-        mesh = old_helper.data
-        bpy.data.objects.remove(old_helper)
-        if mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
+        _remove_helper(old_helper)
     for vg in [vg for vg in obj.vertex_groups if not vg.name.startswith(_PENDING)]:
         obj.vertex_groups.remove(vg)
     for i, name in enumerate(names):
@@ -354,16 +355,14 @@ def _make_helper(obj, armature, names, centres, group_bones, group_levels, epsil
         helper.hide_render = True
         helper.hide_select = True
     except BaseException:
-        bpy.data.objects.remove(helper)
-        bpy.data.meshes.remove(mesh)
+        _remove_helper(helper)
         raise
     assert len(co) == 4 * count
     return helper
 
 
 def _set_input(modifier, name, value):
-    """Set a Geometry Nodes modifier input by its socket name. Blender 5.2 moved input values
-    from ID properties to ``modifier.properties.inputs``; the display's setter handles both."""
+    """Set a Geometry Nodes modifier input by its socket name (on any Blender version)."""
     for item in modifier.node_group.interface.items_tree:
         if item.item_type == 'SOCKET' and item.in_out == 'INPUT' and item.name == name:
             set_modifier_input(modifier, item.identifier, value)

@@ -87,6 +87,7 @@ __all__ = [
     "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
     "remove_display", "display_modifier", "set_display_options", "display_options",
     "use_raw_view_transform", "display_node_group", "display_material", "input_property",
+    "set_modifier_input",
     "display_support_problem", "camera_problem", "ensure_transparent_bounces",
     "CYCLES_TRANSPARENT_BOUNCES",
 ]
@@ -687,7 +688,9 @@ def _get_input(mod, identifier: str):
     return mod[identifier]
 
 
-def _set_input(mod, identifier: str, value) -> None:
+def set_modifier_input(mod, identifier: str, value) -> None:
+    """Set a modifier input by its socket identifier on any Blender version (5.2 moved input
+    values from ID properties to ``modifier.properties.inputs``)."""
     if _input_api_is_properties(mod):
         getattr(mod.properties.inputs, identifier).value = value
     else:
@@ -832,7 +835,7 @@ def set_display_options(obj: bpy.types.Object, *, sh_degree: int | None = None,
             value = bool(value)
         else:
             value = float(value)
-        _set_input(mod, ids[name], value)
+        set_modifier_input(mod, ids[name], value)
     obj.update_tag()
 
 

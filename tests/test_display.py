@@ -607,6 +607,8 @@ def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, mo
     prefs = ensure_preferences()
     saved = prefs.worker_python
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    # ... as Blender's Python without torch would have found on its first look.
+    monkeypatch.setitem(reconstruct_job._TORCH_STATE, "ok", False)
     try:
         prefs.worker_python = ""
         with pytest.raises(GSError) as err:
