@@ -23,8 +23,8 @@ def run(quick: bool = False) -> list[dict]:
     import torch
 
     from blender_gs_addon.extension import extension_module
-    from blender_gs_addon.fit import FIT_PRESETS
-    from blender_gs_addon.reconstruct import reconstruct
+    from blender_gs_addon.reconstruction.fit import FIT_PRESETS
+    from blender_gs_addon.reconstruction.pipeline import reconstruct
 
     capture = extension_module("scene.capture")
     torch.set_num_threads(os.cpu_count() or 1)

@@ -22,7 +22,7 @@ THREADS = 2
 def _scene(n: int, size: int, seed: int = 0):
     import torch
 
-    from blender_gs_addon.render.cameras import intrinsics_from_fov
+    from blender_gs_addon.conventions.intrinsics import intrinsics_from_fov
 
     gen = torch.Generator().manual_seed(seed)
     params = {

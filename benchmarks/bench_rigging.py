@@ -43,8 +43,8 @@ def _timed(fn):
 def run(quick: bool = False) -> list[dict]:
     import bpy
 
-    from blender_gs_addon import skinning
     from blender_gs_addon.extension import extension_module
+    from blender_gs_addon.rigging import skinning
     from blender_gs_addon.splats import SplatSet
 
     rigging = extension_module("scene.rigging")

@@ -120,7 +120,7 @@ def stage_lgm(res: Results) -> dict:
 def stage_lgm_reconstruct(res: Results, captures: Path, tmp: Path, state: dict) -> None:
     from safetensors.torch import save_file
 
-    from blender_gs_addon.reconstruct import reconstruct
+    from blender_gs_addon.reconstruction.pipeline import reconstruct
 
     weights = tmp / "lgm_random.safetensors"
     save_file(state, str(weights))
@@ -175,7 +175,7 @@ def stage_gsplat(res: Results) -> None:
 
 
 def stage_fit(res: Results, captures: Path, tmp: Path, deadline: float) -> None:
-    from blender_gs_addon.reconstruct import reconstruct
+    from blender_gs_addon.reconstruction.pipeline import reconstruct
 
     out = reconstruct(capture=str(captures / "toy128"), out=str(tmp / "fit_cpu_preset.ply"),
                       backend="fit", device="cuda", preset="cpu", seed=0,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .axes import UP_AXES
+from .conventions.frames import UP_AXES
 from .errors import GSError
 
 __all__ = ["main", "build_parser"]
@@ -141,7 +141,7 @@ def _progress_printer():
 
 
 def cmd_reconstruct(args) -> int:
-    from .reconstruct import reconstruct
+    from .reconstruction.pipeline import reconstruct
 
     result = reconstruct(
         capture=args.capture, out=args.out, backend=args.backend, steps=args.steps,
@@ -160,10 +160,11 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from .conventions.frames import splats_file_to_world
     from .datasets.nerf_synthetic import read_transforms
-    from .evaluate import evaluate_splats, splats_file_to_world
+    from .devices import resolve_device
     from .formats import read_splats
-    from .reconstruct import resolve_device
+    from .reconstruction.evaluate import evaluate_splats
 
     splats = splats_file_to_world(read_splats(args.splats, report=_stderr_report))
     dataset = read_transforms(args.capture, report=_stderr_report)
@@ -180,13 +181,17 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .evaluate import render_dataset_frames
+    from .reconstruction.evaluate import render_frames_exact
 
+    options = {"splats_path": args.splats, "cameras": args.cameras, "out_dir": args.out,
+               "resolution": args.resolution}
     if args.engine in ("eevee", "cycles"):
-        _blender("scene.render_engine")  # one clear line when bpy is missing
-    written = render_dataset_frames(
-        splats_path=args.splats, cameras=args.cameras, out_dir=args.out, engine=args.engine,
-        resolution=args.resolution, device=args.device, report=_stdout_report)
+        written = _blender("scene.render_engine")[1].render_dataset_frames(
+            engine=args.engine, report=_stdout_report, **options)
+    elif args.engine == "exact":
+        written = render_frames_exact(device=args.device, **options)
+    else:
+        raise GSError(f"unknown render engine {args.engine!r}; choose exact, eevee or cycles")
     print(f"Rendered {len(written)} frames to {args.out}")
     return 0
 
@@ -282,10 +287,11 @@ def _demo_preview(splats_path: Path, capture: Path, png: Path) -> dict:
     import numpy as np
     from PIL import Image
 
+    from .conventions.frames import splats_file_to_world
     from .datasets.camera_views import composite_on_background, load_view_image
     from .datasets.nerf_synthetic import read_transforms
-    from .evaluate import evaluate_splats, render_views, splats_file_to_world
     from .formats import read_splats
+    from .reconstruction.evaluate import evaluate_splats, render_views
 
     splats = splats_file_to_world(read_splats(splats_path, report=_stderr_report))
     dataset = read_transforms(capture)

@@ -21,7 +21,8 @@ Covariance = R S² Rᵀ with R from the quaternion and S = diag(exp(log_scales))
 
 Frames: a set read from any file is in the usual 3DGS convention (the COLMAP/OpenCV world of
 INRIA .ply files: +Y points *down*, +Z forward). Readers of formats that store another frame
-(.spz stores RUB) convert on read. :mod:`.axes` holds the mapping into Blender's Z-up world.
+(.spz stores RUB) convert on read. :mod:`.conventions.frames` holds the mapping into Blender's Z-up
+world.
 
 Everything here is vectorised; a SplatSet of a million splats is about 240 MB at SH degree 3.
 """

@@ -30,7 +30,7 @@ from bpy.props import (
 )
 from bpy_extras.io_utils import ImportHelper
 
-from ..blender_gs_addon.axes import UP_AXES
+from ..blender_gs_addon.conventions.frames import UP_AXES
 from ..blender_gs_addon.errors import GSError
 from ..scene import camera_import, camera_views_export
 from ..scene.capture import (

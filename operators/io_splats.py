@@ -13,9 +13,9 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ..blender_gs_addon.axes import UP_AXES
+from ..blender_gs_addon.conventions.frames import UP_AXES
 from ..blender_gs_addon.errors import GSError
-from ..blender_gs_addon.object_layout import UP_AXIS_PROP
+from ..blender_gs_addon.mesh_layout import UP_AXIS_PROP
 from ..scene import splat_object
 
 __all__ = ["GS_OT_import_splats", "GS_OT_export_splats", "GS_FH_splats", "CLASSES", "MENUS"]

@@ -9,7 +9,8 @@ the scene falls, so a user can check that a data set lines up with the scene.
 Placement: captured data sets (ours) store ``normalisation_transform`` (original Blender world →
 data set world); by default the cameras are put back into the original world with its inverse,
 so they line up with the captured object. Other data sets are in their own world; ``up_axis``
-(see :mod:`blender_gs_addon.axes`) turns it into Blender's (COLMAP worlds are usually "−Y" up).
+(see :mod:`blender_gs_addon.conventions.frames`) turns it into Blender's (COLMAP worlds are usually
+"−Y" up).
 
 Intrinsics: :func:`apply_intrinsics` sets lens, sensor (HORIZONTAL fit) and shift so that the
 camera reproduces (fx, cx, cy) exactly for the view's width × height at any render size with the
@@ -28,8 +29,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..blender_gs_addon.axes import UP_AXES, file_to_blender_matrix
-from ..blender_gs_addon.capture_rigs import (
+from ..blender_gs_addon.conventions.frames import UP_AXES, file_to_blender_matrix
+from ..blender_gs_addon.conventions.intrinsics import (
     blender_camera_from_intrinsics,
     intrinsics_from_blender_camera,
 )
@@ -90,7 +91,8 @@ def apply_intrinsics(camera: bpy.types.Camera, view: CameraView, *,
                      sensor_width: float = 36.0) -> dict:
     """Set a perspective camera's lens, sensor and shift from ``view``'s pinhole intrinsics.
 
-    Returns the settings dict of :func:`capture_rigs.blender_camera_from_intrinsics` (its pixel
+    Returns the settings dict of
+    :func:`blender_gs_addon.conventions.intrinsics.blender_camera_from_intrinsics` (its pixel
     aspect entries are for the scene, which this does not touch).
     """
     settings = blender_camera_from_intrinsics(
@@ -197,7 +199,8 @@ def import_camera_views(path, *, context=None, up_axis: str = "AUTO",
 
     ``path``: a transforms*.json, a folder holding them, or a COLMAP sparse folder / model file.
     ``up_axis``: "AUTO" (transforms: "+Z", Blender's world; COLMAP: "−Y") or a key of
-    :data:`blender_gs_addon.axes.UP_AXES`. ``use_normalisation``: put captured cameras back onto
+    :data:`blender_gs_addon.conventions.frames.UP_AXES`. ``use_normalisation``: put captured
+    cameras back onto
     the original object (inverse of the stored normalisation). ``set_resolution``: set the
     scene's render size (and pixel aspect) to the views' when they all agree. ``split``: only
     views of that split ("train", "test", …).

@@ -7,7 +7,8 @@ images are copied beside the transforms files, unchanged.
 
 Intrinsics: Blender draws a background image over the camera frame, whose shape is the scene's
 render size and pixel aspect. The camera's pinhole at that size
-(:func:`blender_gs_addon.capture_rigs.intrinsics_from_blender_camera`: lens, sensor fit, shift)
+(:func:`blender_gs_addon.conventions.intrinsics.intrinsics_from_blender_camera`: lens, sensor fit,
+shift)
 is scaled to the image's pixel size. With the frame method *Stretch* that scaling may differ
 in x and y; *Fit* and *Crop* only agree with the frame when the image has the frame's aspect,
 so other aspects are refused, as are background offsets, rotations, scales and flips (the
@@ -30,7 +31,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..blender_gs_addon import capture_rigs
+from ..blender_gs_addon.capture import rigs as capture_rigs
+from ..blender_gs_addon.conventions.frames import camera_to_world_from_matrix_world
 from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
 from ..blender_gs_addon.errors import GSError, Report, log_report
@@ -141,7 +143,7 @@ def dataset_from_cameras(*, scene: bpy.types.Scene, out_dir, collection=None, ob
             raise GSError(f"camera {obj.name!r}: image {width}×{height} has another aspect than "
                           f"the render size {res_x}×{res_y}; set the background's frame method "
                           "to Stretch or the render size to the photo's")
-        c2w = capture_rigs.camera_to_world_from_matrix_world(
+        c2w = camera_to_world_from_matrix_world(
             np.array(obj.evaluated_get(depsgraph).matrix_world))
         fov = 2.0 * math.atan(min(0.5 * width / (fx * sx), 0.5 * height / (fy * sy)))
         planned.append((obj.name, path, width, height, (fx * sx, fy * sy, cx * sx, cy * sy),

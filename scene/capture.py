@@ -1,13 +1,14 @@
 """Capture: render training views of scene objects with exact cameras into a NeRF-style data set.
 
 ``capture_views(context, objects=…, rig=…, out_dir=…)`` renders the objects from a camera rig
-(:mod:`blender_gs_addon.capture_rigs`: orbit, sphere, LGM) or from every camera of a collection,
+(:mod:`blender_gs_addon.capture.rigs`: orbit, sphere, LGM) or from every camera of a collection,
 and writes ``transforms_train.json`` / ``transforms_test.json`` (see
 :mod:`blender_gs_addon.datasets.nerf_synthetic`), RGBA PNGs under ``train/`` and ``test/``, and
 ``capture.json`` (settings, bounding box, timing).
 
 Framing without touching the user's data: the selection's bounding box is measured and
-:func:`capture_rigs.normalisation_transform` gives N, the similarity taking it into a unit cube at
+:func:`blender_gs_addon.capture.rigs.normalisation_transform` gives N, the similarity taking it
+into a unit cube at
 the origin. The data set lives in that normalised world (its ``normalisation_transform`` is N),
 but nothing is moved: each camera is placed in the user's world at ``N⁻¹ · c2w`` (scale taken
 out), which sees exactly the same image because a perspective view does not change when the
@@ -44,7 +45,9 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..blender_gs_addon import capture_rigs
+from ..blender_gs_addon.capture import rigs as capture_rigs
+from ..blender_gs_addon.conventions.frames import camera_to_world_from_matrix_world
+from ..blender_gs_addon.conventions.lgm_rig import LGM_FOVY_DEG, LGM_RADIUS
 from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
 from ..blender_gs_addon.errors import GSError, Report, log_report
@@ -337,7 +340,7 @@ class CaptureSession:
             if fov not in (None, 0) or radius not in (None, 0):
                 report({'WARNING'}, "the LGM rig always uses radius 1.5 and a 49.1° field of "
                                     "view; the given radius / field of view are ignored")
-            self.radius, self.fov = capture_rigs.LGM_RADIUS, capture_rigs.LGM_FOVY_DEG
+            self.radius, self.fov = LGM_RADIUS, LGM_FOVY_DEG
 
         if transparent is None:
             transparent = self.rig != "lgm"
@@ -532,7 +535,7 @@ class CaptureSession:
         if self.rig == "lgm" and not test:
             return capture_rigs.lgm_rig(resolution=w)
         if self.rig == "lgm":
-            fov, radius = capture_rigs.LGM_FOVY_DEG, capture_rigs.LGM_RADIUS
+            fov, radius = LGM_FOVY_DEG, LGM_RADIUS
         else:
             fov, radius = self.fov, self.radius or self._auto_radius()
         if self.rig == "orbit" and not test:
@@ -582,7 +585,7 @@ class CaptureSession:
             counters = {"train": 0, "test": 0}
             for i, cam in enumerate(self.cameras):
                 evaluated = cam.evaluated_get(depsgraph)
-                c2w_user = capture_rigs.camera_to_world_from_matrix_world(
+                c2w_user = camera_to_world_from_matrix_world(
                     np.array(evaluated.matrix_world))
                 c2w = np.array(camera_object_matrix(c2w_user, self.normalisation))
                 data = evaluated.data

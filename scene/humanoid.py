@@ -3,7 +3,8 @@
 The metarig comes from Rigify, which ships with Blender (no SMPL-X or other body-model data).
 Its rest pose is scaled to the figure's height (metarig: 1.98 m to the top of the head) and
 placed on the figure's axis; then the bones that matter most for posing are moved onto the
-joints :func:`blender_gs_addon.humanoid_fit.fit_humanoid` estimates from the points (head top,
+joints :func:`blender_gs_addon.rigging.humanoid_fit.fit_humanoid` estimates from the points (head
+top,
 shoulders, elbows, wrists, hands, hips, knees, ankles, toes; T- or A-pose arms). The user can
 edit the bones afterwards and re-bind with "Bind to Armature".
 """
@@ -17,7 +18,7 @@ import bpy
 import numpy as np
 
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.humanoid_fit import fit_humanoid
+from ..blender_gs_addon.rigging.humanoid_fit import fit_humanoid
 from . import rigging
 
 __all__ = ["METARIG_HEIGHT", "create_metarig", "fit_metarig", "rig_humanoid"]

@@ -7,7 +7,7 @@ scripts). The model runs
 
 - in-process, in a background thread, when torch imports cleanly in this Python
   (execution "AUTO" or "IN_PROCESS");
-- otherwise in the worker subprocess (:mod:`blender_gs_addon.worker_client`) on the Python the
+- otherwise in the worker subprocess (:mod:`blender_gs_addon.worker.client`) on the Python the
   preferences point to. That worker stays warm between jobs (models stay loaded) and is stopped
   by :func:`stop_worker` (add-on unregister), at interpreter exit, and when Blender dies (the
   worker exits with its parent).
@@ -33,7 +33,6 @@ worker, importer).
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import queue
 import shutil
@@ -52,8 +51,9 @@ import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
+from ..blender_gs_addon.devices import torch_available, torch_unavailable_reason
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.worker_protocol import JOB_DIR_PREFIX
+from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
 from ..preferences import DEFAULTS, Settings, backend_from_item
 from .capture import CaptureCancelled, CaptureSession
 from .splat_object import import_splats
@@ -83,31 +83,6 @@ class ReconstructCancelled(GSError):
 
 
 # ------------------------------------------------------------------------ where the model runs
-_TORCH_STATE: dict = {}
-
-
-def torch_available() -> bool:
-    """True when ``import torch`` works in this Python (tried once, then remembered).
-
-    A torch that is installed but fails to import (ABI or DLL clash) counts as unavailable, so
-    automatic mode goes to the worker instead.
-    """
-    if "ok" not in _TORCH_STATE:
-        if "torch" in sys.modules:
-            _TORCH_STATE["ok"] = True
-        elif importlib.util.find_spec("torch") is None:
-            _TORCH_STATE["ok"] = False
-            _TORCH_STATE["why"] = "torch is not installed in this Python"
-        else:
-            try:
-                import torch  # noqa: F401
-                _TORCH_STATE["ok"] = True
-            except Exception as err:  # any import failure means: use the worker
-                _TORCH_STATE["ok"] = False
-                _TORCH_STATE["why"] = f"import torch failed: {type(err).__name__}: {err}"
-    return _TORCH_STATE["ok"]
-
-
 def use_in_process(settings: Settings) -> bool:
     """Decide where the model runs for ``settings.execution`` (AUTO / IN_PROCESS / SUBPROCESS)."""
     mode = settings.execution
@@ -116,7 +91,7 @@ def use_in_process(settings: Settings) -> bool:
     if mode == "IN_PROCESS":
         if not torch_available():
             raise GSError(f"the add-on is set to run the model inside Blender, but "
-                          f"{_TORCH_STATE.get('why', 'torch is unavailable')} (Python "
+                          f"{torch_unavailable_reason() or 'torch is unavailable'} (Python "
                           f"{sys.version.split()[0]}); choose 'Worker Process' or 'Automatic' "
                           "in the add-on preferences and point it at a Python with torch")
         return True
@@ -146,7 +121,7 @@ _OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gs-worker-owner")
 
 def _get_worker(python: str):
     """The warm worker for ``python`` (started on first use; blocks for its start-up)."""
-    from ..blender_gs_addon.worker_client import WorkerClient
+    from ..blender_gs_addon.worker.client import WorkerClient
 
     with _WORKER_LOCK:
         client = _WORKER["client"]
@@ -181,7 +156,7 @@ def _sweep_once() -> None:
     if _SWEPT["done"]:
         return
     _SWEPT["done"] = True
-    from ..blender_gs_addon.worker import sweep_stale_job_dirs
+    from ..blender_gs_addon.worker.server import sweep_stale_job_dirs
 
     try:
         sweep_stale_job_dirs()
@@ -207,10 +182,10 @@ def check_environment(settings: Settings = DEFAULTS, *, timeout: float = 120.0) 
     cuda, device_name} or None, "worker_error": str, "summary": [lines]}. Uses a fresh worker
     (closed again), so a busy warm worker is not disturbed.
     """
-    from ..blender_gs_addon.worker_client import WorkerClient
+    from ..blender_gs_addon.worker.client import WorkerClient
 
     here = torch_available()
-    info = {"in_process": here, "in_process_note": "" if here else _TORCH_STATE.get("why", ""),
+    info = {"in_process": here, "in_process_note": "" if here else torch_unavailable_reason(),
             "worker": None, "worker_error": ""}
     python = worker_python(settings)
     try:
@@ -462,7 +437,7 @@ class ReconstructSession:
         events, stop, outcome = self._events, self._stop, self._thread_outcome
 
         def in_process():
-            from ..blender_gs_addon.reconstruct import reconstruct
+            from ..blender_gs_addon.reconstruction.pipeline import reconstruct
 
             try:
                 outcome["result"] = reconstruct(

@@ -8,7 +8,8 @@ It writes RGBA (premultiplied, as Blender's render results are) and, when the vi
 for it, the Depth (Z) pass: the rasterizer's expected camera depth, 1e10 where nothing was hit.
 
 Camera: perspective only, intrinsics from lens, sensor size and fit, shift, render size and
-pixel aspect exactly as Blender projects (``capture_rigs.intrinsics_from_blender_camera``).
+pixel aspect exactly as Blender projects
+(``conventions.intrinsics.intrinsics_from_blender_camera``).
 Film: transparent film keeps the alpha; otherwise the world colour is composited behind.
 
 Bad input: mesh objects without splat attributes are skipped with a warning; no splats renders
@@ -35,10 +36,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..blender_gs_addon import object_layout as layout
-from ..blender_gs_addon.capture_rigs import camera_to_world_from_matrix_world
+from ..blender_gs_addon import mesh_layout as layout
+from ..blender_gs_addon.conventions.frames import (
+    camera_to_world_from_matrix_world,
+    opengl_c2w_to_viewmat,
+)
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.render.cameras import opengl_c2w_to_viewmat
 from ..blender_gs_addon.splats import SplatSet, concatenate
 from . import splat_display
 from .camera_import import camera_intrinsics
@@ -168,7 +171,7 @@ def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report
 
     from ..blender_gs_addon.formats import write_splats
     from ..blender_gs_addon.render.still import read_still
-    from ..blender_gs_addon.worker_protocol import JOB_DIR_PREFIX
+    from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
     from ..preferences import get_preferences, settings_from
     from . import reconstruct_job
 
@@ -210,7 +213,7 @@ def render_exact(depsgraph, *, report: Report = log_report) -> dict:
     depth = np.full((height, width), NO_DEPTH, np.float32)
     count = 0
     if splats is not None:
-        from .reconstruct_job import torch_available
+        from ..blender_gs_addon.devices import torch_available
 
         # The same test as reconstruction's: a torch that is installed but fails to import
         # (an ABI or DLL clash) sends the frame to the worker too.
@@ -380,9 +383,9 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
     The work happens in a temporary scene that is removed afterwards (the open file is
     otherwise untouched). ``resolution`` rescales the longer image side.
     """
+    from ..blender_gs_addon.conventions.frames import FILE_TO_WORLD_UP
     from ..blender_gs_addon.datasets.camera_views import CameraView
     from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
-    from ..blender_gs_addon.evaluate import FILE_TO_WORLD_UP
     from .camera_import import apply_intrinsics, camera_object_matrix
     from .splat_object import import_splats
 

@@ -1,6 +1,7 @@
 """Binding splat objects to armatures, live splat rotation under posing, and baking poses.
 
-Binding (:func:`bind_splats`): weights from :mod:`blender_gs_addon.skinning` (automatic, from
+Binding (:func:`bind_splats`): weights from :mod:`blender_gs_addon.rigging.skinning` (automatic,
+from
 the splat cloud, or transferred from a skinned mesh), quantised to 1/255 and written as vertex
 groups in bulk, one ``VertexGroup.add`` call per (bone, level); then an Armature modifier.
 
@@ -39,11 +40,11 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..blender_gs_addon import object_layout as layout
-from ..blender_gs_addon import skinning
+from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.formats import write_splats
 from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
+from ..blender_gs_addon.rigging import skinning
 from ..blender_gs_addon.sh import rotate_sh_rest
 from . import splat_object
 from .blend_files import object_named, open_blend, save_blend

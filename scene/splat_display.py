@@ -1,7 +1,7 @@
 """Show splat objects in EEVEE and Cycles as the Gaussians they are, built entirely in Python.
 
 :func:`add_display` puts a Geometry Nodes modifier (:data:`MODIFIER_NAME`) and a material on a
-splat object (see :mod:`blender_gs_addon.object_layout`). Per splat and for the scene's active
+splat object (see :mod:`blender_gs_addon.mesh_layout`). Per splat and for the scene's active
 camera, the node tree does what the 3DGS rasterizer (``render/rasterize.py``) does:
 
 * the mean and the covariance factor W·R·S (W: object → camera, R, S: the splat's rotation and
@@ -79,7 +79,7 @@ from pathlib import Path
 
 import bpy
 
-from ..blender_gs_addon import object_layout as layout
+from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.sh import SH_C0, SH_C1, SH_C2, SH_C3
 

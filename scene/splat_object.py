@@ -1,7 +1,7 @@
 """Splat objects in Blender: build them from a SplatSet or a file, read them back, export them.
 
 The layout (attribute names and types) is defined bpy-free in
-:mod:`blender_gs_addon.object_layout`; this module does the bpy calls. Values are copied with
+:mod:`blender_gs_addon.mesh_layout`; this module does the bpy calls. Values are copied with
 ``foreach_set``/``foreach_get`` on contiguous float32 arrays, never per splat in Python.
 
 Frames: the mesh holds the file's values; the object's matrix is
@@ -31,8 +31,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..blender_gs_addon import object_layout as layout
-from ..blender_gs_addon.axes import file_to_blender_matrix
+from ..blender_gs_addon import mesh_layout as layout
+from ..blender_gs_addon.conventions.frames import file_to_blender_matrix
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.formats import read_splats, write_splats
 from ..blender_gs_addon.splats import SplatSet

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from blender_gs_addon import SplatSet, object_layout
-from blender_gs_addon.axes import file_to_blender_matrix
+from blender_gs_addon import SplatSet
+from blender_gs_addon import mesh_layout as object_layout
+from blender_gs_addon.conventions.frames import file_to_blender_matrix
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.formats import read_splats, write_splats
 

@@ -8,16 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blender_gs_addon.capture_rigs import (
-    LGM_FOVY_DEG,
+from blender_gs_addon.capture.rigs import lgm_rig, normalisation_transform, orbit_rig, sphere_rig
+from blender_gs_addon.conventions.frames import camera_to_world_from_matrix_world
+from blender_gs_addon.conventions.intrinsics import (
     blender_camera_from_intrinsics,
-    camera_to_world_from_matrix_world,
     intrinsics_from_blender_camera,
-    lgm_rig,
-    normalisation_transform,
-    orbit_rig,
-    sphere_rig,
 )
+from blender_gs_addon.conventions.lgm_rig import LGM_FOVY_DEG
 from blender_gs_addon.datasets import (
     CameraView,
     ViewDataset,

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_gs_addon import SplatSet
-from blender_gs_addon import object_layout as layout
+from blender_gs_addon import SplatSet, devices
+from blender_gs_addon import mesh_layout as layout
 from blender_gs_addon.errors import GSError
 
 pytestmark = pytest.mark.bpy
@@ -164,7 +164,7 @@ def test_displays_match_exact_engine_on_random_set(blender, mods):
     splat_object, display, engine = mods
     bpy = blender
     from blender_gs_addon.datasets.camera_views import CameraView
-    from blender_gs_addon.evaluate import render_views
+    from blender_gs_addon.reconstruction.evaluate import render_views
 
     splats = _random_splats(400)
     obj = splat_object.create_splat_object(splats, name="random")
@@ -270,7 +270,7 @@ def _scene_view(engine, scene):
 
 def _core_render(splats: SplatSet, obj, view) -> np.ndarray:
     """[H, W, 4] premultiplied RGBA of the object's splats by the core rasterizer."""
-    from blender_gs_addon.evaluate import render_views
+    from blender_gs_addon.reconstruction.evaluate import render_views
 
     rgb, alpha = render_views(splats.transformed(np.array(obj.matrix_world)), [view],
                               background=(0.0, 0.0, 0.0))
@@ -608,7 +608,7 @@ def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, mo
     saved = prefs.worker_python
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     # ... as Blender's Python without torch would have found on its first look.
-    monkeypatch.setitem(reconstruct_job._TORCH_STATE, "ok", False)
+    monkeypatch.setitem(devices._TORCH_STATE, "ok", False)
     try:
         prefs.worker_python = ""
         with pytest.raises(GSError) as err:

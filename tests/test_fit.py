@@ -15,24 +15,20 @@ from fakes import save_rgba
 torch = pytest.importorskip("torch")
 
 from blender_gs_addon import GSError  # noqa: E402
-from blender_gs_addon.capture_rigs import sphere_rig  # noqa: E402
+from blender_gs_addon.capture.rigs import sphere_rig  # noqa: E402
+from blender_gs_addon.conventions.frames import splats_file_to_world, splats_world_to_file  # noqa: E402
 from blender_gs_addon.datasets.camera_views import ViewDataset  # noqa: E402
 from blender_gs_addon.datasets.nerf_synthetic import read_transforms, write_transforms  # noqa: E402
-from blender_gs_addon.evaluate import (  # noqa: E402
-    evaluate_splats,
-    render_views,
-    splats_file_to_world,
-    splats_world_to_file,
-)
-from blender_gs_addon.fit import (  # noqa: E402
+from blender_gs_addon.formats import read_splats, write_splats  # noqa: E402
+from blender_gs_addon.reconstruction.evaluate import evaluate_splats, render_views  # noqa: E402
+from blender_gs_addon.reconstruction.fit import (  # noqa: E402
     carve_random_points,
     fit_preset,
     fit_splats,
     views_from_dataset,
 )
-from blender_gs_addon.formats import read_splats, write_splats  # noqa: E402
-from blender_gs_addon.image_metrics import psnr, ssim, ssim_reference  # noqa: E402
-from blender_gs_addon.reconstruct import reconstruct  # noqa: E402
+from blender_gs_addon.reconstruction.image_metrics import psnr, ssim, ssim_reference  # noqa: E402
+from blender_gs_addon.reconstruction.pipeline import reconstruct  # noqa: E402
 from blender_gs_addon.samples import sample_splats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +110,7 @@ def test_fit_learns_the_scene_reproducibly(dataset_dir):
 
 
 def test_fit_cancel_and_nan_keep_a_good_state(dataset_dir, monkeypatch):
-    import blender_gs_addon.image_metrics as metrics
+    import blender_gs_addon.reconstruction.image_metrics as metrics
 
     dataset = read_transforms(dataset_dir)
     views = views_from_dataset(dataset.split_views("train"))
@@ -169,7 +165,7 @@ def test_fit_densifies_prunes_and_raises_the_sh_degree_on_schedule(dataset_dir):
 
 
 def test_fit_stops_on_nan_gradients_with_the_previous_steps_state(dataset_dir, monkeypatch):
-    import blender_gs_addon.image_metrics as metrics
+    import blender_gs_addon.reconstruction.image_metrics as metrics
 
     dataset = read_transforms(dataset_dir)
     views = views_from_dataset(dataset.split_views("train"))
@@ -212,7 +208,7 @@ def test_fit_stops_on_nan_gradients_with_the_previous_steps_state(dataset_dir, m
 def test_gsplat_probe_falls_back_once_when_the_cuda_extension_is_missing(monkeypatch):
     import types
 
-    from blender_gs_addon.render import rasterize as raster
+    from blender_gs_addon import devices
 
     fake = types.ModuleType("gsplat.cuda._backend")
     fake._C = None
@@ -220,10 +216,10 @@ def test_gsplat_probe_falls_back_once_when_the_cuda_extension_is_missing(monkeyp
     import gsplat.cuda
 
     monkeypatch.setattr(gsplat.cuda, "_backend", fake, raising=False)
-    monkeypatch.setattr(raster, "_GSPLAT_STATE", {})
+    monkeypatch.setattr(devices, "_GSPLAT_STATE", {})
     messages = []
-    assert raster.gsplat_cuda_available(report=lambda lv, m: messages.append((lv, m))) is False
-    assert raster.gsplat_cuda_available(report=lambda lv, m: messages.append((lv, m))) is False
+    assert devices.gsplat_cuda_available(report=lambda lv, m: messages.append((lv, m))) is False
+    assert devices.gsplat_cuda_available(report=lambda lv, m: messages.append((lv, m))) is False
     assert len(messages) == 1 and "WARNING" in messages[0][0]
     assert "pure-torch rasterizer" in messages[0][1] and "nvcc" in messages[0][1]
 
@@ -296,7 +292,7 @@ def test_eval_and_render_commands(dataset_dir, tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fit_on_cuda_with_gsplat_learns_like_the_cpu(dataset_dir):
-    from blender_gs_addon.render.rasterize import gsplat_cuda_available
+    from blender_gs_addon.devices import gsplat_cuda_available
 
     assert gsplat_cuda_available()  # the fit below runs gsplat's kernels, not the fallback
     dataset = read_transforms(dataset_dir)

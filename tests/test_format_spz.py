@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blender_gs_addon.axes import RUB_FROM_RDF
+from blender_gs_addon.conventions.frames import RUB_FROM_RDF
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.formats.spz import SH_SIGNS_RUB_FROM_RDF, read_spz, write_spz
 from blender_gs_addon.quaternions import quat_to_matrix

@@ -17,7 +17,8 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from blender_gs_addon import GSError  # noqa: E402
-from blender_gs_addon.models import lgm_views  # noqa: E402
+from blender_gs_addon.conventions import frames, lgm_rig  # noqa: E402
+from blender_gs_addon.models import lgm_io  # noqa: E402
 from blender_gs_addon.models.lgm import (  # noqa: E402
     GAUSSIAN_CHANNELS,
     MultiViewAttention,
@@ -26,11 +27,7 @@ from blender_gs_addon.models.lgm import (  # noqa: E402
     build_lgm,
     lgm_config,
 )
-from blender_gs_addon.models.weights import (  # noqa: E402
-    LGM_HUB_REVISION,
-    load_lgm,
-    resolve_lgm_weights,
-)
+from blender_gs_addon.models.weights import LGM_HUB_REVISION, load_lgm, resolve_lgm_weights  # noqa: E402
 from blender_gs_addon.quaternions import quat_to_matrix  # noqa: E402
 from blender_gs_addon.sh import SH_C0  # noqa: E402
 
@@ -66,7 +63,7 @@ def test_big_network_has_exactly_the_published_tensors():
 
 def test_core_and_view_modules_import_without_torch():
     code = ("import sys, blender_gs_addon, blender_gs_addon.models, "
-            "blender_gs_addon.models.lgm_views as v, blender_gs_addon.models.weights; "
+            "blender_gs_addon.models.lgm_io as v, blender_gs_addon.models.weights; "
             "assert v.lgm_rig_cameras().shape == (4, 4, 4); "
             "print(sorted(m for m in ('torch', 'safetensors', 'huggingface_hub') "
             "if m in sys.modules))")
@@ -359,7 +356,7 @@ def test_wrong_tensors_are_refused_with_names(tmp_path, tiny_state):
 
 # ---------------------------------------------------------------------------------- rig, rays
 def test_rig_cameras_in_blender_and_gl_worlds():
-    bl = lgm_views.lgm_rig_cameras()
+    bl = lgm_rig.lgm_rig_cameras()
     expected_centres = np.array([[0, -1.5, 0], [1.5, 0, 0], [0, 1.5, 0], [-1.5, 0, 0]])
     np.testing.assert_allclose(bl[:, :3, 3], expected_centres, atol=1e-12)
     for cam in bl:
@@ -368,29 +365,29 @@ def test_rig_cameras_in_blender_and_gl_worlds():
         np.testing.assert_allclose(cam[:3, 1], [0, 0, 1], atol=1e-12)  # upright in Blender
         np.testing.assert_allclose(cam[:3, :3].T @ cam[:3, :3], np.eye(3), atol=1e-12)
         assert np.linalg.det(cam[:3, :3]) == pytest.approx(1.0)
-    gl = lgm_views.lgm_rig_cameras_gl()
+    gl = lgm_rig.lgm_rig_cameras_gl()
     np.testing.assert_allclose(gl[0], np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.5],
                                                 [0, 0, 0, 1]]), atol=1e-12)
     np.testing.assert_allclose(gl[1, :3, 3], [1.5, 0, 0], atol=1e-12)  # azimuth 90° on +x
 
 
 def test_plucker_rays_are_valid_lines():
-    rays = lgm_views.lgm_input_rays()
+    rays = lgm_io.lgm_input_rays()
     assert rays.shape == (4, 6, 256, 256) and rays.dtype == np.float32
     moment, d = rays[:, :3].astype(np.float64), rays[:, 3:].astype(np.float64)
     np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose((moment * d).sum(axis=1), 0.0, atol=1e-6)
     # every ray of a camera passes through that camera's centre: moment = o × d
-    centres = lgm_views.lgm_rig_cameras_gl()[:, :3, 3]
+    centres = lgm_rig.lgm_rig_cameras_gl()[:, :3, 3]
     np.testing.assert_allclose(moment, np.cross(centres[:, :, None, None], d, axis=1),
                                atol=1e-6)
 
 
 def test_centre_and_corner_rays():
-    odd = lgm_views.plucker_rays(lgm_views.lgm_rig_cameras_gl(), size=255)
+    odd = lgm_io.plucker_rays(lgm_rig.lgm_rig_cameras_gl(), size=255)
     np.testing.assert_allclose(odd[0, :, 127, 127], [0, 0, 0, 0, 0, -1], atol=1e-6)  # at origin
     np.testing.assert_allclose(odd[1, :, 127, 127], [0, 0, 0, -1, 0, 0], atol=1e-6)
-    even = lgm_views.lgm_input_rays()
+    even = lgm_io.lgm_input_rays()
     centre = even[0, 3:, 127:129, 127:129].reshape(3, 4).mean(axis=1)
     np.testing.assert_allclose(centre / np.linalg.norm(centre), [0, 0, -1], atol=1e-7)
     focal = 128 / math.tan(math.radians(49.1 / 2))
@@ -406,34 +403,34 @@ def rotation_z(deg: float) -> np.ndarray:
 
 
 def test_rebasing_makes_rays_independent_of_a_global_rotation():
-    turned = rotation_z(30.0) @ lgm_views.lgm_rig_cameras()
-    np.testing.assert_allclose(lgm_views.lgm_input_rays(turned), lgm_views.lgm_input_rays(),
+    turned = rotation_z(30.0) @ lgm_rig.lgm_rig_cameras()
+    np.testing.assert_allclose(lgm_io.lgm_input_rays(turned), lgm_io.lgm_input_rays(),
                                atol=1e-5)
 
 
 def test_rig_check_accepts_the_rig_and_names_the_bad_frame():
     names = [f"./r_{i}.png" for i in range(4)]
-    rig = lgm_views.lgm_rig_cameras()
-    lgm_views.check_lgm_rig(rig, names=names, fovy_deg=49.1)
+    rig = lgm_rig.lgm_rig_cameras()
+    lgm_io.check_lgm_rig(rig, names=names, fovy_deg=49.1)
     # as stored in a transforms.json: float32 after a JSON round trip
-    lgm_views.check_lgm_rig(np.array(json.loads(json.dumps(rig.tolist())), np.float32))
+    lgm_io.check_lgm_rig(np.array(json.loads(json.dumps(rig.tolist())), np.float32))
     moved = rig.copy()
     moved[2, 0, 3] += 0.1
     with pytest.raises(GSError, match=r"r_2\.png") as err:
-        lgm_views.check_lgm_rig(moved, names=names, source="transforms.json")
+        lgm_io.check_lgm_rig(moved, names=names, source="transforms.json")
     assert "r_1" not in str(err.value) and "transforms.json" in str(err.value)
     swapped = rig[[0, 3, 2, 1]]
     with pytest.raises(GSError) as err:
-        lgm_views.check_lgm_rig(swapped, names=names)
+        lgm_io.check_lgm_rig(swapped, names=names)
     assert "r_1" in str(err.value) and "r_3" in str(err.value) and "r_0" not in str(err.value)
     tilted = rig.copy()
     tilted[0] = tilted[0] @ rotation_z(5.0)  # rolled about its own view axis
     with pytest.raises(GSError, match="rotated 5.00°"):
-        lgm_views.check_lgm_rig(tilted)
+        lgm_io.check_lgm_rig(tilted)
     with pytest.raises(GSError, match="exactly 4 views"):
-        lgm_views.check_lgm_rig(rig[:3])
+        lgm_io.check_lgm_rig(rig[:3])
     with pytest.raises(GSError, match="field of view"):
-        lgm_views.check_lgm_rig(rig, fovy_deg=60.0)
+        lgm_io.check_lgm_rig(rig, fovy_deg=60.0)
 
 
 # ---------------------------------------------------------------------------------- mapping
@@ -449,7 +446,7 @@ def test_output_mapping_of_known_gaussians():
         gaussian((0, 0, 0), opacity=0.004),  # below the reference export's threshold
     ], np.float32)
     messages = []
-    splats = lgm_views.gaussians_to_splats(torch.from_numpy(g)[None],
+    splats = lgm_io.gaussians_to_splats(torch.from_numpy(g)[None],
                                            report=lambda lv, m: messages.append(m))
     assert splats.count == 2 and any("kept 2 of 3" in m for m in messages)
     np.testing.assert_allclose(splats.positions, [[0, 0, 1], [0.25, -0.75, 0.5]], atol=1e-7)
@@ -458,7 +455,7 @@ def test_output_mapping_of_known_gaussians():
     np.testing.assert_allclose(splats.sh_dc[1], [0.5 / SH_C0, 0, -0.5 / SH_C0], rtol=1e-6)
     np.testing.assert_allclose(splats.rotations[0], [h, h, 0, 0], atol=1e-7)  # +90° about X
     # rotations: R_blender = R_x(90°) · R_gl, so covariances map like the positions
-    rx = lgm_views.BLENDER_FROM_GL
+    rx = frames.BLENDER_FROM_Y_UP
     np.testing.assert_allclose(quat_to_matrix(splats.rotations[1]),
                                rx @ quat_to_matrix(np.array([h, 0, h, 0])), atol=1e-6)
     assert splats.sh_rest.shape == (2, 0, 3)
@@ -466,24 +463,24 @@ def test_output_mapping_of_known_gaussians():
 
 def test_output_mapping_undoes_rebasing_of_turned_cameras():
     g = np.array([gaussian((0.1, 0.2, 0.3)), gaussian((-0.4, 0.0, 0.2))], np.float32)
-    plain = lgm_views.gaussians_to_splats(g)
-    turned = lgm_views.gaussians_to_splats(g, cameras=rotation_z(30.0)
-                                           @ lgm_views.lgm_rig_cameras())
+    plain = lgm_io.gaussians_to_splats(g)
+    turned = lgm_io.gaussians_to_splats(g, cameras=rotation_z(30.0)
+                                           @ lgm_rig.lgm_rig_cameras())
     np.testing.assert_allclose(turned.positions, plain.positions @ rotation_z(30.0)[:3, :3].T,
                                atol=1e-6)
 
 
 def test_output_mapping_refuses_bad_input():
     with pytest.raises(GSError, match="none of the 1"):
-        lgm_views.gaussians_to_splats(np.array([gaussian((0, 0, 0), opacity=0.001)]))
+        lgm_io.gaussians_to_splats(np.array([gaussian((0, 0, 0), opacity=0.001)]))
     with pytest.raises(GSError, match="expected Gaussians"):
-        lgm_views.gaussians_to_splats(np.zeros((2, 5, 14)))
+        lgm_io.gaussians_to_splats(np.zeros((2, 5, 14)))
 
 
 def test_tiny_output_maps_to_valid_splats(tiny):
     with torch.no_grad():
         g = tiny(torch.randn(1, 4, 9, 32, 32))
-    splats = lgm_views.gaussians_to_splats(g, min_opacity=0.0)
+    splats = lgm_io.gaussians_to_splats(g, min_opacity=0.0)
     splats.validate(require_finite=True)
     assert splats.count == 1024
     np.testing.assert_allclose(np.linalg.norm(splats.rotations, axis=1), 1.0, atol=1e-5)
@@ -498,43 +495,43 @@ def rgba(size, color=(0, 0, 0), alpha=255):
 
 
 def test_input_composites_on_white_and_normalises():
-    mean = np.array(lgm_views.IMAGENET_MEAN)[:, None, None]
-    std = np.array(lgm_views.IMAGENET_STD)[:, None, None]
+    mean = np.array(lgm_io.IMAGENET_MEAN)[:, None, None]
+    std = np.array(lgm_io.IMAGENET_STD)[:, None, None]
     half_black = np.zeros((256, 256, 4), np.float32)
     half_black[..., 3] = 0.5
     images = [rgba(256, alpha=0), rgba(256, (255, 0, 0)), half_black,
               rgba(256, (0, 255, 0))[..., :3]]  # the last one RGB only
-    x = lgm_views.build_lgm_input(images, lgm_views.lgm_rig_cameras())
+    x = lgm_io.build_lgm_input(images, lgm_rig.lgm_rig_cameras())
     assert x.shape == (1, 4, 9, 256, 256) and x.dtype == torch.float32
     rgb = x[0, :, :3].numpy() * std[None] + mean[None]  # [4, 3, 256, 256]
     expected = [(1, 1, 1), (1, 0, 0), (0.5, 0.5, 0.5), (0, 1, 0)]  # transparent → white
     for view, colour in zip(rgb, expected):
         np.testing.assert_allclose(view, np.broadcast_to(np.array(colour)[:, None, None],
                                                          view.shape), atol=1e-6)
-    np.testing.assert_allclose(x[0, :, 3:].numpy(), lgm_views.lgm_input_rays(), atol=0)
+    np.testing.assert_allclose(x[0, :, 3:].numpy(), lgm_io.lgm_input_rays(), atol=0)
 
 
 def test_input_resize_is_bilinear_without_corner_alignment():
     stripes = np.zeros((512, 512, 3), np.float32)
     stripes[:, 1::2] = 1.0  # alternating columns: a 2× bilinear (half-pixel) shrink averages
-    x = lgm_views.build_lgm_input([stripes] * 4)
-    rgb = x[0, 0, :3].numpy() * np.array(lgm_views.IMAGENET_STD)[:, None, None] \
-        + np.array(lgm_views.IMAGENET_MEAN)[:, None, None]
+    x = lgm_io.build_lgm_input([stripes] * 4)
+    rgb = x[0, 0, :3].numpy() * np.array(lgm_io.IMAGENET_STD)[:, None, None] \
+        + np.array(lgm_io.IMAGENET_MEAN)[:, None, None]
     np.testing.assert_allclose(rgb, 0.5, atol=1e-6)
 
 
 def test_input_refuses_bad_views():
     four = [rgba(64)] * 4
     with pytest.raises(GSError, match="exactly 4 views"):
-        lgm_views.build_lgm_input(four[:3])
+        lgm_io.build_lgm_input(four[:3])
     with pytest.raises(GSError, match="square"):
-        lgm_views.build_lgm_input([np.zeros((64, 32, 4), np.uint8)] * 4)
+        lgm_io.build_lgm_input([np.zeros((64, 32, 4), np.uint8)] * 4)
     with pytest.raises(GSError, match="differ in size"):
-        lgm_views.build_lgm_input(four[:3] + [rgba(32)])
-    moved = lgm_views.lgm_rig_cameras()
+        lgm_io.build_lgm_input(four[:3] + [rgba(32)])
+    moved = lgm_rig.lgm_rig_cameras()
     moved[1, 2, 3] = 0.5
     with pytest.raises(GSError, match="r_1"):
-        lgm_views.build_lgm_input(four, moved, names=[f"r_{i}" for i in range(4)])
+        lgm_io.build_lgm_input(four, moved, names=[f"r_{i}" for i in range(4)])
 
 
 def test_predict_splats_end_to_end_with_tiny_model(tiny):
@@ -542,7 +539,7 @@ def test_predict_splats_end_to_end_with_tiny_model(tiny):
     for img in images:
         img[192:320, 192:320, 3] = 255  # an opaque square in the middle of every view
     messages = []
-    splats = lgm_views.predict_splats(tiny, images, lgm_views.lgm_rig_cameras(),
+    splats = lgm_io.predict_splats(tiny, images, lgm_rig.lgm_rig_cameras(),
                                       min_opacity=0.0, report=lambda lv, m: messages.append(m))
     assert splats.count == 4 * 128 * 128
     splats.validate(require_finite=True)

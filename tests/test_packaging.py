@@ -78,7 +78,7 @@ def test_blender_validates_the_manifest():
 def test_zip_holds_the_extension_and_nothing_else(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "blender_gs_addon/__init__.py",
-                     "blender_gs_addon/object_layout.py", "blender_gs_addon/formats/ply.py",
+                     "blender_gs_addon/mesh_layout.py", "blender_gs_addon/formats/ply.py",
                      "operators/io_splats.py", "panels/sidebar.py", "scene/splat_object.py"):
         assert required in names, required
     if (ROOT / "README.md").exists():
@@ -140,7 +140,7 @@ def test_registering_imports_no_torch_and_core_imports_no_bpy():
         import sys
         sys.path.insert(0, {root!r})
         import blender_gs_addon, blender_gs_addon.formats, blender_gs_addon.cli
-        import blender_gs_addon.reconstruct, blender_gs_addon.worker_client
+        import blender_gs_addon.reconstruction.pipeline, blender_gs_addon.worker.client
         assert "bpy" not in sys.modules, "the core imported bpy"
         import bpy
         from blender_gs_addon.extension import load_extension

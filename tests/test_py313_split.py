@@ -148,7 +148,7 @@ import bpy
 import numpy as np
 from blender_gs_addon.extension import extension_module, load_extension
 from blender_gs_addon.quaternions import quat_to_matrix
-from blender_gs_addon.skinning import blend_skinning
+from blender_gs_addon.rigging.skinning import blend_skinning
 from blender_gs_addon.splats import SplatSet
 
 load_extension().register()

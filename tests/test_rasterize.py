@@ -12,12 +12,8 @@ torch = pytest.importorskip("torch")
 
 from blender_gs_addon import GSError  # noqa: E402
 from blender_gs_addon import sh as np_sh  # noqa: E402
-from blender_gs_addon.render.cameras import (  # noqa: E402
-    intrinsics,
-    intrinsics_from_fov,
-    opengl_c2w_to_viewmat,
-    viewmat_to_opengl_c2w,
-)
+from blender_gs_addon.conventions.frames import opengl_c2w_to_viewmat, viewmat_to_opengl_c2w  # noqa: E402
+from blender_gs_addon.conventions.intrinsics import intrinsics, intrinsics_from_fov  # noqa: E402
 from blender_gs_addon.render.rasterize import rasterize, sh_colors  # noqa: E402
 from blender_gs_addon.render.rasterize_reference import rasterize_reference  # noqa: E402
 
@@ -396,7 +392,8 @@ def test_bad_inputs_raise_gserror():
 
 
 def test_package_and_camera_helpers_import_without_torch():
-    code = ("import sys, blender_gs_addon, blender_gs_addon.render as r; "
+    code = ("import sys, blender_gs_addon, blender_gs_addon.render, "
+            "blender_gs_addon.conventions.intrinsics as r; "
             "r.intrinsics_from_fov(width=4, height=4, fov_x=1.0); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     from pathlib import Path

@@ -22,15 +22,16 @@ pytest.importorskip("safetensors")
 
 from safetensors.torch import save_file  # noqa: E402
 
-from blender_gs_addon import reconstruct as reconstruct_module  # noqa: E402
-from blender_gs_addon.capture_rigs import lgm_rig, sphere_rig  # noqa: E402
+from blender_gs_addon.capture.rigs import lgm_rig, sphere_rig  # noqa: E402
+from blender_gs_addon.conventions.frames import splats_file_to_world  # noqa: E402
 from blender_gs_addon.datasets.camera_views import ViewDataset  # noqa: E402
 from blender_gs_addon.datasets.nerf_synthetic import read_transforms, write_transforms  # noqa: E402
-from blender_gs_addon.evaluate import render_views, splats_file_to_world  # noqa: E402
 from blender_gs_addon.formats import read_splats  # noqa: E402
 from blender_gs_addon.models.lgm import build_lgm, lgm_config  # noqa: E402
-from blender_gs_addon.models.lgm_views import LGM_INPUT_SIZE  # noqa: E402
-from blender_gs_addon.reconstruct import reconstruct  # noqa: E402
+from blender_gs_addon.models.lgm_io import LGM_INPUT_SIZE  # noqa: E402
+from blender_gs_addon.reconstruction import pipeline as reconstruct_module  # noqa: E402
+from blender_gs_addon.reconstruction.evaluate import render_views  # noqa: E402
+from blender_gs_addon.reconstruction.pipeline import reconstruct  # noqa: E402
 from blender_gs_addon.samples import sample_splats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ def _run(capture, weights, out, **kwargs):
 def _expected_splats(capture, weights):
     """What the pipeline should write: the loaded network run on the capture's four views."""
     from blender_gs_addon.datasets.camera_views import load_view_image
-    from blender_gs_addon.models.lgm_views import predict_splats
+    from blender_gs_addon.models.lgm_io import predict_splats
     from blender_gs_addon.models.weights import load_lgm
 
     views = read_transforms(capture).split_views("train")[:4]
@@ -178,7 +179,7 @@ def test_cancel_between_stages_writes_nothing(capture, weights, tmp_path, stop_a
 
 
 def test_warm_worker_loads_the_model_once(capture, weights, tmp_path):
-    from blender_gs_addon.worker_client import WorkerClient
+    from blender_gs_addon.worker.client import WorkerClient
 
     with WorkerClient(env={"OMP_NUM_THREADS": "2"}) as client:
         loads, counts = [], []

@@ -133,8 +133,10 @@ def test_preferences_fall_back_to_defaults_and_are_found_by_package_name(ext, bl
 
 def test_in_process_refused_with_clear_message_when_torch_is_missing(ext, monkeypatch):
     settings = ext.preferences.Settings(execution="IN_PROCESS")
-    monkeypatch.setitem(ext.job._TORCH_STATE, "ok", False)
-    monkeypatch.setitem(ext.job._TORCH_STATE, "why", "torch is not installed in this Python")
+    from blender_gs_addon import devices
+
+    monkeypatch.setitem(devices._TORCH_STATE, "ok", False)
+    monkeypatch.setitem(devices._TORCH_STATE, "why", "torch is not installed in this Python")
     with pytest.raises(ext.job.GSError, match="torch is not installed.*Worker Process"):
         ext.job.use_in_process(settings)
     assert ext.job.use_in_process(ext.preferences.Settings(execution="AUTO")) is False
@@ -174,8 +176,8 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
     assert not os.path.exists(result["job_dir"])
 
     # Placement: the capture's normalisation undone on top of the 3DGS → Blender rotation.
-    from blender_gs_addon import capture_rigs
-    from blender_gs_addon.axes import file_to_blender_matrix
+    from blender_gs_addon.capture import rigs as capture_rigs
+    from blender_gs_addon.conventions.frames import file_to_blender_matrix
 
     normalisation = np.array(result["normalisation"])
     np.testing.assert_allclose(
@@ -262,7 +264,7 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
     at once even while the model is inside a step it cannot leave."""
     from types import SimpleNamespace
 
-    import blender_gs_addon.fit as fit_module
+    import blender_gs_addon.reconstruction.fit as fit_module
 
     real_fit = fit_module.fit_splats
 
@@ -500,7 +502,7 @@ def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, bl
                                                                          tmp_path):
     """dataset=: no capture, no selection needed; the splats land where the capture's
     normalisation says, exactly as when the operator captured them itself."""
-    from blender_gs_addon.axes import file_to_blender_matrix
+    from blender_gs_addon.conventions.frames import file_to_blender_matrix
     from blender_gs_addon.datasets.nerf_synthetic import read_transforms
 
     bpy = blender

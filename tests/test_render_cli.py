@@ -16,7 +16,7 @@ import pytest
 from cli_runner import run_cli
 
 from blender_gs_addon import SplatSet
-from blender_gs_addon.capture_rigs import camera_position, look_at_origin
+from blender_gs_addon.capture.rigs import camera_position, look_at_origin
 from blender_gs_addon.formats import write_splats
 
 FRAMES = ("r_0", "r_7")
@@ -93,12 +93,15 @@ def test_blender_engines_without_bpy_fail_in_one_line(scene_files, tmp_path, eng
     assert not (tmp_path / "o").exists()
 
 
-def test_render_core_function_without_bpy_raises_gserror(scene_files, tmp_path, monkeypatch):
-    from blender_gs_addon.errors import GSError
-    from blender_gs_addon.evaluate import render_dataset_frames
+def test_exact_frames_render_in_the_core_without_bpy(scene_files, tmp_path, monkeypatch):
+    from blender_gs_addon.reconstruction.evaluate import render_frames_exact
 
-    monkeypatch.setitem(sys.modules, "bpy", None)
+    monkeypatch.setitem(sys.modules, "bpy", None)  # `import bpy` would raise ImportError
     splats, cameras = scene_files
-    with pytest.raises(GSError, match="needs the bpy module"):
-        render_dataset_frames(splats_path=splats, cameras=cameras, out_dir=tmp_path / "o",
-                              engine="cycles")
+    written = render_frames_exact(splats_path=splats, cameras=cameras, out_dir=tmp_path / "o",
+                                  resolution=32, device="cpu")
+    assert sorted(p.name for p in written) == [f"{name}.png" for name in FRAMES]
+    from PIL import Image
+
+    alpha = np.asarray(Image.open(written[0]))[..., 3]
+    assert alpha.shape == (24, 32) and alpha.max() > 100  # the splats are in view

@@ -7,7 +7,7 @@ import pytest
 
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.quaternions import quat_to_matrix
-from blender_gs_addon.skinning import blend_skinning
+from blender_gs_addon.rigging.skinning import blend_skinning
 from blender_gs_addon.splats import SplatSet
 
 pytestmark = pytest.mark.bpy

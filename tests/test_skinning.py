@@ -5,7 +5,7 @@ import pytest
 
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.quaternions import quat_to_matrix
-from blender_gs_addon.skinning import (
+from blender_gs_addon.rigging.skinning import (
     blend_skinning,
     bone_weights,
     frame_groups,
@@ -176,7 +176,7 @@ def test_polar_rotation_is_proper():
 
 
 def test_transfer_weights_interpolates_on_the_surface():
-    from blender_gs_addon.skinning import transfer_weights
+    from blender_gs_addon.rigging.skinning import transfer_weights
 
     verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0.0]])
     tris = np.array([[0, 1, 2], [1, 3, 2]])
@@ -235,7 +235,7 @@ def human_figure(rng, *, pose="T", count=60000):
 
 @pytest.mark.parametrize("pose", ["T", "A"])
 def test_fit_humanoid_joints_within_ten_percent(rng, pose):
-    from blender_gs_addon.humanoid_fit import fit_humanoid
+    from blender_gs_addon.rigging.humanoid_fit import fit_humanoid
 
     pts, truth = human_figure(rng, pose=pose)
     fit = fit_humanoid(pts + [0.3, -0.2, 0.5])
@@ -247,7 +247,7 @@ def test_fit_humanoid_joints_within_ten_percent(rng, pose):
 
 
 def test_fit_humanoid_refuses_a_lying_figure(rng):
-    from blender_gs_addon.humanoid_fit import fit_humanoid
+    from blender_gs_addon.rigging.humanoid_fit import fit_humanoid
 
     pts, _ = human_figure(rng)
     with pytest.raises(GSError, match="upright"):
@@ -256,7 +256,7 @@ def test_fit_humanoid_refuses_a_lying_figure(rng):
 
 # ---------------------------------------------------------------------------- smoothing graph
 def test_smoothing_graph_is_the_knn_graph_of_cell_centroids(rng):
-    from blender_gs_addon.skinning import _cell_knn
+    from blender_gs_addon.rigging.skinning import _cell_knn
 
     pts = cylinder_shell(rng, 20000, radius=0.1, z0=0, z1=2)
     grid = solid_grid(pts, resolution=32)

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from blender_gs_addon import GSError
-from blender_gs_addon.worker_client import WorkerClient
-from blender_gs_addon.worker_protocol import decode, encode
+from blender_gs_addon.worker.client import WorkerClient
+from blender_gs_addon.worker.protocol import decode, encode
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_worker_exits_when_client_process_dies(tmp_path):
     script.write_text(
         "import sys, time\n"
         f"sys.path.insert(0, {os.getcwd()!r})\n"
-        "from blender_gs_addon.worker_client import WorkerClient\n"
+        "from blender_gs_addon.worker.client import WorkerClient\n"
         "c = WorkerClient()\n"
         "print(c.info['pid'], flush=True)\n"
         "time.sleep(60)\n"
@@ -234,7 +234,7 @@ def test_worker_exits_promptly_when_stdin_closes_mid_job(raw):
 
 
 def test_stale_job_folders_are_swept_at_worker_start(tmp_path):
-    from blender_gs_addon.worker import sweep_stale_job_dirs
+    from blender_gs_addon.worker.server import sweep_stale_job_dirs
 
     day = 24 * 3600
     now = time.time()

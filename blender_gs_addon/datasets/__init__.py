@@ -6,20 +6,13 @@
 images are read.
 """
 
-from .camera_views import (
-    OPENCV_FROM_OPENGL,
-    CameraView,
-    ViewDataset,
-    composite_on_background,
-    load_view_image,
-)
+from .camera_views import CameraView, ViewDataset, composite_on_background, load_view_image
 from .colmap import read_colmap_model, write_colmap_model
 from .nerf_synthetic import read_transforms, write_transforms
 
 __all__ = [
     "CameraView",
     "ViewDataset",
-    "OPENCV_FROM_OPENGL",
     "load_view_image",
     "composite_on_background",
     "read_transforms",

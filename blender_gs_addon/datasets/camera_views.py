@@ -2,18 +2,10 @@
 
 Conventions shared by every reader, writer and reconstruction backend:
 
-* **World**: Blender's world (Z up, −Y towards the viewer of the front view) for data sets we
-  capture. Data sets read from elsewhere keep their own world (see :mod:`.colmap` and
-  :mod:`.nerf_synthetic` for what that is); an importer may need an up-axis choice.
-* **Camera axes**: OpenGL / Blender camera — +X right, +Y up, the camera looks along its −Z.
-  ``camera_to_world`` is the 4×4 matrix taking camera coordinates to world coordinates (the
-  columns are the camera's axes in the world, the last column its centre); a Blender camera
-  object's ``matrix_world`` without scale is exactly this. COLMAP/OpenCV cameras (+Y down,
-  looking along +Z) differ by :data:`OPENCV_FROM_OPENGL`.
-* **Pixels**: continuous image coordinates with the top-left corner of the top-left pixel at
-  (0, 0), rows going down, so pixel (i, j) has its centre at (j + 0.5, i + 0.5) and a centred
-  principal point is (width / 2, height / 2) — the COLMAP, NeRF and nerfstudio convention.
-  Projection of a camera-space point (x, y, z), z < 0: u = cx + fx·x/(−z), v = cy − fy·y/(−z).
+* **World, camera axes, pixels**: as :mod:`..conventions` defines them — Blender's world for data
+  sets we capture (data sets read from elsewhere keep their own world; see :mod:`.colmap` and
+  :mod:`.nerf_synthetic`), ``camera_to_world`` with OpenGL camera axes (a Blender camera
+  object's ``matrix_world`` without scale), pixel centres at integer + 0.5.
 * **Normalisation**: captures render the selection scaled into a unit cube at the origin; the
   data set's ``normalisation`` is the 4×4 taking the original Blender world into the data set's
   world (where the cameras are). A result reconstructed in the data set's world maps back onto
@@ -29,21 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions.frames import opengl_c2w_to_viewmat
 from ..errors import GSError
 
 __all__ = [
     "CameraView",
     "ViewDataset",
-    "OPENCV_FROM_OPENGL",
     "check_camera_pose",
     "check_intrinsics",
     "load_view_image",
     "composite_on_background",
 ]
 
-# Flips camera Y and Z: OpenGL camera axes ↔ OpenCV/COLMAP camera axes (its own inverse).
-# c2w_opencv = c2w_opengl @ OPENCV_FROM_OPENGL.
-OPENCV_FROM_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 # A rotation read from a text file with ~7 significant digits is orthonormal to ~1e-6; anything
 # much worse is a scaled or sheared matrix that no pinhole reader handles correctly.
@@ -132,12 +121,7 @@ class CameraView:
 
     def world_to_camera_opencv(self) -> np.ndarray:
         """[4, 4] world → OpenCV camera (what gsplat calls ``viewmats``, COLMAP's [R | t])."""
-        c2w_cv = self.camera_to_world @ OPENCV_FROM_OPENGL
-        rot = c2w_cv[:3, :3]
-        out = np.eye(4)
-        out[:3, :3] = rot.T
-        out[:3, 3] = -rot.T @ c2w_cv[:3, 3]
-        return out
+        return opengl_c2w_to_viewmat(self.camera_to_world)
 
     def project(self, points) -> np.ndarray:
         """[N, 3] world points → [N, 2] pixel coordinates (u right, v down); no clipping."""

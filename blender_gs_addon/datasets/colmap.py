@@ -9,7 +9,8 @@ our camera-to-world with OpenGL camera axes::
 so the translation is the camera centre and −Z (third column, negated) is the viewing direction.
 COLMAP's world is arbitrary (whatever the reconstruction settled on: usually Y down, no
 meaningful scale or origin). We keep it unchanged; the importer may need an up-axis choice
-(see :mod:`..axes`: COLMAP worlds are commonly "−Y" up) to show the result upright in Blender.
+(see :mod:`..conventions.frames`: COLMAP worlds are commonly "−Y" up) to show the result upright in
+Blender.
 
 Accepted camera models: SIMPLE_PINHOLE, PINHOLE, and SIMPLE_RADIAL / RADIAL / OPENCV /
 FULL_OPENCV whose distortion coefficients are all zero. Anything else (fisheye models, non-zero
@@ -32,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions.frames import OPENCV_FROM_OPENGL
 from ..errors import GSError, Report, log_report
 from ..quaternions import matrix_to_quat, quat_to_matrix
-from .camera_views import OPENCV_FROM_OPENGL, CameraView, ViewDataset, check_intrinsics
+from .camera_views import CameraView, ViewDataset, check_intrinsics
 
 __all__ = [
     "ColmapCamera",

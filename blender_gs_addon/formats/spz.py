@@ -20,7 +20,8 @@ Facts from nianticlabs/spz (src/cc/load-spz.cc, splat-utils.h, splat-types.h):
 * Extension records: u32 type, u32 byte length, payload. Type 0xADBE0003 (Adobe coordinate
   system) holds a u32 frame code; data is stored in that frame instead of RUB.
 * Coordinates are stored right-up-back (RUB). A :class:`SplatSet` is in the 3DGS RDF frame,
-  a 180° turn about X away (:data:`..axes.RUB_FROM_RDF`): positions (x, −y, −z), quaternions
+  a 180° turn about X away (:data:`..conventions.frames.RUB_FROM_RDF`): positions (x, −y, −z),
+  quaternions
   (w, x, −y, −z) and a ±1 sign per SH basis function (:data:`SH_SIGNS_RUB_FROM_RDF`).
 
 Round-trip error bounds of our writer (per value): position ≤ 2^−(fractionalBits+1)
@@ -45,7 +46,7 @@ import zlib
 
 import numpy as np
 
-from ..axes import RUB_FROM_RDF
+from ..conventions.frames import RUB_FROM_RDF
 from ..errors import GSError, Report, log_report
 from ..quaternions import normalize_quat
 from ..sh import rotate_sh_rest

@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import default_dtype_for
 from ..errors import GSError
-from .lgm_views import GAUSSIAN_CHANNELS
+from .lgm_io import GAUSSIAN_CHANNELS
 
 __all__ = [
     "GAUSSIAN_CHANNELS",
@@ -42,7 +43,6 @@ __all__ = [
     "LGM_PRESETS",
     "activate_gaussians",
     "build_lgm",
-    "default_dtype_for",
     "lgm_config",
 ]
 
@@ -341,12 +341,6 @@ class LGM(nn.Module):
         """[B, V, 9, H, W] → activated Gaussians [B, V·(H/s)·(W/s), 14], float32, see
         :data:`GAUSSIAN_CHANNELS` for the channel layout."""
         return activate_gaussians(self.forward_raw(views))
-
-
-def default_dtype_for(device: torch.device | str) -> torch.dtype:
-    """fp16 on CUDA (what the checkpoint stores and the reference ran), fp32 elsewhere (CPU
-    kernels for half precision are slow or missing)."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def build_lgm(variant: str = "big", *, device: torch.device | str | None = None,

@@ -239,7 +239,8 @@ def load_lgm(weights: str | os.PathLike | None = None, *, variant: str = "big", 
     """
     import torch
 
-    from .lgm import build_lgm, default_dtype_for
+    from ..devices import default_dtype_for
+    from .lgm import build_lgm
 
     device = torch.device(device if device is not None else
                           ("cuda" if torch.cuda.is_available() else "cpu"))

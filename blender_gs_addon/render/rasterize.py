@@ -50,14 +50,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import GSError, log_report
+from ..devices import gsplat_cuda_available, gsplat_unavailable_reason
+from ..errors import GSError
 from ..sh import SH_C0 as _SH_C0
 from ..sh import SH_C1 as _SH_C1
 from ..sh import SH_C2 as _SH_C2
 from ..sh import SH_C3 as _SH_C3
 
 __all__ = [
-    "gsplat_cuda_available",
     "ALPHA_THRESHOLD",
     "ALPHA_MAX",
     "TRANSMITTANCE_MIN",
@@ -501,7 +501,7 @@ def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: i
             raise GSError("rasterize: the gsplat backend needs CUDA tensors and a CUDA device")
         if not gsplat_cuda_available():
             raise GSError(f"rasterize: gsplat's CUDA extension is not available "
-                          f"({_GSPLAT_STATE['why']})")
+                          f"({gsplat_unavailable_reason()})")
         return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width,
                                  height, near_plane, far_plane, sh_degree, backgrounds, eps2d,
                                  absgrad)
@@ -572,32 +572,6 @@ def splat_inputs(splats, *, device) -> dict:
     return {"means": t(splats.positions), "quats": t(splats.rotations),
             "scales": t(splats.scales()), "opacities": t(splats.opacities()),
             "colors": t(coeffs), "sh_degree": splats.sh_degree}
-
-
-_GSPLAT_STATE: dict = {}
-
-
-def gsplat_cuda_available(*, report=log_report) -> bool:
-    """Whether gsplat's CUDA kernels load; the answer is kept for the process.
-
-    gsplat 1.5.3 from PyPI compiles its CUDA extension on first use (about a minute with 16
-    cores, longer on fewer; needs nvcc). When that fails the "auto" backend renders CUDA
-    tensors with the torch path instead (same rules, 7–50× slower on an H200; see
-    docs/benchmarks.md) and says so once, rather than failing inside gsplat.
-    """
-    if "ok" not in _GSPLAT_STATE:
-        try:
-            from gsplat.cuda import _backend
-
-            ok = _backend._C is not None
-            why = "" if ok else "its JIT build failed or found no CUDA toolkit (nvcc)"
-        except Exception as err:  # ImportError, or a compiler error raised by the JIT build
-            ok, why = False, f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
-        _GSPLAT_STATE.update(ok=ok, why=why)
-        if not ok:
-            report({"WARNING"}, f"gsplat's CUDA kernels are not available ({why}); rendering "
-                                "on the GPU with the slower pure-torch rasterizer")
-    return _GSPLAT_STATE["ok"]
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,

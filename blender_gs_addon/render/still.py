@@ -35,7 +35,7 @@ def render_still(splats: SplatSet, *, viewmat, K, width: int, height: int,
     """
     import torch
 
-    from ..reconstruct import resolve_device
+    from ..devices import resolve_device
     from .rasterize import rasterize, splat_inputs
 
     dev = torch.device(resolve_device(device))

@@ -1,20 +1,16 @@
 """What goes into LGM and what comes out: the camera rig, the input tensor, the splat mapping.
 
-LGM was trained on one fixed rig, described in its own y-up OpenGL world ("GL world"):
-four cameras at elevation 0, azimuths 0/90/180/270°, radius 1.5, vertical field of view 49.1°,
-looking at the origin, images 256×256 on a white background. In Blender's world (z up) the same
-rig is (x_gl, y_gl, z_gl) = (x_bl, z_bl, −y_bl): view 0 at −Y (the front view), view 1 at +X,
-view 2 at +Y, view 3 at −X, all at z = 0. Camera matrices here are camera-to-world with OpenGL
-camera axes (x right, y up, looking down −z) — what Blender cameras and NeRF-synthetic
-``transforms.json`` files use, so no column flips are needed.
+LGM was trained on one fixed rig (:mod:`..conventions.lgm_rig`), in its own Y-up OpenGL world
+("GL world"), with 256×256 inputs. Camera matrices here are camera-to-world with OpenGL camera
+axes — what Blender cameras and NeRF-synthetic ``transforms.json`` files use, so no column flips
+are needed.
 
 The network returns [N, 14] activated Gaussians in the GL world (channel layout
 :data:`GAUSSIAN_CHANNELS`); :func:`gaussians_to_splats` turns them into a :class:`SplatSet` in
 *Blender* world coordinates of the capture's normalised frame (the frame in which the rig above
 was placed).
 
-Torch is imported only inside :func:`build_lgm_input`; everything else is numpy, so the capture
-code can use :func:`lgm_rig_cameras` inside Blender.
+Torch is imported only inside :func:`build_lgm_input`; everything else is numpy.
 """
 
 from __future__ import annotations
@@ -24,20 +20,23 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..conventions.frames import BLENDER_FROM_Y_UP, Y_UP_FROM_BLENDER, homogeneous
+from ..conventions.lgm_rig import (
+    LGM_AZIMUTHS_DEG,
+    LGM_FOVY_DEG,
+    LGM_RADIUS,
+    lgm_rig_cameras,
+    lgm_rig_cameras_gl,
+)
 from ..errors import GSError, Report, log_report
 from ..sh import SH_C0
 from ..splats import SplatSet
 
 __all__ = [
-    "BLENDER_FROM_GL",
     "GAUSSIAN_CHANNELS",
-    "GL_FROM_BLENDER",
     "GaussianChannels",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "LGM_AZIMUTHS_DEG",
-    "LGM_CAMERA_RADIUS",
-    "LGM_FOVY_DEG",
     "LGM_INPUT_SIZE",
     "LGM_MIN_OPACITY",
     "build_lgm_input",
@@ -45,8 +44,6 @@ __all__ = [
     "composite_on_white",
     "gaussians_to_splats",
     "lgm_input_rays",
-    "lgm_rig_cameras",
-    "lgm_rig_cameras_gl",
     "plucker_rays",
     "predict_splats",
     "rebase_transform_gl",
@@ -66,60 +63,12 @@ class GaussianChannels(NamedTuple):
 
 GAUSSIAN_CHANNELS = GaussianChannels()
 
-LGM_FOVY_DEG = 49.1
-LGM_CAMERA_RADIUS = 1.5
-LGM_ELEVATION_DEG = 0.0
-LGM_AZIMUTHS_DEG = (0.0, 90.0, 180.0, 270.0)
 LGM_INPUT_SIZE = 256
 # The reference .ply export prunes below this opacity.
 LGM_MIN_OPACITY = 0.005
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# x_gl = x_bl, y_gl = z_bl, z_gl = −y_bl
-GL_FROM_BLENDER = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)
-# +90° about X: (x, y, z)_gl → (x, −z, y)_bl
-BLENDER_FROM_GL = GL_FROM_BLENDER.T.copy()
-
-
-def _homogeneous(rot: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = rot
-    return out
-
-
-# ---------------------------------------------------------------------------------- rig
-def _orbit_camera_gl(elevation_deg: float, azimuth_deg: float, radius: float) -> np.ndarray:
-    """[4, 4] camera-to-world of a camera orbiting the origin in the y-up GL world.
-
-    Azimuth 0 is on +z, 90 on +x; positive elevation is *below* the equator (the convention of
-    the reference's camera helper, kept so angles mean the same).
-    """
-    e, a = np.deg2rad(elevation_deg), np.deg2rad(azimuth_deg)
-    centre = radius * np.array([np.cos(e) * np.sin(a), -np.sin(e), np.cos(e) * np.cos(a)])
-    backward = centre / np.linalg.norm(centre)  # camera +z points away from the target
-    right = np.cross([0.0, 1.0, 0.0], backward)
-    right /= np.linalg.norm(right)
-    up = np.cross(backward, right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, up, backward], axis=1)
-    pose[:3, 3] = centre
-    return pose
-
-
-def lgm_rig_cameras_gl() -> np.ndarray:
-    """[4, 4, 4] camera-to-world matrices of the LGM rig in the GL (y-up) world."""
-    return np.stack([_orbit_camera_gl(LGM_ELEVATION_DEG, a, LGM_CAMERA_RADIUS)
-                     for a in LGM_AZIMUTHS_DEG])
-
-
-def lgm_rig_cameras() -> np.ndarray:
-    """[4, 4, 4] camera-to-world matrices of the LGM rig in Blender's world, OpenGL camera axes.
-
-    Put these on the four capture cameras (vertical fov :data:`LGM_FOVY_DEG`, square
-    :data:`LGM_INPUT_SIZE`-multiple renders) with the object normalised to about [−0.55, 0.55]³.
-    """
-    return _homogeneous(BLENDER_FROM_GL) @ lgm_rig_cameras_gl()
 
 
 def check_lgm_rig(cameras: np.ndarray, *, names: Sequence[str] | None = None,
@@ -168,7 +117,7 @@ def check_lgm_rig(cameras: np.ndarray, *, names: Sequence[str] | None = None,
                           f"{angle:.2f}° from the rig orientation"
                           + ("" if orthonormal else ", and its rotation is not orthonormal"))
     if faults:
-        raise GSError(f"{source}: not the LGM camera rig (radius {LGM_CAMERA_RADIUS}, elevation 0,"
+        raise GSError(f"{source}: not the LGM camera rig (radius {LGM_RADIUS}, elevation 0,"
                       " looking at the origin): " + "; ".join(faults))
 
 
@@ -179,7 +128,7 @@ def rebase_transform_gl(cameras_gl: np.ndarray) -> np.ndarray:
     Training applied it to every sample's cameras; for the exact rig it is the identity.
     """
     to_canonical = np.eye(4)
-    to_canonical[2, 3] = LGM_CAMERA_RADIUS
+    to_canonical[2, 3] = LGM_RADIUS
     return to_canonical @ np.linalg.inv(np.asarray(cameras_gl, dtype=np.float64)[0])
 
 
@@ -210,7 +159,7 @@ def _cameras_gl(cameras: np.ndarray | None) -> np.ndarray:
     if cameras is None:
         return lgm_rig_cameras_gl()
     cams = np.asarray(cameras, dtype=np.float64)
-    return _homogeneous(GL_FROM_BLENDER) @ cams
+    return homogeneous(Y_UP_FROM_BLENDER) @ cams
 
 
 def lgm_input_rays(cameras: np.ndarray | None = None, *, size: int = LGM_INPUT_SIZE,
@@ -344,7 +293,7 @@ def gaussians_to_splats(gaussians, *, cameras: np.ndarray | None = None,
         sh_dc=(g[:, ch.rgb] - 0.5) / SH_C0,
         name=name,
     ).drop_nonfinite(source=name, report=report)
-    lgm_to_blender = _homogeneous(BLENDER_FROM_GL)
+    lgm_to_blender = homogeneous(BLENDER_FROM_Y_UP)
     if cameras is not None:
         lgm_to_blender = lgm_to_blender @ np.linalg.inv(rebase_transform_gl(_cameras_gl(cameras)))
     return splats_gl.transformed(lgm_to_blender)

@@ -1,7 +1,8 @@
 """How a :class:`~.splats.SplatSet` is stored on a Blender mesh (bpy-free half of the layout).
 
 One mesh object, one loose vertex per splat. Vertex positions are the splat centres in the
-FILE frame; the object's matrix carries the file → Blender axis conversion (:mod:`.axes`), so
+FILE frame; the object's matrix carries the file → Blender axis conversion
+(:mod:`.conventions.frames`), so
 Blender → file → Blender round trips copy values and never round them. Everything else is a
 POINT-domain attribute holding the file's raw (pre-activation) values:
 

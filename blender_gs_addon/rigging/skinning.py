@@ -44,8 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GSError, Report, log_report
-from .quaternions import matrix_to_quat, quat_multiply
+from ..errors import GSError, Report, log_report
+from ..quaternions import matrix_to_quat, quat_multiply
 
 __all__ = [
     "SkinWeights", "segment_distances", "solid_grid", "bone_weights", "quantize_weights",

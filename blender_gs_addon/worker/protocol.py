@@ -33,7 +33,7 @@ Job folders: the client creates them private to the user (mode 0700) with the na
 :data:`JOB_DIR_PREFIX` in the temporary directory and removes them; the worker removes this
 user's folders of that name left untouched for a day (a crash's leftovers) when it starts.
 
-Job kinds: ``reconstruct`` (params as :func:`blender_gs_addon.reconstruct.reconstruct`),
+Job kinds: ``reconstruct`` (params as :func:`blender_gs_addon.reconstruction.pipeline.reconstruct`),
 ``render`` (one exact still: ``splats`` a .ply path, ``viewmat`` 4×4, ``K`` 3×3, ``width``,
 ``height``, ``device``, ``out`` the .npz to write; result ``{"still": out}``, arrays as
 :func:`blender_gs_addon.render.still.read_still` reads them), ``check`` (what

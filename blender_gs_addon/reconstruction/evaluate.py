@@ -2,7 +2,8 @@
 
 Frames: splat files are in the 3DGS file convention (+Y down); the data set's cameras are in a
 Blender (Z-up) world. :data:`FILE_TO_WORLD_UP` names the up axis that maps one onto the other
-(see :mod:`blender_gs_addon.axes`), the same mapping the Blender importer uses, so a file that
+(see :mod:`blender_gs_addon.conventions.frames`), the same mapping the Blender importer uses, so a
+file that
 imports aligned in Blender also evaluates aligned here.
 """
 
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .axes import file_to_blender_matrix
-from .errors import GSError
-from .splats import SplatSet
+from ..conventions.frames import file_to_blender_matrix
+from ..errors import GSError
+from ..splats import SplatSet
 
 __all__ = ["FILE_TO_WORLD_UP", "splats_file_to_world", "splats_world_to_file", "render_views",
-           "evaluate_splats", "render_dataset_frames"]
+           "evaluate_splats", "render_frames_exact"]
 
 FILE_TO_WORLD_UP = "-Y"
 
@@ -43,7 +44,7 @@ def render_views(splats: SplatSet, views, *, background=(1.0, 1.0, 1.0), device:
     """
     import torch
 
-    from .render.rasterize import rasterize, splat_inputs
+    from ..render.rasterize import rasterize, splat_inputs
 
     if not views:
         raise GSError("no views to render")
@@ -80,7 +81,7 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
     """
     import torch
 
-    from .datasets.camera_views import composite_on_background, load_view_image
+    from ..datasets.camera_views import composite_on_background, load_view_image
     from .image_metrics import psnr, ssim
 
     views = dataset.split_views(split)
@@ -99,41 +100,24 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
             "per_view": per_view}
 
 
-def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact",
-                          resolution: int | None = None, device: str = "auto",
-                          report=None) -> list:
+def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None = None,
+                        device: str = "auto") -> list:
     """Render a splat file from every frame of a NeRF-synthetic transforms file to PNGs.
 
     PNGs are RGBA (transparent film) and named after the frames' file names, so they can be
     compared with the data set's own images. ``resolution`` rescales the longer side (the
-    intrinsics scale with it). "exact" is our rasterizer; "eevee" and "cycles" render the
-    Blender splat display (needs bpy) through :mod:`scene.render_engine`.
+    intrinsics scale with it). Rendered with our exact rasterizer; the command line renders
+    EEVEE and Cycles frames through the Blender side (``scene.render_engine``) instead.
     """
     from pathlib import Path
 
     from PIL import Image
 
-    from .datasets.camera_views import CameraView
-    from .datasets.nerf_synthetic import read_transforms
-    from .formats import read_splats
-    from .reconstruct import resolve_device
+    from ..datasets.camera_views import CameraView
+    from ..datasets.nerf_synthetic import read_transforms
+    from ..devices import resolve_device
+    from ..formats import read_splats
 
-    if engine in ("eevee", "cycles"):
-        from .errors import log_report
-        from .extension import extension_module
-
-        try:
-            import bpy  # noqa: F401
-        except ImportError as err:
-            raise GSError(f"--engine {engine} renders the splat display in Blender and needs "
-                          f"the bpy module (pip install bpy==5.0.1, or run inside Blender); "
-                          f"--engine exact needs only torch: {err}") from None
-
-        return extension_module("scene.render_engine").render_dataset_frames(
-            splats_path=splats_path, cameras=cameras, out_dir=out_dir, engine=engine,
-            resolution=resolution, report=report or log_report)
-    if engine != "exact":
-        raise GSError(f"unknown render engine {engine!r}; choose exact, eevee or cycles")
     splats = splats_file_to_world(read_splats(splats_path))
     dataset = read_transforms(cameras, check_images=False)
     if not dataset.views:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import GSError, Report, log_report
-from .splats import SplatSet
+from ..errors import GSError, Report, log_report
+from ..splats import SplatSet
 
 __all__ = ["FitConfig", "FIT_PRESETS", "FitViews", "FitProgress", "FitResult", "fit_splats",
            "views_from_dataset", "fit_preset"]
@@ -125,7 +125,7 @@ def views_from_dataset(views, *, load_image=None) -> FitViews:
     """
     import torch
 
-    from .datasets.camera_views import load_view_image
+    from ..datasets.camera_views import load_view_image
 
     load_image = load_image or load_view_image
     if not views:
@@ -260,8 +260,8 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
     import torch
     from gsplat.strategy import DefaultStrategy
 
+    from ..render.rasterize import rasterize
     from .image_metrics import l1_dssim_loss
-    from .render.rasterize import rasterize
 
     config = config or FIT_PRESETS["cpu"]
     if device == "cuda" and not torch.cuda.is_available():

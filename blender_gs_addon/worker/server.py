@@ -1,5 +1,5 @@
 """The reconstruction worker: ``python -m blender_gs_addon.worker`` (protocol in
-:mod:`.worker_protocol`).
+:mod:`.protocol`).
 
 It runs in any Python environment that has torch (and ideally gsplat and CUDA), serves one job
 at a time over stdin/stdout, and stays warm between jobs (models stay loaded on the device).
@@ -29,9 +29,9 @@ import time
 import traceback
 from pathlib import Path
 
-from . import __version__
-from .errors import GSError
-from .worker_protocol import JOB_DIR_PREFIX, PROTOCOL, decode, encode
+from .. import __version__
+from ..errors import GSError
+from .protocol import JOB_DIR_PREFIX, PROTOCOL, decode, encode
 
 __all__ = ["serve", "main", "sweep_stale_job_dirs", "EOF_GRACE", "STALE_AFTER"]
 
@@ -149,8 +149,8 @@ def _run_job(kind: str, params: dict, *, progress, should_stop, log) -> dict:
     if kind == "render":
         # One exact still (the render engine's F12 when Blender's Python has no torch): the
         # splats come in as a .ply in the job folder, the arrays go back as an .npz beside it.
-        from .formats import read_splats
-        from .render.still import render_still, write_still
+        from ..formats import read_splats
+        from ..render.still import render_still, write_still
 
         progress("render", 0.0, "rendering")
         still = render_still(read_splats(params["splats"]), viewmat=params["viewmat"],
@@ -158,7 +158,7 @@ def _run_job(kind: str, params: dict, *, progress, should_stop, log) -> dict:
                              device=params.get("device", "auto"))
         return {"still": str(write_still(params["out"], still))}
     if kind == "reconstruct":
-        from .reconstruct import reconstruct
+        from ..reconstruction.pipeline import reconstruct
 
         result = reconstruct(**params, progress=progress, should_stop=should_stop,
                              report=lambda levels, msg: log(next(iter(levels)), msg))

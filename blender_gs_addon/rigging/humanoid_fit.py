@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GSError
+from ..errors import GSError
 
 __all__ = ["HumanoidFit", "fit_humanoid", "T_POSE_MAX_DEGREES"]
 

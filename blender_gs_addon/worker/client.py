@@ -27,9 +27,9 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .errors import GSError
-from .worker_protocol import PROTOCOL, decode, encode
+from .. import __version__
+from ..errors import GSError
+from .protocol import PROTOCOL, decode, encode
 
 __all__ = ["WorkerClient", "WorkerJob", "JobEvent"]
 
@@ -118,12 +118,13 @@ class WorkerClient:
         if not os.path.isfile(self.python):
             raise GSError(f"worker Python {self.python!r} does not exist; set the worker "
                           "interpreter in the add-on preferences")
-        core_parent = str(Path(__file__).resolve().parent.parent)
+        core = Path(__file__).resolve().parent.parent  # the blender_gs_addon package folder
+        core_parent = str(core.parent)
         run_env = {**os.environ, **(env or {})}
         run_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (core_parent, run_env.get("PYTHONPATH", "")) if p)
         run_env["PYTHONUNBUFFERED"] = "1"
-        package = Path(__file__).resolve().parent.name
+        package = core.name
         try:
             self.proc = subprocess.Popen(
                 [self.python, "-m", f"{package}.worker"], stdin=subprocess.PIPE,

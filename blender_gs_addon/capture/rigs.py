@@ -1,4 +1,4 @@
-"""Camera rigs for capturing views of an object, Blender's camera projection, and framing.
+"""Camera rigs for capturing views of an object, and framing the object for them.
 
 All rigs live in Blender's world around the origin (where :func:`normalisation_transform` puts
 the selection) and return camera-to-world matrices with OpenGL camera axes — a Blender camera
@@ -22,8 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets.camera_views import CameraView
-from .errors import GSError
+from ..conventions.lgm_rig import (
+    LGM_AZIMUTHS_DEG,
+    LGM_BACKGROUND,
+    LGM_ELEVATION_DEG,
+    LGM_FOVY_DEG,
+    LGM_RADIUS,
+)
+from ..datasets.camera_views import CameraView
+from ..errors import GSError
 
 __all__ = [
     "RigCameras",
@@ -32,21 +39,9 @@ __all__ = [
     "lgm_rig",
     "look_at_origin",
     "camera_position",
-    "intrinsics_from_blender_camera",
-    "blender_camera_from_intrinsics",
-    "camera_to_world_from_matrix_world",
     "normalisation_transform",
-    "LGM_AZIMUTHS_DEG",
-    "LGM_RADIUS",
-    "LGM_FOVY_DEG",
 ]
 
-# The four views LGM was trained on (see shared reference lgm.md), in its order.
-LGM_AZIMUTHS_DEG = (0.0, 90.0, 180.0, 270.0)
-LGM_ELEVATION_DEG = 0.0
-LGM_RADIUS = 1.5
-LGM_FOVY_DEG = 49.1
-LGM_BACKGROUND = (1.0, 1.0, 1.0)
 
 
 @dataclass(eq=False)
@@ -246,112 +241,6 @@ def lgm_rig(*, resolution: int = 512) -> RigCameras:
         resolution,
         background=LGM_BACKGROUND,
     )
-
-
-# ------------------------------------------------------------------------ Blender's projection
-def intrinsics_from_blender_camera(
-    *,
-    lens_mm: float,
-    sensor_width: float,
-    sensor_height: float,
-    sensor_fit: str,
-    shift_x: float,
-    shift_y: float,
-    res_x: int,
-    res_y: int,
-    pixel_aspect: float = 1.0,
-) -> tuple[float, float, float, float]:
-    """A perspective Blender camera's pinhole intrinsics (fx, fy, cx, cy) in pixels.
-
-    Reproduces Blender's view plane (``BKE_camera_params_compute_viewplane``): the sensor size
-    is ``sensor_height`` for VERTICAL fit, ``sensor_width`` otherwise (AUTO too); the fitted
-    image side is the wider one for AUTO (comparing ``res · pixel aspect``); shift is in units of
-    that fitted side. ``res_x``, ``res_y``: the rendered size (resolution × percentage / 100).
-    ``pixel_aspect``: ``render.pixel_aspect_x / render.pixel_aspect_y``. ``cy`` grows with
-    ``−shift_y`` because image rows go down.
-    """
-    try:
-        lens, sw, sh = float(lens_mm), float(sensor_width), float(sensor_height)
-        sx, sy, aspect = float(shift_x), float(shift_y), float(pixel_aspect)
-    except (TypeError, ValueError):
-        raise GSError("camera settings must be numbers") from None
-    if not all(math.isfinite(v) for v in (lens, sw, sh, sx, sy, aspect)):
-        raise GSError("camera settings must be finite")
-    if lens <= 0 or sw <= 0 or sh <= 0 or aspect <= 0:
-        raise GSError(
-            f"lens ({lens}), sensor size ({sw}×{sh}) and pixel aspect ({aspect}) must be positive"
-        )
-    if int(res_x) != res_x or int(res_y) != res_y or res_x < 1 or res_y < 1:
-        raise GSError(f"resolution must be positive whole numbers, got {res_x}×{res_y}")
-    fit = str(sensor_fit).upper()
-    if fit not in ("AUTO", "HORIZONTAL", "VERTICAL"):
-        raise GSError(f"sensor fit must be AUTO, HORIZONTAL or VERTICAL, got {sensor_fit!r}")
-
-    ycor = 1.0 / aspect  # Blender: pixel_aspect_y / pixel_aspect_x
-    sensor = sh if fit == "VERTICAL" else sw
-    if fit == "AUTO":
-        fit = "HORIZONTAL" if res_x * aspect >= res_y else "VERTICAL"
-    viewfac = res_x if fit == "HORIZONTAL" else ycor * res_y  # view-plane units per sensor
-    fx = lens * viewfac / sensor
-    fy = fx / ycor
-    cx = 0.5 * res_x - sx * viewfac
-    cy = 0.5 * res_y + sy * viewfac / ycor
-    return fx, fy, cx, cy
-
-
-def blender_camera_from_intrinsics(
-    *,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    width: int,
-    height: int,
-    sensor_width: float = 36.0,
-) -> dict:
-    """Blender camera + render settings that reproduce pinhole intrinsics exactly.
-
-    Returns ``lens_mm``, ``sensor_width``, ``sensor_height``, ``sensor_fit`` ("HORIZONTAL"),
-    ``shift_x``, ``shift_y``, ``pixel_aspect_x``, ``pixel_aspect_y`` (both ≥ 1, as Blender
-    requires); the inverse of :func:`intrinsics_from_blender_camera`.
-    """
-    vals = [float(v) for v in (fx, fy, cx, cy, sensor_width)]
-    if not all(math.isfinite(v) for v in vals) or fx <= 0 or fy <= 0 or sensor_width <= 0:
-        raise GSError(f"intrinsics must be finite with positive focal lengths (fx={fx}, fy={fy})")
-    if width < 1 or height < 1:
-        raise GSError(f"image size must be positive, got {width}×{height}")
-    ycor = fx / fy
-    if ycor >= 1.0:
-        aspect_x, aspect_y = 1.0, ycor
-    else:
-        aspect_x, aspect_y = 1.0 / ycor, 1.0
-    return {
-        "lens_mm": fx * sensor_width / width,
-        "sensor_width": float(sensor_width),
-        "sensor_height": float(sensor_width) * height * ycor / width,
-        "sensor_fit": "HORIZONTAL",
-        "shift_x": (0.5 * width - cx) / width,
-        "shift_y": (cy - 0.5 * height) * ycor / width,
-        "pixel_aspect_x": aspect_x,
-        "pixel_aspect_y": aspect_y,
-    }
-
-
-def camera_to_world_from_matrix_world(matrix_world) -> np.ndarray:
-    """A Blender camera object's ``matrix_world`` [4, 4] → camera-to-world without scale.
-
-    Blender camera matrices already use OpenGL camera axes; only object scale is removed (each
-    rotation column normalised, as ``Matrix.normalized()`` and ``world_to_camera_view`` do).
-    """
-    m = np.array(matrix_world, dtype=np.float64)
-    if m.shape != (4, 4) or not np.isfinite(m).all():
-        raise GSError("camera matrix_world must be a finite 4×4 matrix")
-    lengths = np.linalg.norm(m[:3, :3], axis=0)
-    if (lengths < 1e-12).any():
-        raise GSError("camera object has zero scale on an axis")
-    out = m.copy()
-    out[:3, :3] /= lengths
-    return out
 
 
 # -------------------------------------------------------------------------------------- framing

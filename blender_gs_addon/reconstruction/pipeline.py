@@ -9,7 +9,7 @@ Backends:
 
 Frames: the capture's cameras live in the normalised Blender world of the capture (the object
 scaled into a unit cube at the origin). The output file is written in the 3DGS file convention
-of that world (see :mod:`.evaluate`): imported with the default up axis it lands in the
+of that world (see :mod:`..conventions.frames`): imported with the default up axis it lands in the
 normalised frame, and the capture's ``normalisation_transform`` maps it back onto the object.
 """
 
@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import GSError, Report, log_report
+from ..devices import resolve_device, resolve_dtype
+from ..errors import GSError, Report, log_report
 
-__all__ = ["BACKENDS", "DTYPES", "reconstruct", "resolve_device", "resolve_dtype"]
+__all__ = ["BACKENDS", "reconstruct"]
 
 BACKENDS = ("fit", "lgm", "lgm+fit")
-DTYPES = ("fp16", "bf16", "fp32")
 
 # Models stay loaded between jobs of a warm worker, keyed by what makes them differ: weights
 # file (path, size, modification time: a replaced file is reloaded), variant, device, dtype.
@@ -35,41 +35,13 @@ _MODEL_CACHE: dict = {}
 Progress = Callable[[str, float, str], None]
 
 
-def resolve_device(device: str) -> str:
-    """'auto' → 'cuda' when torch sees a GPU, else 'cpu'; checks an explicit 'cuda'."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise GSError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GSError("device 'cuda' was asked for but torch sees no CUDA GPU "
-                      f"(torch {torch.__version__})")
-    return device
-
-
-def resolve_dtype(dtype: str | None, device: str):
-    """'fp16' / 'bf16' / 'fp32' → torch dtype; None → fp16 on CUDA, fp32 on CPU."""
-    import torch
-
-    from .models.lgm import default_dtype_for
-
-    if dtype is None:
-        return default_dtype_for(device)
-    table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-    if dtype not in table:
-        raise GSError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return table[dtype]
-
-
 def _lgm_splats(dataset, *, weights, variant, dtype, device, offline, progress: Progress,
                 should_stop, report: Report):
     import numpy as np
 
-    from .datasets.camera_views import load_view_image
-    from .models.lgm_views import check_lgm_rig, predict_splats
-    from .models.weights import load_lgm, resolve_lgm_weights
+    from ..datasets.camera_views import load_view_image
+    from ..models.lgm_io import check_lgm_rig, predict_splats
+    from ..models.weights import load_lgm, resolve_lgm_weights
 
     views = dataset.split_views("train")[:4]
     if len(views) < 4:
@@ -120,10 +92,11 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
     steps, stopped (why the fit stopped early, "" if it did not), cancelled, and psnr/ssim on
     the capture's test views when it has any.
     """
-    from .datasets.nerf_synthetic import read_transforms
-    from .evaluate import evaluate_splats, splats_world_to_file
+    from ..conventions.frames import splats_world_to_file
+    from ..datasets.nerf_synthetic import read_transforms
+    from ..formats import write_splats
+    from .evaluate import evaluate_splats
     from .fit import fit_preset, fit_splats, views_from_dataset
-    from .formats import write_splats
 
     progress = progress or (lambda stage, fraction, message: None)
     stop_requested = should_stop or (lambda: False)

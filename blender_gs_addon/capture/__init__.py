@@ -1,0 +1,1 @@
+"""What a capture is, without Blender: camera rigs around the framed object and their options."""
