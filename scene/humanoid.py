@@ -17,9 +17,10 @@ import addon_utils
 import bpy
 import numpy as np
 
+from ..blender_gs_addon.conventions.frames import transform_points
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.rigging.humanoid_fit import fit_humanoid
-from . import rigging
+from . import rigging, splat_object
 
 __all__ = ["METARIG_HEIGHT", "create_metarig", "fit_metarig", "rig_humanoid"]
 
@@ -166,10 +167,10 @@ def rig_humanoid(obj: bpy.types.Object, *, report: Report = log_report) -> bpy.t
     On any failure the new armature is removed again, ``obj`` is left as it was (an earlier
     binding included) and Rigify is unloaded again if this call loaded it.
     """
-    rigging._check_splat_object(obj)
+    splat_object.require_splat_object(obj, allow_empty=False)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     world = np.array(obj.evaluated_get(depsgraph).matrix_world, np.float64)
-    points = rigging._transform(world, rigging._positions(obj.data).astype(np.float64))
+    points = transform_points(world, splat_object.splat_positions(obj).astype(np.float64))
     source = f"Object {obj.name!r}"
     fit_humanoid(points, source=source)  # refuse a non-figure before anything is created
     active = bpy.context.view_layer.objects.active

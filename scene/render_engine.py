@@ -36,14 +36,13 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.conventions.frames import (
     camera_to_world_from_matrix_world,
     opengl_c2w_to_viewmat,
 )
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.splats import SplatSet, concatenate
-from . import splat_display
+from . import splat_display, splat_object
 from .camera_import import camera_intrinsics
 
 __all__ = ["ENGINE_ID", "ENGINES", "NO_TORCH_MESSAGE", "GS_RenderEngine", "scene_camera",
@@ -90,30 +89,6 @@ def scene_camera(scene: bpy.types.Scene, depsgraph=None):
 
 
 # ------------------------------------------------------------------------------- the splats
-def _read_mesh_splats(mesh, *, source: str) -> SplatSet:
-    attributes = {a.name: a.data_type for a in mesh.attributes if a.domain == 'POINT'}
-
-    def fetch(spec: layout.AttributeSpec, out: np.ndarray) -> None:
-        mesh.attributes[spec.name].data.foreach_get(spec.foreach_key, out)
-
-    return layout.splats_from_attributes(attributes, len(mesh.vertices), fetch, source=source)
-
-
-def _object_splats(obj_eval, *, source: str) -> SplatSet | None:
-    """The evaluated splats of one evaluated object (file frame), or None without any."""
-    mesh = obj_eval.data
-    if splat_display._has_splat_attributes(mesh):
-        return _read_mesh_splats(mesh, source=source)
-    # With the display, the splats are the instance the display tree keeps; the geometry set
-    # owns that mesh, so it is read while ``geometry`` is alive.
-    geometry = obj_eval.evaluated_geometry()
-    for ref in geometry.instance_references():
-        ref_mesh = getattr(ref, "mesh", None)
-        if ref_mesh is not None and splat_display._has_splat_attributes(ref_mesh):
-            return _read_mesh_splats(ref_mesh, source=source)
-    return None
-
-
 def collect_splats(depsgraph, *, report: Report = log_report) -> SplatSet | None:
     """All splat objects of the evaluated scene as one world-frame SplatSet (None if none).
 
@@ -123,10 +98,10 @@ def collect_splats(depsgraph, *, report: Report = log_report) -> SplatSet | None
     """
     sets, skipped = [], []
     for obj in depsgraph.objects:
-        if obj.type != 'MESH':
+        if obj.type not in ('MESH', 'POINTCLOUD'):
             continue
         source = f"Object {obj.name!r}"
-        splats = _object_splats(obj, source=source)
+        splats = splat_object.evaluated_splats(obj)
         if splats is None:
             skipped.append(obj.name)
             continue

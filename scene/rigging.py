@@ -41,6 +41,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon import mesh_layout as layout
+from ..blender_gs_addon.conventions.frames import transform_points
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.formats import write_splats
 from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
@@ -87,26 +88,6 @@ def _to_local(obj: bpy.types.Object, armature: bpy.types.Object) -> np.ndarray:
     return np.linalg.inv(world_obj) @ world_arm
 
 
-def _transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
-
-
-def _positions(mesh: bpy.types.Mesh) -> np.ndarray:
-    out = np.empty(len(mesh.vertices) * 3, np.float32)
-    mesh.attributes[layout.POSITION].data.foreach_get("vector", out)
-    return out.reshape(-1, 3)
-
-
-def _check_splat_object(obj) -> None:
-    if obj is None:
-        raise GSError("no splat object given")
-    if not splat_object.is_splat_object(obj):
-        raise GSError(f"Object {obj.name!r} has no splat attributes (gs_scale, gs_rotation, "
-                      "gs_opacity, gs_sh_dc); import a splat file to make a splat object")
-    if len(obj.data.vertices) == 0:
-        raise GSError(f"Object {obj.name!r} has no splats")
-
-
 def _mesh_weights(source: bpy.types.Object, names: list[str], to_local: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices [V, 3] in splat space, triangles [T, 3], weights [V, B]) of a skinned mesh."""
@@ -124,7 +105,7 @@ def _mesh_weights(source: bpy.types.Object, names: list[str], to_local: np.ndarr
     mesh.loop_triangles.foreach_get("vertices", tris)
     world = np.array(source.evaluated_get(depsgraph).matrix_world, np.float64)
     obj_world = to_local  # splat space ← world
-    verts = _transform(obj_world @ world, co.reshape(-1, 3))
+    verts = transform_points(obj_world @ world, co.reshape(-1, 3))
     column = {source.vertex_groups[n].index: i for i, n in enumerate(names)
               if n in source.vertex_groups}
     if not column:
@@ -226,16 +207,16 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
         far from the armature or a mesh without matching groups.
     """
     start = time.perf_counter()
-    _check_splat_object(obj)
+    splat_object.require_splat_object(obj, allow_empty=False)
     bones = deform_bones(armature)
     if obj.mode != 'OBJECT':
         raise GSError(f"Object {obj.name!r} is in {obj.mode.lower()} mode; switch to object "
                       "mode to bind")
     names = [b.name for b in bones]
     to_local = _to_local(obj, armature)
-    heads = _transform(to_local, np.array([b.head_local for b in bones], np.float64))
-    tails = _transform(to_local, np.array([b.tail_local for b in bones], np.float64))
-    positions = _positions(obj.data)
+    heads = transform_points(to_local, np.array([b.head_local for b in bones], np.float64))
+    tails = transform_points(to_local, np.array([b.tail_local for b in bones], np.float64))
+    positions = splat_object.splat_positions(obj)
     source = f"Object {obj.name!r}"
     if method == "auto":
         sw = skinning.bone_weights(positions, heads, tails, source=source, report=report,
@@ -543,7 +524,7 @@ def bake_splats(obj: bpy.types.Object, *, frames: tuple[int, int], out_dir: str 
     transform is applied as on export (file frame of ``up_axis``; default: the axis the object
     was imported with). Restores the current frame.
     """
-    _check_splat_object(obj)
+    splat_object.require_splat_object(obj, allow_empty=False)
     if up_axis is None:
         up_axis = obj.data.get(layout.UP_AXIS_PROP, "-Y")
     first, last = int(frames[0]), int(frames[1])

@@ -82,6 +82,7 @@ import bpy
 from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.sh import SH_C0, SH_C1, SH_C2, SH_C3
+from . import mesh_splats
 
 __all__ = [
     "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
@@ -651,18 +652,6 @@ def _input_ids(tree) -> dict[str, str]:
             if item.item_type == 'SOCKET' and item.in_out == 'INPUT'}
 
 
-def _check_splat_object(obj) -> None:
-    if obj is None or obj.type != 'MESH':
-        raise GSError(f"Object {getattr(obj, 'name', obj)!r} is not a splat object (a mesh "
-                      "with splat attributes)")
-    names = {a.name for a in obj.data.attributes if a.domain == 'POINT'}
-    missing = [n for n in (layout.SCALE, layout.ROTATION, layout.OPACITY, layout.SH_DC)
-               if n not in names]
-    if missing:
-        raise GSError(f"Object {obj.name!r} has no splat attributes (missing "
-                      f"{', '.join(missing)}); import a splat file to make a splat object")
-
-
 def _input_api_is_properties(mod) -> bool:
     """Blender 5.2+ keeps modifier input values in ``mod.properties.inputs``, not ID props."""
     return hasattr(mod, "properties") and hasattr(mod.properties, "inputs")
@@ -718,7 +707,13 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
     problem = display_support_problem()
     if problem is not None:
         raise GSError(problem)
-    _check_splat_object(obj)
+    if obj is None or obj.type != 'MESH':
+        raise GSError(f"Object {getattr(obj, 'name', obj)!r} is not a splat mesh; the splat "
+                      "display draws meshes with splat attributes")
+    missing = mesh_splats.missing_attributes(obj.data)
+    if missing:
+        raise GSError(f"Object {obj.name!r} has no splat attributes (missing "
+                      f"{', '.join(missing)}); import a splat file to make a splat object")
     scene = scene or bpy.context.scene
     tree = display_node_group()
     mod = display_modifier(obj)
@@ -875,12 +870,3 @@ def use_raw_view_transform(scene: bpy.types.Scene, *, report: Report = log_repor
     view.look = 'None'
     view.exposure = 0.0
     view.gamma = 1.0
-
-
-def _has_splat_attributes(mesh) -> bool:
-    attributes = mesh.attributes
-    for name in (layout.SCALE, layout.ROTATION, layout.OPACITY, layout.SH_DC):
-        attr = attributes.get(name)
-        if attr is None or attr.domain != 'POINT':
-            return False
-    return True

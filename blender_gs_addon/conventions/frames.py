@@ -29,6 +29,7 @@ __all__ = [
     "splats_file_to_world",
     "splats_world_to_file",
     "homogeneous",
+    "transform_points",
     "opengl_c2w_to_viewmat",
     "viewmat_to_opengl_c2w",
     "camera_to_world_from_matrix_world",
@@ -75,6 +76,12 @@ def homogeneous(rotation) -> np.ndarray:
     out = np.eye(4)
     out[:3, :3] = rotation
     return out
+
+
+def transform_points(matrix, points) -> np.ndarray:
+    """[N, 3] points through a [4, 4] affine matrix (float64 out)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
 
 
 def file_to_blender_matrix(up_axis: str) -> np.ndarray:
