@@ -85,7 +85,7 @@ def run(quick: bool) -> list[dict]:
     engine = extension_module("scene.render_engine")
     if not engine.GS_RenderEngine.is_registered:
         bpy.utils.register_class(engine.GS_RenderEngine)
-    modules = (ext.scene.splat_object, extension_module("scene.splat_display"), engine)
+    modules = (ext.scene.splat_object, extension_module("scene.display"), engine)
     rows = []
     size = 96 if quick else 256
     count = 1000 if quick else 5000

@@ -121,8 +121,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_capture(args) -> int:
-    bpy, capture = _blender("scene.capture")
-    folder = capture.capture_main(args, report=_stdout_report)
+    bpy, commands = _blender("scene.commands")
+    folder = commands.capture_main(args, report=_stdout_report)
     print(f"Wrote data set {folder}")
     return 0
 
@@ -197,13 +197,11 @@ def cmd_render(args) -> int:
 
 
 def cmd_rig(args) -> int:
-    _, rigging = _blender("scene.rigging")
-    return rigging.rig_main(args)
+    return _blender("scene.commands")[1].rig_main(args)
 
 
 def cmd_bake(args) -> int:
-    _, rigging = _blender("scene.rigging")
-    return rigging.bake_main(args)
+    return _blender("scene.commands")[1].bake_main(args)
 
 
 def _lgm_weights_available() -> bool:

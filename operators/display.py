@@ -1,6 +1,6 @@
 """Operators for the splat display, and the "Gaussian Splatting" render engine's registration.
 
-Thin wrappers around ``scene/splat_display.py``; the render engine class lives in
+Thin wrappers around ``scene/display.py``; the render engine class lives in
 ``scene/render_engine.py`` and is registered with these classes.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import bpy
 
 from ..blender_gs_addon.errors import GSError
-from ..scene import render_engine, splat_display
+from ..scene import display, render_engine
 from ..scene.splat_object import is_splat_object
 
 __all__ = ["GS_OT_add_display", "GS_OT_remove_display", "GS_OT_use_raw_view", "CLASSES"]
@@ -37,7 +37,7 @@ class GS_OT_add_display(bpy.types.Operator):
     def execute(self, context):
         try:
             for obj in _targets(context):
-                splat_display.add_display(obj, scene=context.scene, report=self.report)
+                display.add_display(obj, scene=context.scene, report=self.report)
         except GSError as err:
             self.report({'ERROR'}, str(err))
             return {'CANCELLED'}
@@ -53,10 +53,10 @@ class GS_OT_remove_display(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return any(splat_display.display_modifier(o) for o in _targets(context))
+        return any(display.display_modifier(o) for o in _targets(context))
 
     def execute(self, context):
-        removed = sum(splat_display.remove_display(o) for o in _targets(context))
+        removed = sum(display.remove_display(o) for o in _targets(context))
         self.report({'INFO'}, f"Removed the display from {removed} object(s)")
         return {'FINISHED'}
 
@@ -69,7 +69,7 @@ class GS_OT_use_raw_view(bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
 
     def execute(self, context):
-        splat_display.use_raw_view_transform(context.scene, report=self.report)
+        display.use_raw_view_transform(context.scene, report=self.report)
         return {'FINISHED'}
 
 

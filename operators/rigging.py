@@ -10,7 +10,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from ..blender_gs_addon.errors import GSError
-from ..scene import humanoid, rigging, splat_object
+from ..scene import bake, humanoid, rigging, splat_object
 
 __all__ = ["GS_OT_bind_armature", "GS_OT_rig_humanoid", "GS_OT_bake_splats", "CLASSES"]
 
@@ -103,7 +103,7 @@ class GS_OT_bake_splats(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            rigging.bake_splats(context.active_object, frames=(self.frame_start, self.frame_end),
+            bake.bake_splats(context.active_object, frames=(self.frame_start, self.frame_end),
                                 out_dir=bpy.path.abspath(self.directory), report=self.report)
         except GSError as err:
             self.report({'ERROR'}, str(err))

@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from ..scene.splat_display import OPTION_NAMES, camera_problem, display_modifier, input_property
+from ..scene.display import OPTION_NAMES, camera_problem, display_modifier, input_property
 from ..scene.splat_object import is_splat_object
 
 __all__ = ["GS_PT_display", "CLASSES"]

@@ -55,7 +55,7 @@ from .camera_import import apply_intrinsics, camera_intrinsics, camera_object_ma
 
 __all__ = [
     "ENGINES", "RIGS", "DEFAULT_SAMPLES", "CaptureCancelled", "CaptureSession", "capture_views",
-    "selection_bounds", "capture_main", "print_progress",
+    "selection_bounds", "print_progress", "render_visible_objects", "GEOMETRY_TYPES",
 ]
 
 # user-facing engine name → Blender's engine id
@@ -72,7 +72,7 @@ DEFAULT_RESOLUTION = 512
 MAX_RESOLUTION = 16384
 MAX_VIEWS = 10_000
 
-_GEOMETRY_TYPES = {'MESH', 'CURVE', 'SURFACE', 'META', 'FONT', 'CURVES', 'POINTCLOUD', 'VOLUME',
+GEOMETRY_TYPES = {'MESH', 'CURVE', 'SURFACE', 'META', 'FONT', 'CURVES', 'POINTCLOUD', 'VOLUME',
                    'GREASEPENCIL'}
 # Workbench anti-aliasing levels (render_aa) by sample count.
 _WORKBENCH_AA = ((1, 'OFF'), (5, '5'), (8, '8'), (11, '11'), (16, '16'), (32, '32'))
@@ -129,7 +129,7 @@ def selection_bounds(objects, depsgraph) -> tuple[np.ndarray, np.ndarray] | None
             continue
         seen.add(owner.original.as_pointer())
         ob = inst.object
-        if ob.type not in _GEOMETRY_TYPES:
+        if ob.type not in GEOMETRY_TYPES:
             continue
         if ob.type == 'MESH' and not inst.is_instance and len(ob.data.vertices):
             co = np.empty(len(ob.data.vertices) * 3, dtype=np.float32)
@@ -138,14 +138,14 @@ def selection_bounds(objects, depsgraph) -> tuple[np.ndarray, np.ndarray] | None
         elif ob.type != 'MESH':
             add(np.array([tuple(c) for c in ob.bound_box], dtype=np.float64), inst.matrix_world)
     for obj in objects:
-        if obj.original.as_pointer() not in seen and obj.type in _GEOMETRY_TYPES:
+        if obj.original.as_pointer() not in seen and obj.type in GEOMETRY_TYPES:
             add(np.array([tuple(c) for c in obj.bound_box], dtype=np.float64), obj.matrix_world)
     if not lows:
         return None
     return np.min(lows, axis=0), np.max(highs, axis=0)
 
 
-def _render_visible_objects(view_layer) -> list[bpy.types.Object]:
+def render_visible_objects(view_layer) -> list[bpy.types.Object]:
     """Objects a render of ``view_layer`` would include (collection exclusion and render
     visibility of collections and objects honoured)."""
     found: dict[int, bpy.types.Object] = {}
@@ -303,7 +303,7 @@ class CaptureSession:
         shown = [obj for obj in objects if not obj.hide_render]
         if hidden:
             report({'WARNING'}, f"objects disabled in renders are left out: {', '.join(hidden)}")
-        has_geometry = [obj for obj in shown if obj.type in _GEOMETRY_TYPES or (
+        has_geometry = [obj for obj in shown if obj.type in GEOMETRY_TYPES or (
             obj.type == 'EMPTY' and obj.instance_type == 'COLLECTION' and obj.instance_collection)]
         if not has_geometry:
             names = ", ".join(obj.name for obj in objects)
@@ -432,7 +432,7 @@ class CaptureSession:
 
         for obj in self.objects:
             link(obj)
-        for obj in _render_visible_objects(self.view_layer):
+        for obj in render_visible_objects(self.view_layer):
             if obj.type == 'LIGHT':
                 link(obj)
         for cam in self.cameras:  # evaluated with the objects, never rendered
@@ -802,91 +802,3 @@ def capture_views(context_or_scene=None, *, objects=None, rig: str = "orbit", vi
             if progress is not None and progress(session.fraction, session.message) is False:
                 raise CaptureCancelled("capture cancelled; nothing was written")
         return session.finish()
-
-
-# ---------------------------------------------------------------------------- command line
-def capture_main(args, *, report: Report | None = None) -> Path:
-    """The ``capture`` command: open ``args.blend`` (objects ``args.objects``, comma-separated
-    names; default: the file's selection, else every render-visible geometry object) or build
-    ``args.builtin`` into an empty file, then :func:`capture_views` with printed progress.
-
-    Reads ``args``: blend, objects, builtin, rig, views, test_views, resolution (int or "WxH"),
-    engine, out, and optionally samples, elevations ("0,30"), radius, fov, background ("r,g,b"
-    or "transparent"), camera_collection.
-    """
-    from .sample_scenes import build_sample_scene
-
-    report = report or _print_report
-    builtin = getattr(args, "builtin", None)
-    blend = getattr(args, "blend", None)
-    if bool(builtin) == bool(blend):
-        raise GSError("give exactly one of --blend FILE or --builtin NAME")
-    if builtin:
-        # Factory startup file, not factory settings: preferences and add-ons stay as they are.
-        bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True, app_template="")
-        objects = build_sample_scene(builtin)
-    else:
-        from .blend_files import open_blend
-
-        open_blend(blend)
-        objects = _objects_from_names(getattr(args, "objects", None), blend)
-
-    def option(name, default=None):
-        value = getattr(args, name, None)
-        return default if value is None else value
-
-    resolution = option("resolution")
-    if isinstance(resolution, str):
-        parts = resolution.lower().replace("×", "x").split("x")
-        try:
-            resolution = tuple(int(p) for p in parts) if len(parts) == 2 else int(parts[0])
-        except ValueError:
-            raise GSError(f"--resolution must be N or WxH, got {resolution!r}") from None
-    # One ring by default, so that --views N writes N training views.
-    elevations = option("elevations", (20.0,))
-    if isinstance(elevations, str):
-        try:
-            elevations = [float(e) for e in elevations.split(",") if e.strip()]
-        except ValueError:
-            raise GSError(f"--elevations must be comma-separated degrees, got "
-                          f"{elevations!r}") from None
-    background, transparent = option("background"), None
-    if isinstance(background, str):
-        if background.lower() == "transparent":
-            background, transparent = None, True
-        else:
-            try:
-                background = tuple(float(c) for c in background.split(","))
-            except ValueError:
-                raise GSError(f"--background must be r,g,b or 'transparent', got "
-                              f"{background!r}") from None
-            transparent = False
-    return capture_views(
-        bpy.context, objects=objects, rig=option("rig", "orbit"), views=option("views", 16),
-        elevations=elevations, radius=option("radius"), fov=option("fov"),
-        test_views=option("test_views", 0), resolution=resolution,
-        engine=option("engine", "EEVEE"), samples=option("samples"), transparent=transparent,
-        background=background, camera_collection=option("camera_collection"),
-        out_dir=option("out"), progress=print_progress, report=report)
-
-
-def _objects_from_names(names, blend) -> list[bpy.types.Object]:
-    scene = bpy.context.scene
-    if names:
-        wanted = [n.strip() for n in str(names).split(",") if n.strip()]
-        missing = [n for n in wanted if n not in bpy.data.objects]
-        if missing:
-            available = ", ".join(sorted(o.name for o in scene.objects)) or "none"
-            raise GSError(f"{blend}: no object named {', '.join(map(repr, missing))} "
-                          f"(objects: {available})")
-        return [bpy.data.objects[n] for n in wanted]
-    selected = list(bpy.context.selected_objects)
-    if selected:
-        return selected
-    return [obj for obj in _render_visible_objects(bpy.context.view_layer)
-            if obj.type in _GEOMETRY_TYPES]
-
-
-def _print_report(levels: set, message: str) -> None:
-    prefix = "error: " if "ERROR" in levels else "warning: " if "WARNING" in levels else ""
-    print(prefix + message, flush=True)

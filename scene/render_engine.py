@@ -42,7 +42,7 @@ from ..blender_gs_addon.conventions.frames import (
 )
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.splats import SplatSet, concatenate
-from . import splat_display, splat_object
+from . import display, splat_object
 from .camera_import import camera_intrinsics
 
 __all__ = ["ENGINE_ID", "ENGINES", "NO_TORCH_MESSAGE", "GS_RenderEngine", "scene_camera",
@@ -301,7 +301,7 @@ def configure_scene(scene: bpy.types.Scene, engine: str, *, samples: int | None 
     render.dither_intensity = 0.0
     render.filter_size = 0.0
     render.use_motion_blur = False
-    splat_display.use_raw_view_transform(scene, report=lambda *_: None)
+    display.use_raw_view_transform(scene, report=lambda *_: None)
     scene.display_settings.display_device = 'sRGB'
     if engine == "eevee":
         scene.eevee.taa_render_samples = samples or 1
@@ -385,7 +385,7 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
         scene.collection.objects.link(cam)
         scene.camera = cam
         configure_scene(scene, engine, samples=samples)
-        splat_display.add_display(obj, scene=scene, report=report)
+        display.add_display(obj, scene=scene, report=report)
         settings = scene.render.image_settings
         settings.file_format = 'PNG'
         settings.color_mode = 'RGBA'

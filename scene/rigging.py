@@ -1,9 +1,9 @@
-"""Binding splat objects to armatures, live splat rotation under posing, and baking poses.
+"""Binding splat objects to armatures, and live splat rotation under posing.
 
-Binding (:func:`bind_splats`): weights from :mod:`blender_gs_addon.rigging.skinning` (automatic,
-from
-the splat cloud, or transferred from a skinned mesh), quantised to 1/255 and written as vertex
-groups in bulk, one ``VertexGroup.add`` call per (bone, level); then an Armature modifier.
+Binding (:func:`bind_splats`): weights from :mod:`blender_gs_addon.rigging.skinning`
+(automatic, from the splat cloud, or transferred from a skinned mesh), quantised to 1/255 and
+written as vertex groups in bulk, one ``VertexGroup.add`` call per (bone, level);
+then an Armature modifier.
 
 Live rotation — how each splat's orientation follows its blended bone rotation with no Python
 per frame. Splats whose quantised weight rows are equal have the same blended matrix
@@ -13,28 +13,20 @@ at a 90° joint the rotation is then within ~0.7° of the exact polar part of th
 and builds a small hidden helper mesh, ``<object> GS frames``, parented to the splat object
 with an identity transform: for every group four vertices, a centre c and c + ε·e_x, e_y, e_z,
 carrying the group's weights, deformed by their own Armature modifier. After the splat
-object's Armature modifier a Geometry Nodes modifier (:data:`ROTATION_GROUP`, built in Python)
-
-1. reads the deformed helper (Object Info, relative space), rebuilds M per group from the
-   three edge vectors, and takes its polar rotation with three Newton steps
-   X ← ½ (X + X⁻ᵀ) (exact polar part of LBS, not a Gram-Schmidt approximation);
-2. samples that rotation for each splat by its ``gs_frame_group`` index and writes
-   ``gs_rotation`` = R_group ⊗ q_rest on the evaluated mesh (one vertex per splat).
+object's Armature modifier the Geometry Nodes group of :mod:`.rotation_nodes` takes each
+group's exact polar rotation and writes ``gs_rotation`` = R_group ⊗ q_rest per splat.
 
 The per-frame cost over the Armature modifier alone is one Sample Index, one rotation product
 and one attribute store over N splats, plus an Armature modifier over 4U helper vertices. The
 rest rotation lives in the original mesh's ``gs_rotation``; export reads the original mesh, the
-display reads the evaluated one, bake (:func:`bake_splats`) reads the evaluated one.
+display reads the evaluated one, bake (:mod:`.bake`) reads the evaluated one.
 
 Edited bones (rest pose changes) need a re-bind; B-bones are sampled at each group's centre.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
-from pathlib import Path
 
 import bpy
 import numpy as np
@@ -43,29 +35,21 @@ from mathutils import Matrix
 from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.conventions.frames import transform_points
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.formats import write_splats
-from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
 from ..blender_gs_addon.rigging import skinning
-from ..blender_gs_addon.sh import rotate_sh_rest
 from . import splat_object
-from .blend_files import object_named, open_blend, save_blend
-from .splat_display import set_modifier_input
+from .display import set_modifier_input
+from .rotation_nodes import GROUP_ATTRIBUTE, ROTATION_GROUP, rotation_node_group
 
 __all__ = [
-    "GROUP_ATTRIBUTE", "ROTATION_GROUP", "ARMATURE_MODIFIER", "ROTATION_MODIFIER",
-    "deform_bones", "bind_splats", "unbind_splats", "bake_splats", "rig_main", "bake_main",
-    "parse_frames", "bone_matrices",
+    "ARMATURE_MODIFIER", "ROTATION_MODIFIER", "deform_bones", "bind_splats", "unbind_splats",
+    "evaluated_splats", "bone_matrices",
 ]
 
-GROUP_ATTRIBUTE = "gs_frame_group"  # INT, POINT: the splat's weight-row group
-ROTATION_GROUP = "GS Splat Rotation"  # node group name
 ARMATURE_MODIFIER = "GS Armature"
 ROTATION_MODIFIER = "GS Rotation"
 HELPER_PROP = "gs_frames_object"  # on the splat object: name of its helper
 ARMATURE_PROP = "gs_armature"
-_NODE_VERSION = 1
 _PENDING = "~gs pending "  # prefix of a binding under construction (see bind_splats)
-_NEWTON_STEPS = 3
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -306,7 +290,7 @@ def _swap_in(obj, armature, names, helper) -> None:
     obj.data.attributes[_PENDING + GROUP_ATTRIBUTE].name = GROUP_ATTRIBUTE
     for name in (ARMATURE_MODIFIER, ROTATION_MODIFIER):
         obj.modifiers[_PENDING + name].name = name
-    # Deform first: a display modifier (splat_display) must see the posed splats.
+    # Deform first: a display modifier (scene/display) must see the posed splats.
     for index, name in enumerate((ARMATURE_MODIFIER, ROTATION_MODIFIER)):
         obj.modifiers.move(obj.modifiers.find(name), index)
     helper.name = helper.data.name = f"{obj.name} GS frames"
@@ -352,125 +336,6 @@ def _set_input(modifier, name, value):
     raise GSError(f"node group {modifier.node_group.name!r} has no input {name!r}")
 
 
-# ---------------------------------------------------------------------------- node group
-def rotation_node_group() -> bpy.types.NodeTree:
-    """The live-rotation Geometry Nodes group (made once per file, rebuilt when outdated)."""
-    tree = bpy.data.node_groups.get(ROTATION_GROUP)
-    if tree is not None and tree.get("gs_version") == _NODE_VERSION:
-        return tree
-    if tree is None:
-        tree = bpy.data.node_groups.new(ROTATION_GROUP, 'GeometryNodeTree')
-    else:
-        tree.nodes.clear()
-        tree.interface.clear()
-    _build_rotation_tree(tree)
-    tree["gs_version"] = _NODE_VERSION
-    return tree
-
-
-def _build_rotation_tree(tree: bpy.types.NodeTree) -> None:
-    iface = tree.interface
-    iface.new_socket("Geometry", in_out='INPUT', socket_type='NodeSocketGeometry')
-    iface.new_socket("Frames", in_out='INPUT', socket_type='NodeSocketObject')
-    size = iface.new_socket("Frame Size", in_out='INPUT', socket_type='NodeSocketFloat')
-    size.default_value = 1.0
-    iface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
-    nodes, links = tree.nodes, tree.links
-
-    def node(kind, **props):
-        n = nodes.new(kind)
-        for key, value in props.items():
-            setattr(n, key, value)
-        return n
-
-    def link(a, b):
-        links.new(a, b)
-
-    group_in = node("NodeGroupInput")
-    group_out = node("NodeGroupOutput")
-    info = node("GeometryNodeObjectInfo", transform_space='RELATIVE')
-    link(group_in.outputs["Frames"], info.inputs["Object"])
-    frames = info.outputs["Geometry"]
-    domain = node("GeometryNodeAttributeDomainSize", component='MESH')
-    link(frames, domain.inputs["Geometry"])
-    quarter = node("ShaderNodeMath", operation='DIVIDE')
-    link(domain.outputs["Point Count"], quarter.inputs[0])
-    quarter.inputs[1].default_value = 4.0
-    points = node("GeometryNodePoints")
-    link(quarter.outputs[0], points.inputs["Count"])
-
-    # Per group (evaluated on the U points): the deformed frame's three edges / ε.
-    index = node("GeometryNodeInputIndex")
-    position = node("GeometryNodeInputPosition")
-    corner = []
-    for k in range(4):
-        idx = node("ShaderNodeMath", operation='MULTIPLY_ADD')
-        link(index.outputs[0], idx.inputs[0])
-        idx.inputs[1].default_value = 4.0
-        idx.inputs[2].default_value = float(k)
-        sample = node("GeometryNodeSampleIndex", data_type='FLOAT_VECTOR', domain='POINT')
-        link(frames, sample.inputs["Geometry"])
-        link(position.outputs[0], sample.inputs["Value"])
-        link(idx.outputs[0], sample.inputs["Index"])
-        corner.append(sample.outputs[0])
-    combine = node("FunctionNodeCombineMatrix")
-    for k in range(3):
-        edge = node("ShaderNodeVectorMath", operation='SUBTRACT')
-        link(corner[k + 1], edge.inputs[0])
-        link(corner[0], edge.inputs[1])
-        scaled = node("ShaderNodeVectorMath", operation='DIVIDE')
-        link(edge.outputs[0], scaled.inputs[0])
-        link(group_in.outputs["Frame Size"], scaled.inputs[1])
-        xyz = node("ShaderNodeSeparateXYZ")
-        link(scaled.outputs[0], xyz.inputs[0])
-        for row in range(3):
-            link(xyz.outputs[row], combine.inputs[f"Column {k + 1} Row {row + 1}"])
-    matrix = combine.outputs[0]
-    # Polar part by Newton's iteration X ← (X + X⁻ᵀ) / 2 (quadratic convergence; singular
-    # values of a blend of rotations lie in (0, 1], 0.7 for a 90° two-bone joint).
-    for _ in range(_NEWTON_STEPS):
-        inverse = node("FunctionNodeInvertMatrix")
-        link(matrix, inverse.inputs[0])
-        inv_t = node("FunctionNodeTransposeMatrix")
-        link(inverse.outputs["Matrix"], inv_t.inputs[0])
-        sep_a = node("FunctionNodeSeparateMatrix")
-        link(matrix, sep_a.inputs[0])
-        sep_b = node("FunctionNodeSeparateMatrix")
-        link(inv_t.outputs[0], sep_b.inputs[0])
-        nxt = node("FunctionNodeCombineMatrix")
-        for col in range(1, 4):
-            for row in range(1, 4):
-                name = f"Column {col} Row {row}"
-                add = node("ShaderNodeMath", operation='ADD')
-                link(sep_a.outputs[name], add.inputs[0])
-                link(sep_b.outputs[name], add.inputs[1])
-                half = node("ShaderNodeMath", operation='MULTIPLY')
-                link(add.outputs[0], half.inputs[0])
-                half.inputs[1].default_value = 0.5
-                link(half.outputs[0], nxt.inputs[name])
-        matrix = nxt.outputs[0]
-    separate = node("FunctionNodeSeparateTransform")
-    link(matrix, separate.inputs[0])
-
-    # Per splat: the group's rotation ⊗ the rest rotation.
-    group_index = node("GeometryNodeInputNamedAttribute", data_type='INT')
-    group_index.inputs["Name"].default_value = GROUP_ATTRIBUTE
-    per_splat = node("GeometryNodeSampleIndex", data_type='QUATERNION', domain='POINT')
-    link(points.outputs[0], per_splat.inputs["Geometry"])
-    link(separate.outputs["Rotation"], per_splat.inputs["Value"])
-    link(group_index.outputs["Attribute"], per_splat.inputs["Index"])
-    rest = node("GeometryNodeInputNamedAttribute", data_type='QUATERNION')
-    rest.inputs["Name"].default_value = layout.ROTATION
-    rotate = node("FunctionNodeRotateRotation", rotation_space='GLOBAL')
-    link(rest.outputs["Attribute"], rotate.inputs["Rotation"])
-    link(per_splat.outputs[0], rotate.inputs["Rotate By"])
-    store = node("GeometryNodeStoreNamedAttribute", data_type='QUATERNION', domain='POINT')
-    store.inputs["Name"].default_value = layout.ROTATION
-    link(group_in.outputs["Geometry"], store.inputs["Geometry"])
-    link(rotate.outputs[0], store.inputs["Value"])
-    link(store.outputs[0], group_out.inputs[0])
-
-
 # ---------------------------------------------------------------------------- evaluation
 def evaluated_splats(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
     """(positions [N, 3], rotations [N, 4]) of the posed splat object, in mesh space.
@@ -513,100 +378,3 @@ def bone_matrices(obj: bpy.types.Object, armature: bpy.types.Object, names: list
         rest = np.array(armature.data.bones[name].matrix_local, np.float64)
         out.append(to_local @ pose @ np.linalg.inv(rest) @ np.linalg.inv(to_local))
     return np.stack(out)
-
-
-def bake_splats(obj: bpy.types.Object, *, frames: tuple[int, int], out_dir: str | os.PathLike,
-                up_axis: str | None = None, report: Report = log_report) -> list[str]:
-    """Write the posed splats of frames A..B (inclusive) as ``<name>_<frame>.ply``.
-
-    Positions and rotations come from the evaluated object, SH bands 1-3 are rotated by each
-    splat's rotation delta (posed ⊗ rest⁻¹); scales, opacities and colours stay. The object's
-    transform is applied as on export (file frame of ``up_axis``; default: the axis the object
-    was imported with). Restores the current frame.
-    """
-    splat_object.require_splat_object(obj, allow_empty=False)
-    if up_axis is None:
-        up_axis = obj.data.get(layout.UP_AXIS_PROP, "-Y")
-    first, last = int(frames[0]), int(frames[1])
-    if last < first:
-        raise GSError(f"frame range {first}:{last} is empty")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise GSError(f"{out}: cannot create the output folder: {err}") from None
-    rest = splat_object.object_to_splats(obj, apply_transform=False)
-    rest_t = np.swapaxes(quat_to_matrix(rest.rotations.astype(np.float64)), -1, -2)
-    scene = bpy.context.scene
-    current = scene.frame_current
-    stem = bpy.path.clean_name(obj.name)
-    written = []
-    start = time.perf_counter()
-    try:
-        for frame in range(first, last + 1):
-            scene.frame_set(frame)
-            pos, rot = evaluated_splats(obj)
-            posed = rest.copy()
-            posed.positions = pos
-            posed.rotations = normalize_quat(rot).astype(np.float32)
-            delta = quat_to_matrix(rot.astype(np.float64)) @ rest_t  # [N, 3, 3]
-            posed.sh_rest = rotate_sh_rest(rest.sh_rest, delta)
-            matrix = splat_object.export_matrix(obj, up_axis=up_axis)
-            if not np.array_equal(matrix, np.eye(4)):
-                posed = posed.transformed(matrix)
-            path = out / f"{stem}_{frame:04d}.ply"
-            write_splats(path, posed, format="ply", report=report)
-            written.append(str(path))
-    finally:
-        scene.frame_set(current)
-    report({'INFO'}, f"Baked {len(written)} frames of {rest.count:,} splats to {out} in "
-                     f"{time.perf_counter() - start:.2f} s")
-    return written
-
-
-# ---------------------------------------------------------------------------- command line
-def parse_frames(text: str) -> tuple[int, int]:
-    """"A:B" → (A, B), inclusive; GSError for anything else."""
-    try:
-        a, b = (int(part) for part in str(text).split(":"))
-    except ValueError:
-        raise GSError(f"frames must be A:B (two whole numbers), got {text!r}") from None
-    if b < a:
-        raise GSError(f"frame range {text!r} is empty")
-    return a, b
-
-
-def _print_report(levels: set, message: str) -> None:
-    print(("Warning: " if "WARNING" in levels else "Error: " if "ERROR" in levels else "")
-          + message)
-
-
-def rig_main(args: argparse.Namespace) -> int:
-    """``rig --blend IN --object NAME (--armature ARM | --template humanoid) --out OUT``."""
-    open_blend(args.blend)
-    obj = object_named(args.blend, args.object)
-    template = getattr(args, "template", None)
-    arm_name = getattr(args, "armature", None)
-    if bool(template) == bool(arm_name):
-        raise GSError("give exactly one of --armature NAME or --template humanoid")
-    if template:
-        if template != "humanoid":
-            raise GSError(f"unknown template {template!r}; the one template is 'humanoid'")
-        from .humanoid import rig_humanoid
-
-        armature = rig_humanoid(obj, report=_print_report)
-    else:
-        armature = object_named(args.blend, arm_name)
-        bind_splats(obj, armature, report=_print_report)
-    save_blend(args.out)
-    print(f"Saved {os.path.abspath(args.out)}: {obj.name!r} bound to {armature.name!r}")
-    return 0
-
-
-def bake_main(args: argparse.Namespace) -> int:
-    """``bake --blend IN --object NAME --frames A:B --out DIR``."""
-    frames = parse_frames(args.frames)
-    open_blend(args.blend)
-    obj = object_named(args.blend, args.object)
-    bake_splats(obj, frames=frames, out_dir=args.out, report=_print_report)
-    return 0

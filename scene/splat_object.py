@@ -64,7 +64,7 @@ def create_splat_object(splats: SplatSet, *, name: str, up_axis: str = "-Y",
 
     Linked into ``collection`` (default: the active collection). The mesh is filled completely
     before the object is linked; on any error the new mesh and object are removed again.
-    With ``display`` the object gets the Gaussian splat display (``splat_display``).
+    With ``display`` the object gets the Gaussian splat display (:mod:`.display`).
     """
     file_to_blender_matrix(up_axis)  # GSError for an unknown axis before anything is made
     splats.validate(name=name)
@@ -82,7 +82,7 @@ def _with_display(objects: list[bpy.types.Object], *, report: Report = log_repor
     On a Blender without the display's node types (before 4.5) the objects stay, without the
     display, and a warning says so: the exact render engine still renders them.
     """
-    from .splat_display import add_display, display_support_problem
+    from .display import add_display, display_support_problem
 
     problem = display_support_problem()
     if problem is not None:

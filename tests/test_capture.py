@@ -612,15 +612,17 @@ def test_operators_in_background(capture, markers, tmp_path, blender, capsys):
         bpy.ops.gs.import_camera_views(filepath=str(tmp_path / "missing" / "transforms.json"))
 
 
-def test_capture_main_builtin_and_blend(capture, tmp_path, blender, capsys):
+def test_capture_main_builtin_and_blend(tmp_path, blender, capsys):
     from argparse import Namespace
+
+    from gaussian_splats.scene import commands
 
     from blender_gs_addon.errors import GSError
 
     bpy = blender
     args = Namespace(builtin="toy", blend=None, objects=None, rig="sphere", views=2,
                      test_views=1, resolution="48x32", engine="WORKBENCH", out=str(tmp_path / "a"))
-    out = capture.capture_main(args)
+    out = commands.capture_main(args)
     meta = json.loads((out / "transforms_train.json").read_text())
     assert (meta["w"], meta["h"], len(meta["frames"])) == (48, 32, 2)
     info = json.loads((out / "capture.json").read_text())
@@ -634,15 +636,15 @@ def test_capture_main_builtin_and_blend(capture, tmp_path, blender, capsys):
     args = Namespace(builtin=None, blend=str(blend), objects="GS Toy Head,GS Toy Body",
                      rig="lgm", views=4, test_views=0, resolution=32, engine="WORKBENCH",
                      out=str(tmp_path / "b"))
-    out = capture.capture_main(args)
+    out = commands.capture_main(args)
     info = json.loads((out / "capture.json").read_text())
     assert info["objects"] == ["GS Toy Head", "GS Toy Body"] and info["views"]["train"] == 4
     args.objects = "GS Toy Head,Nope"
     with pytest.raises(GSError, match="no object named 'Nope'"):
-        capture.capture_main(args)
+        commands.capture_main(args)
     args.blend = str(tmp_path / "missing.blend")
     with pytest.raises(GSError, match="no such .blend"):
-        capture.capture_main(args)
+        commands.capture_main(args)
 
 
 # ------------------------------------------------------------------ EEVEE and the CLI contract

@@ -19,6 +19,7 @@ import pytest
 from blender_gs_addon import SplatSet, devices
 from blender_gs_addon import mesh_layout as layout
 from blender_gs_addon.errors import GSError
+from blender_gs_addon.extension import extension_module
 
 pytestmark = pytest.mark.bpy
 
@@ -33,7 +34,7 @@ def mods(gs_extension):
     engine = extension_module("scene.render_engine")
     if not engine.GS_RenderEngine.is_registered:  # registered by the extension once wired in
         bpy.utils.register_class(engine.GS_RenderEngine)
-    return (ext.scene.splat_object, extension_module("scene.splat_display"), engine)
+    return (ext.scene.splat_object, extension_module("scene.display"), engine)
 
 
 def _single(position, log_scales, quat, opacity_logit, dc) -> SplatSet:
@@ -638,11 +639,12 @@ def test_blender_without_display_nodes_imports_splats_with_a_warning(blender, mo
     bpy = blender
     from blender_gs_addon.formats import write_splats
 
-    assert "GeometryNodeCameraInfo" in display._REQUIRED_NODE_TYPES
+    settings = extension_module("scene.display.scene_settings")
+    assert "GeometryNodeCameraInfo" in settings.REQUIRED_NODE_TYPES
     assert display.display_support_problem() is None  # this Blender has them all
     # Blender 4.2–4.4 lack Camera Info; pretend this one lacks a node type.
-    monkeypatch.setattr(display, "_REQUIRED_NODE_TYPES",
-                        display._REQUIRED_NODE_TYPES + ("GeometryNodeNotInThisBlender",))
+    monkeypatch.setattr(settings, "REQUIRED_NODE_TYPES",
+                        settings.REQUIRED_NODE_TYPES + ("GeometryNodeNotInThisBlender",))
     splats = _random_splats(10)
     obj = splat_object.create_splat_object(splats, name="s", display=False)
     with pytest.raises(GSError, match=r"needs Blender 4\.5 or newer.*GeometryNodeNotInThis"):
@@ -666,7 +668,7 @@ def test_display_group_is_appended_from_the_cache_in_later_files(blender, mods, 
     _splat_object, display, _engine = mods
     bpy = blender
     cache = tmp_path / "display.blend"
-    monkeypatch.setattr(display, "_cache_path", lambda: cache)
+    monkeypatch.setattr(extension_module("scene.display.cache"), "cache_path", lambda: cache)
 
     def shape(tree):
         return (sorted(n.bl_idname for n in tree.nodes),
@@ -680,7 +682,8 @@ def test_display_group_is_appended_from_the_cache_in_later_files(blender, mods, 
     bpy.ops.wm.read_homefile(app_template="", use_empty=True)
     appended = display.display_node_group()
     assert shape(appended) == built_shape
-    assert appended.get(display._VERSION_PROP) == display._VERSION
+    tree = extension_module("scene.display.tree")
+    assert appended.get(tree.VERSION_PROP) == tree.TREE_VERSION
     assert not appended.use_fake_user and len(bpy.data.libraries) == 0
     assert [m.name for m in bpy.data.materials] == [display.MATERIAL_NAME]
     assert display.display_material() == bpy.data.materials[display.MATERIAL_NAME]

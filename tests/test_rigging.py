@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from blender_gs_addon.errors import GSError
+from blender_gs_addon.extension import extension_module
 from blender_gs_addon.quaternions import quat_to_matrix
 from blender_gs_addon.rigging.skinning import blend_skinning
 from blender_gs_addon.splats import SplatSet
@@ -223,7 +224,7 @@ def test_bake_writes_posed_sequence(blender, rig, rng, tmp_path):
     bpy = blender
     pos, obj, splats, arm = _keyed_limb(bpy, rig, rng, 2000, bone="upper",
                                         keys=((1, 0.0), (2, math.pi / 2)))
-    paths = rig.bake_splats(obj, frames=(1, 2), out_dir=tmp_path)
+    paths = extension_module("scene.bake").bake_splats(obj, frames=(1, 2), out_dir=tmp_path)
     assert [p.rsplit("_", 1)[1] for p in paths] == ["0001.ply", "0002.ply"]
     first, second = read_splats(paths[0]), read_splats(paths[1])
     np.testing.assert_allclose(first.positions, pos, atol=1e-5)
@@ -235,7 +236,7 @@ def test_bake_writes_posed_sequence(blender, rig, rng, tmp_path):
     np.testing.assert_allclose(second.sh_rest, rotate_sh_rest(splats.sh_rest, turn), atol=1e-4)
     assert bpy.context.scene.frame_current == 1
     with pytest.raises(GSError, match="A:B"):
-        rig.parse_frames("3-4")
+        extension_module("scene.commands").parse_frames("3-4")
 
 
 # ---------------------------------------------------------------------------- failure paths
@@ -422,7 +423,7 @@ def test_bake_operator_matches_the_api(blender, rig, rng, tmp_path):
     bpy = blender
     pos, obj, _, arm = _keyed_limb(bpy, rig, rng, 1500, bone="lower",
                                    keys=((1, 0.0), (3, math.pi / 2)))
-    api = rig.bake_splats(obj, frames=(2, 3), out_dir=tmp_path / "api")
+    api = extension_module("scene.bake").bake_splats(obj, frames=(2, 3), out_dir=tmp_path / "api")
     with _op_context(bpy, obj):
         assert bpy.ops.gs.bake_splats(directory=str(tmp_path / "op"), frame_start=2,
                                       frame_end=3) == {'FINISHED'}
@@ -445,7 +446,7 @@ def test_posed_splats_reach_the_exact_renderer(blender, rig, rng):
     from blender_gs_addon.quaternions import matrix_to_quat, quat_multiply
 
     bpy = blender
-    display = extension_module("scene.splat_display")
+    display = extension_module("scene.display")
     engine = extension_module("scene.render_engine")
     pos = _limb(rng, 5000)
     obj, splats = _splat_object("limb", pos, rng, degree=1)

@@ -1,0 +1,112 @@
+"""A small node-tree builder: every method adds one node and returns its output socket.
+
+Used for the splat display's Geometry Nodes group and material (:mod:`.tree`, :mod:`.material`)
+and for rigging's live-rotation group. Nodes are placed on a grid in creation order so a built
+tree is readable when opened in the node editor.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+__all__ = ["NodeBuilder", "GeometryNodeBuilder", "grid_location", "layout_nodes"]
+
+
+class NodeBuilder:
+    """Small builder: every method adds one node and returns its output socket."""
+
+    def __init__(self, tree: bpy.types.NodeTree):
+        self.tree = tree
+        self.count = len(tree.nodes)
+
+    def node(self, kind: str, inputs=(), **props) -> bpy.types.Node:
+        node = self.tree.nodes.new(kind)
+        # Placed on a grid in creation order, so the tree is readable when opened; set now,
+        # while the tree is small, as every location change notifies the whole tree.
+        node.location = grid_location(self.count)
+        self.count += 1
+        for key, value in props.items():
+            setattr(node, key, value)
+        for key, value in inputs:
+            self.feed(node.inputs[key], value)
+        return node
+
+    def feed(self, socket, value) -> None:
+        if isinstance(value, bpy.types.NodeSocket):
+            self.tree.links.new(value, socket)
+        elif value is not None:
+            socket.default_value = value
+
+    def math(self, op: str, a, b=None, c=None):
+        node = self.node("ShaderNodeMath", [(0, a), (1, b), (2, c)], operation=op)
+        return node.outputs[0]
+
+    def add(self, a, b):
+        return self.math("ADD", a, b)
+
+    def sub(self, a, b):
+        return self.math("SUBTRACT", a, b)
+
+    def mul(self, a, b):
+        return self.math("MULTIPLY", a, b)
+
+    def div(self, a, b):
+        return self.math("DIVIDE", a, b)
+
+    def vmath(self, op: str, a, b=None, *, scale=None, out: int = 0):
+        node = self.node("ShaderNodeVectorMath", [(0, a), (1, b)], operation=op)
+        if scale is not None:
+            self.feed(node.inputs["Scale"], scale)
+        return node.outputs[out]
+
+    def vscale(self, v, s):
+        return self.vmath("SCALE", v, scale=s)
+
+    def dot(self, a, b):
+        return self.vmath("DOT_PRODUCT", a, b, out=1)
+
+    def xyz(self, x, y, z):
+        return self.node("ShaderNodeCombineXYZ", [(0, x), (1, y), (2, z)]).outputs[0]
+
+    def split(self, v):
+        return tuple(self.node("ShaderNodeSeparateXYZ", [(0, v)]).outputs[:3])
+
+
+class GeometryNodeBuilder(NodeBuilder):
+    """The builder plus the Geometry Nodes that only geometry trees have."""
+
+    def attribute(self, name: str, data_type: str):
+        node = self.node("GeometryNodeInputNamedAttribute", [("Name", name)], data_type=data_type)
+        return node.outputs[0]
+
+    def compare(self, op: str, a, b):
+        node = self.node("FunctionNodeCompare", [(0, a), (1, b)], data_type='FLOAT',
+                         operation=op)
+        return node.outputs[0]
+
+    def both(self, a, b):
+        return self.node("FunctionNodeBooleanMath", [(0, a), (1, b)],
+                         operation='AND').outputs[0]
+
+    def store(self, geometry, name: str, value, data_type: str, domain: str = 'POINT'):
+        node = self.node("GeometryNodeStoreNamedAttribute", [(0, geometry), ("Name", name)],
+                         data_type=data_type, domain=domain)
+        self.feed(node.inputs["Value"], value)
+        return node.outputs[0]
+
+    def matrix(self, m):
+        """Separate Matrix → entries e[row][col]."""
+        outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
+        return [[outs[col * 4 + row] for col in range(4)] for row in range(4)]
+
+
+def grid_location(index: int) -> tuple[float, float]:
+    return ((index // 20) * 220.0, -(index % 20) * 160.0)
+
+
+def layout_nodes(tree) -> None:
+    """Nodes not made by :class:`NodeBuilder` (group input/output, a few made directly) onto the
+    grid too: those still at the origin."""
+    for i, node in enumerate(tree.nodes):
+        if node.location.length == 0.0:
+            node.location = grid_location(i)
