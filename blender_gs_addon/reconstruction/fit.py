@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import GSError, Report, log_report
+from ..sh import SH_C0
 from ..splats import SplatSet
 
 __all__ = ["FitConfig", "FIT_PRESETS", "FitViews", "FitProgress", "FitResult", "fit_splats",
@@ -32,30 +33,57 @@ __all__ = ["FitConfig", "FIT_PRESETS", "FitViews", "FitProgress", "FitResult", "
 
 @dataclass(frozen=True)
 class FitConfig:
+    """Schedule, learning rates and limits of one fit (see :data:`FIT_PRESETS`)."""
+
     steps: int = 1500
-    init_count: int = 6000  # random splats in the unit cube when no initial splats are given
-    init_extent: float = 0.5  # half-size of that cube (captures are normalised to a unit cube)
-    init_carve: bool = True  # keep only random points inside every view's silhouette (alpha)
+    """Optimisation steps."""
+    init_count: int = 6000
+    """Random splats in the cube when no initial splats are given."""
+    init_extent: float = 0.5
+    """Half-size of that cube (captures are normalised to a unit cube)."""
+    init_carve: bool = True
+    """Keep only random points inside every view's silhouette (alpha ≥ 0.5)."""
     sh_degree: int = 3
-    sh_interval: int = 400  # steps between SH degree increments
-    lr_means: float = 1.6e-3  # × scene scale; decays to lr_means_final_ratio of it
+    """Highest SH degree fitted."""
+    sh_interval: int = 400
+    """Steps between SH degree increments (degree 0 first, as 3DGS)."""
+    lr_means: float = 1.6e-3
+    """Position learning rate × scene scale; decays exponentially to the final ratio."""
     lr_means_final_ratio: float = 0.05
+    """Position learning rate at the last step, as a fraction of the first."""
     lr_scales: float = 5e-3
+    """Log-scale learning rate."""
     lr_quats: float = 1e-3
+    """Rotation (quaternion) learning rate."""
     lr_opacities: float = 5e-2
+    """Opacity-logit learning rate."""
     lr_sh0: float = 5e-3
+    """DC colour learning rate."""
     lr_shN: float = 5e-3 / 20
+    """Higher SH bands' learning rate (3DGS: a twentieth of the DC's)."""
     ssim_weight: float = 0.2
+    """λ in the loss (1 − λ)·L1 + λ·(1 − SSIM)."""
     refine_start: int = 200
+    """First step of densification and pruning."""
     refine_stop: int = 1200
+    """Last step of densification."""
     refine_every: int = 100
-    reset_every: int = 100_000  # opacity reset; off for short CPU runs
+    """Steps between refinements."""
+    reset_every: int = 100_000
+    """Steps between opacity resets (off for short CPU runs)."""
     grow_grad2d: float = 2e-4
+    """Screen-space gradient above which a splat is split or cloned."""
     prune_opacity: float = 0.005
+    """Splats below this opacity are pruned."""
     views_per_step: int = 1
+    """Training views rendered per step."""
     random_background: bool = True
-    max_splats: int = 200_000  # growth stops beyond this (memory guard on CPU)
-    snapshot_every: int = 50  # steps between "last good state" copies (NaN recovery)
+    """Composite target and render over a random colour each step, so transparent film trains
+    opacity instead of baking a background in; False uses white."""
+    max_splats: int = 200_000
+    """Growth stops beyond this count (a memory guard on CPU)."""
+    snapshot_every: int = 50
+    """Steps between "last good state" copies (what a NaN falls back on)."""
 
 
 FIT_PRESETS = {
@@ -199,7 +227,7 @@ def _init_params(init: SplatSet | None, config: FitConfig, gen, device, views=No
             # Fall back to the whole cube when the silhouettes carve (nearly) everything away.
             if len(points) >= max(16, n // 20):
                 means, n, volume = points, len(points), volume * max(fraction, 1e-6)
-                sh0 = ((colours - 0.5) / 0.28209479177387814)[:, None, :]
+                sh0 = ((colours - 0.5) / SH_C0)[:, None, :]
         spacing = (volume / n) ** (1.0 / 3.0)
         t = {
             "means": means,
@@ -257,118 +285,162 @@ def fit_splats(*, views: FitViews, config: FitConfig | None = None, init: SplatS
     Returns:
         FitResult; on NaN the last good state is returned with ``stopped`` saying why.
     """
-    import torch
-    from gsplat.strategy import DefaultStrategy
-
-    from ..render.rasterize import rasterize
-    from .image_metrics import l1_dssim_loss
-
-    config = config or FIT_PRESETS["cpu"]
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GSError("device 'cuda' was asked for but torch sees no CUDA GPU")
-    if not torch.isfinite(views.images).all():
-        raise GSError("training images contain NaN or infinite values")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    dev = torch.device(device)
-    images = views.images.to(dev)
-    viewmats, ks = views.viewmats.to(dev), views.Ks.to(dev)
-    n_views, height, width = images.shape[0], images.shape[1], images.shape[2]
-
-    # Scene scale as 3DGS defines it: camera spread around their mean (≥ object size here).
-    centres = torch.linalg.inv(viewmats)[:, :3, 3]
-    scene_scale = float((centres - centres.mean(0)).norm(dim=1).max().clamp_min(1e-3)) * 1.1
-
-    params = _init_params(init, config, gen, dev, views=views)
-    lrs = {"means": config.lr_means * scene_scale, "scales": config.lr_scales,
-           "quats": config.lr_quats, "opacities": config.lr_opacities, "sh0": config.lr_sh0,
-           "shN": config.lr_shN}
-    optimizers = {k: torch.optim.Adam([params[k]], lr=lrs[k], eps=1e-15) for k in params}
-    decay = config.lr_means_final_ratio ** (1.0 / max(1, config.steps))
-    strategy = DefaultStrategy(
-        prune_opa=config.prune_opacity, grow_grad2d=config.grow_grad2d,
-        refine_start_iter=config.refine_start, refine_stop_iter=config.refine_stop,
-        refine_every=config.refine_every, reset_every=config.reset_every, verbose=False,
-    )
-    strategy.check_sanity(params, optimizers)
-    state = strategy.initialize_state(scene_scale=scene_scale)
-
-    last_good = _to_splats(params)
-    history: list[float] = []
-    splat_counts: list[int] = []
-    sh_degrees: list[int] = []
-    start = time.perf_counter()
+    run = _FitRun(views, config or FIT_PRESETS["cpu"], init=init, device=device, seed=seed)
     stopped = ""
-    step = 0
-    loss_value = float("nan")
-    for step in range(config.steps):
+    while not stopped and run.step < run.config.steps:
         if should_stop is not None and should_stop():
             stopped = "cancelled"
             break
-        sh_degree = min(step // max(1, config.sh_interval), config.sh_degree)
-        pick = torch.randint(0, n_views, (config.views_per_step,), generator=gen).to(dev)
-        target = images[pick]  # [B, H, W, 4]
-        if config.random_background:
-            bg = torch.rand(len(pick), 3, generator=gen).to(dev)
+        stopped = run.train_step()
+        if not stopped and progress is not None and (
+                run.step % 10 == 1 or run.step == run.config.steps):
+            progress(run.progress())
+    return run.finish(stopped, report=report)
+
+
+class _FitRun:
+    """One optimisation, cut into named steps: set-up (:meth:`__init__`), one training step
+    (:meth:`train_step`: pick a view, render, loss, backward, Adam, refine, record) and the
+    result (:meth:`finish`)."""
+
+    def __init__(self, views: FitViews, config: FitConfig, *, init, device: str, seed: int):
+        import torch
+        from gsplat.strategy import DefaultStrategy
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise GSError("device 'cuda' was asked for but torch sees no CUDA GPU")
+        if not torch.isfinite(views.images).all():
+            raise GSError("training images contain NaN or infinite values")
+        torch.manual_seed(seed)
+        self.config, self.gen, self.dev = config, torch.Generator().manual_seed(seed), device
+        self.images = views.images.to(device)  # [V, H, W, 4]
+        self.viewmats, self.ks = views.viewmats.to(device), views.Ks.to(device)
+        # Scene scale as 3DGS defines it: camera spread around their mean (≥ object size here).
+        centres = torch.linalg.inv(self.viewmats)[:, :3, 3]
+        scene_scale = float((centres - centres.mean(0)).norm(dim=1).max().clamp_min(1e-3)) * 1.1
+        self.params = _init_params(init, config, self.gen, device, views=views)
+        lrs = {"means": config.lr_means * scene_scale, "scales": config.lr_scales,
+               "quats": config.lr_quats, "opacities": config.lr_opacities,
+               "sh0": config.lr_sh0, "shN": config.lr_shN}
+        self.optimizers = {k: torch.optim.Adam([self.params[k]], lr=lrs[k], eps=1e-15)
+                           for k in self.params}
+        self.decay = config.lr_means_final_ratio ** (1.0 / max(1, config.steps))
+        self.strategy = DefaultStrategy(
+            prune_opa=config.prune_opacity, grow_grad2d=config.grow_grad2d,
+            refine_start_iter=config.refine_start, refine_stop_iter=config.refine_stop,
+            refine_every=config.refine_every, reset_every=config.reset_every, verbose=False)
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.state = self.strategy.initialize_state(scene_scale=scene_scale)
+        self.last_good = _to_splats(self.params)
+        self.history: list[float] = []
+        self.splat_counts: list[int] = []
+        self.sh_degrees: list[int] = []
+        self.step = 0  # steps completed
+        self.loss_value = float("nan")
+        self.start = time.perf_counter()
+
+    def _batch(self):
+        """A random training view (``views_per_step`` of them) composited on a background."""
+        import torch
+
+        pick = torch.randint(0, len(self.images), (self.config.views_per_step,),
+                             generator=self.gen).to(self.dev)
+        target = self.images[pick]  # [B, H, W, 4]
+        if self.config.random_background:
+            bg = torch.rand(len(pick), 3, generator=self.gen).to(self.dev)
         else:
-            bg = torch.ones(len(pick), 3, device=dev)
-        target_rgb = target[..., :3] * target[..., 3:] + bg[:, None, None, :] * (
-            1.0 - target[..., 3:])
-        out = rasterize(
-            means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]),
-            colors=torch.cat([params["sh0"], params["shN"]], 1), sh_degree=sh_degree,
-            viewmats=viewmats[pick], Ks=ks[pick], width=width, height=height, backgrounds=bg,
-        )
-        info = out.meta
-        strategy.step_pre_backward(params, optimizers, state, step, info)
+            bg = torch.ones(len(pick), 3, device=self.dev)
+        alpha = target[..., 3:]
+        return pick, target[..., :3] * alpha + bg[:, None, None, :] * (1.0 - alpha), bg
+
+    def _render(self, pick, bg, sh_degree: int):
+        import torch
+
+        from ..render.rasterize import rasterize
+
+        p = self.params
+        _, height, width, _ = self.images.shape
+        return rasterize(
+            means=p["means"], quats=p["quats"], scales=torch.exp(p["scales"]),
+            opacities=torch.sigmoid(p["opacities"]),
+            colors=torch.cat([p["sh0"], p["shN"]], 1), sh_degree=sh_degree,
+            viewmats=self.viewmats[pick], Ks=self.ks[pick], width=width, height=height,
+            backgrounds=bg)
+
+    def train_step(self) -> str:
+        """One step; returns "" or why the fit must stop (the last good state is kept)."""
+        from .image_metrics import l1_dssim_loss
+
+        step, config = self.step, self.config
+        sh_degree = min(step // max(1, config.sh_interval), config.sh_degree)
+        pick, target_rgb, bg = self._batch()
+        out = self._render(pick, bg, sh_degree)
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.state, step, out.meta)
         loss = l1_dssim_loss(out.colors, target_rgb, ssim_weight=config.ssim_weight)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            stopped = f"loss became {loss_value} at step {step}; kept the state of an earlier step"
-            break
+        self.loss_value = float(loss.detach())
+        if not math.isfinite(self.loss_value):
+            return (f"loss became {self.loss_value} at step {step}; "
+                    "kept the state of an earlier step")
         loss.backward()
-        if not _grads_finite(params):
+        if not _grads_finite(self.params):
             # The parameters are still those of the previous step: keep them, not an older
             # snapshot, and stop before Adam spreads the NaN into its moments.
-            stopped = (f"gradients became non-finite at step {step}; "
-                       "kept the state of the step before")
-            last_good = _to_splats(params)
-            break
-        for opt in optimizers.values():
+            self.last_good = _to_splats(self.params)
+            return (f"gradients became non-finite at step {step}; "
+                    "kept the state of the step before")
+        self._optimise()
+        self._refine(step, out.meta)
+        self.history.append(self.loss_value)
+        self.splat_counts.append(len(self.params["means"]))
+        self.sh_degrees.append(sh_degree)
+        stop = self._snapshot(step)
+        if not stop:
+            self.step = step + 1
+        return stop
+
+    def _optimise(self) -> None:
+        for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        for group in optimizers["means"].param_groups:
-            group["lr"] *= decay
-        if len(params["means"]) < config.max_splats or step % config.refine_every:
-            strategy.step_post_backward(params, optimizers, state, step, info, packed=False)
-        else:
-            state["grad2d"], state["count"] = None, None  # growth paused at the cap
-        history.append(loss_value)
-        splat_counts.append(len(params["means"]))
-        sh_degrees.append(sh_degree)
-        if config.snapshot_every and step % config.snapshot_every == 0:
-            if not _params_finite(params):
-                stopped = f"parameters became non-finite at step {step}; kept an earlier state"
-                break
-            last_good = _to_splats(params)
-        if progress is not None and (step % 10 == 0 or step == config.steps - 1):
-            elapsed = time.perf_counter() - start
-            progress(FitProgress(step=step + 1, steps=config.steps, loss=loss_value,
-                                 splats=len(params["means"]), elapsed=elapsed,
-                                 eta=elapsed / (step + 1) * (config.steps - step - 1)))
-    else:
-        step = config.steps
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] *= self.decay
 
-    if stopped and stopped != "cancelled":
-        report({"WARNING"}, f"fit stopped: {stopped}")
-        result_splats = last_good
-    elif _params_finite(params):
-        result_splats = _to_splats(params)
-    else:
-        stopped = "parameters became non-finite; kept an earlier state"
-        report({"WARNING"}, f"fit stopped: {stopped}")
-        result_splats = last_good
-    return FitResult(splats=result_splats, steps_run=step, final_loss=loss_value,
-                     seconds=time.perf_counter() - start, stopped=stopped, history=history,
-                     splat_counts=splat_counts, sh_degrees=sh_degrees)
+    def _refine(self, step: int, meta) -> None:
+        """Densify and prune (gsplat's DefaultStrategy); growth pauses at ``max_splats``."""
+        config = self.config
+        if len(self.params["means"]) < config.max_splats or step % config.refine_every:
+            self.strategy.step_post_backward(self.params, self.optimizers, self.state, step,
+                                             meta, packed=False)
+        else:
+            self.state["grad2d"], self.state["count"] = None, None
+
+    def _snapshot(self, step: int) -> str:
+        """Every ``snapshot_every`` steps: check the parameters and keep a copy to fall back on."""
+        every = self.config.snapshot_every
+        if every and step % every == 0:
+            if not _params_finite(self.params):
+                return f"parameters became non-finite at step {step}; kept an earlier state"
+            self.last_good = _to_splats(self.params)
+        return ""
+
+    def progress(self) -> FitProgress:
+        elapsed = time.perf_counter() - self.start
+        steps = self.config.steps
+        return FitProgress(step=self.step, steps=steps, loss=self.loss_value,
+                           splats=len(self.params["means"]), elapsed=elapsed,
+                           eta=elapsed / max(1, self.step) * (steps - self.step))
+
+    def finish(self, stopped: str, *, report: Report) -> FitResult:
+        if stopped and stopped != "cancelled":
+            report({"WARNING"}, f"fit stopped: {stopped}")
+            result_splats = self.last_good
+        elif _params_finite(self.params):
+            result_splats = _to_splats(self.params)
+        else:
+            stopped = "parameters became non-finite; kept an earlier state"
+            report({"WARNING"}, f"fit stopped: {stopped}")
+            result_splats = self.last_good
+        return FitResult(splats=result_splats, steps_run=self.step, final_loss=self.loss_value,
+                         seconds=time.perf_counter() - self.start, stopped=stopped,
+                         history=self.history, splat_counts=self.splat_counts,
+                         sh_degrees=self.sh_degrees)

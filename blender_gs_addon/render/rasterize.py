@@ -145,9 +145,14 @@ class Projection:
     radii: torch.Tensor  # [C, N, 2] int32
 
 
-def project_gaussians(means, quats, scales, opacities, viewmats, Ks, *, width: int, height: int,
-                      near_plane: float = 0.01, far_plane: float = 1e10,
-                      eps2d: float = 0.3) -> Projection:
+def project_gaussians(means,  # [N, 3] world
+                      quats,  # [N, 4] wxyz, any norm
+                      scales,  # [N, 3] activated
+                      opacities,  # [N] activated
+                      viewmats,  # [C, 4, 4] world → camera, OpenCV axes
+                      Ks,  # [C, 3, 3]
+                      *, width: int, height: int, near_plane: float = 0.01,
+                      far_plane: float = 1e10, eps2d: float = 0.3) -> Projection:
     """EWA projection and culling with gsplat's rules (see the module docstring)."""
     rot = quat_to_rotmat(quats)  # [N, 3, 3]
     m = rot * scales[:, None, :]  # [N, 3, 3]; covariance = m mᵀ
@@ -341,8 +346,13 @@ def _drop_done_rows(done, row_start, lengths, *, width: int, height: int):
     return torch.where(n_done == lengths, torch.zeros_like(lengths), lengths)
 
 
-def _render_camera(means2d, conics, opacities, depths, radii, features: Callable, *, width: int,
-                   height: int, max_pairs: int, absgrad_sink=None):
+def _render_camera(means2d,  # [N, 2] pixels
+                   conics,  # [N, 3] inverse 2D covariance (a, b, c)
+                   opacities,  # [N]
+                   depths,  # [N] camera z
+                   radii,  # [N, 2] pixel radii, 0 where culled
+                   features: Callable, *, width: int, height: int, max_pairs: int,
+                   absgrad_sink=None):
     """One camera: [N, ...] projections → (feature image [HW, D], log T [HW], n_pairs).
 
     ``features(index [V]) -> [V, D]`` supplies colours (and the depth channel) of the visible
@@ -474,7 +484,7 @@ def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: i
             (exp of log-scales). opacities: [N] activated (sigmoid of logits).
         colors: [N, D] or [C, N, D] colours when ``sh_degree`` is None; else SH coefficients
             [N, K, 3] or [C, N, K, 3] in 3DGS order (DC first) with K ≥ (sh_degree+1)².
-        viewmats: [C, 4, 4] world→camera, OpenCV axes (see :mod:`.cameras`). Ks: [C, 3, 3].
+        viewmats: [C, 4, 4] world→camera, OpenCV axes (see :mod:`..conventions`). Ks: [C, 3, 3].
         width, height: image size in pixels.
         near_plane, far_plane: depth range of kept Gaussian centres.
         backgrounds: [C, D] composited as ``colour + (1 − alpha) · background``, or None (black).
@@ -507,7 +517,34 @@ def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: i
                                  absgrad)
     if backend != "torch":
         raise GSError(f"rasterize: backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
+    return _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width=width,
+                            height=height, near_plane=near_plane, far_plane=far_plane,
+                            sh_degree=sh_degree, backgrounds=backgrounds, eps2d=eps2d,
+                            absgrad=absgrad, max_pairs=max_pairs)
 
+
+def _camera_features(colors, means, depths, campos, sh_degree: int | None, cam: int):
+    """The per-Gaussian features camera ``cam`` composites: colour (given, or SH evaluated for
+    the direction camera → mean, + 0.5, clamped at 0) and depth, for Gaussian indices ``idx``."""
+
+    def features(idx):  # idx: [M] → [M, D + 1]
+        if sh_degree is None:
+            col = colors if colors.dim() == 2 else colors[cam]
+            col = col.index_select(0, idx)
+        else:
+            coeffs = colors if colors.dim() == 3 else colors[cam]
+            dirs = means.index_select(0, idx) - campos[cam]
+            col = torch.clamp_min(
+                sh_colors(coeffs.index_select(0, idx), dirs, sh_degree) + 0.5, 0.0)
+        return torch.cat([col, depths[cam].index_select(0, idx)[:, None]], 1)
+
+    return features
+
+
+def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, *, width, height,
+                     near_plane, far_plane, sh_degree, backgrounds, eps2d, absgrad,
+                     max_pairs) -> RenderOutput:
+    """The pure-torch path of :func:`rasterize` (arguments and result as there)."""
     n_cams = viewmats.shape[0]
     proj = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width=width,
                              height=height, near_plane=near_plane, far_plane=far_plane,
@@ -517,25 +554,13 @@ def rasterize(*, means, quats, scales, opacities, colors, viewmats, Ks, width: i
     if absgrad and means2d.requires_grad:
         absgrad_buf = torch.zeros_like(means2d.detach())
         means2d.absgrad = absgrad_buf
-    if sh_degree is not None:
-        campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
-
+    campos = torch.linalg.inv(viewmats)[:, :3, 3] if sh_degree is not None else None  # [C, 3]
     images, log_ts, n_pairs = [], [], 0
     for cam in range(n_cams):
-        def features(idx, cam=cam):
-            if sh_degree is None:
-                col = colors if colors.dim() == 2 else colors[cam]
-                col = col.index_select(0, idx)
-            else:
-                coeffs = colors if colors.dim() == 3 else colors[cam]
-                dirs = means.index_select(0, idx) - campos[cam]
-                col = torch.clamp_min(
-                    sh_colors(coeffs.index_select(0, idx), dirs, sh_degree) + 0.5, 0.0)
-            return torch.cat([col, proj.depths[cam].index_select(0, idx)[:, None]], 1)
-
         img, log_t, pairs = _render_camera(
             means2d[cam], proj.conics[cam], opacities, proj.depths[cam], proj.radii[cam],
-            features, width=width, height=height, max_pairs=max_pairs,
+            _camera_features(colors, means, proj.depths, campos, sh_degree, cam),
+            width=width, height=height, max_pairs=max_pairs,
             absgrad_sink=None if absgrad_buf is None else absgrad_buf[cam])
         images.append(img)
         log_ts.append(log_t)
