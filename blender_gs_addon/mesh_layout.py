@@ -18,17 +18,10 @@ attribute                Blender type    values (see :mod:`.splats`)
 ``gs_extra_<name>``      FLOAT           ``extra[name]``
 =======================  ==============  ==========================================
 
-with K = 3, 8 or 15 for SH degree 1, 2, 3. The mesh also gets small custom properties
-(:data:`SH_DEGREE_PROP`, :data:`UP_AXIS_PROP`); no arrays are ever stored as ID properties.
-
-Measured with bpy 5.0 at 1e6 splats: writing one FLOAT_VECTOR attribute costs about 8 ms (of
-which ``attributes.new`` — allocation and zero fill — is most) and three FLOAT attributes cost
-about the same, so the vector layout is no slower and keeps an RGB triple per SH coefficient
-together for Geometry Nodes. Vertex positions go through the ``position`` attribute: that is
-a memcpy (≈2 ms), whereas ``vertices.foreach_set("co")`` goes element by element (≈100 ms).
-
-This module only converts between a SplatSet and flat float32 arrays named by attribute; the
-bpy calls live in ``scene/splat_object.py``.
+with K = 3, 8 or 15 for SH degree 1, 2, 3, and small custom properties on the mesh
+(:data:`SH_DEGREE_PROP`, :data:`UP_AXIS_PROP`). Measured costs and why the vector layout:
+docs/architecture.md, "The splat object's mesh layout". This module only converts between a
+SplatSet and flat float32 arrays named by attribute; the bpy calls are in ``scene/mesh_splats.py``.
 """
 
 from __future__ import annotations

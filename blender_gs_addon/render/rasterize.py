@@ -2,44 +2,10 @@
 
 :func:`rasterize` mirrors ``gsplat.rasterization(..., packed=False, render_mode="RGB+ED")``.
 CUDA tensors (with CUDA available) go to gsplat's kernels; everything else runs the pure-torch
-path below, which reproduces gsplat's kernel rules so that a scene trained on one device renders
-the same on the other:
-
-* projection: 3D covariance R S Sᵀ Rᵀ from the (normalised) wxyz quaternion and the activated
-  scales, moved to camera space and projected with the Jacobian of the pinhole map
-  (x/z, y/z), whose x/z and y/z are clamped to 1.3× the image's half field of view as gsplat
-  does; then ``eps2d`` (0.3 px²) is added to the diagonal of the 2D covariance.
-* culling: a Gaussian is dropped for a camera when its depth z < near or z > far, when the
-  blurred 2D covariance is not positive definite, when its opacity is below 1/255, or when its
-  screen box ``mean ± radius`` misses the image, with gsplat's opacity-aware radius
-  ``ceil(min(3.33, sqrt(2 ln(255 opacity))) · sqrt(Σ₂ᴅ_ii))`` — the box holds every pixel where
-  the Gaussian's alpha can reach 1/255, so the box is an optimisation, never a cut.
-* pixel centres are at (j + 0.5, i + 0.5); alpha = min(0.999, opacity · exp(−½ dᵀ Σ₂ᴅ⁻¹ d)),
-  skipped when below 1/255 (or when the quadratic form is negative); compositing goes front to
-  back in camera depth order, and a pixel stops *before* the Gaussian whose alpha would bring
-  its transmittance T·(1−alpha) to ≤ 1e-4 (that Gaussian and all behind it are left out).
-* colours: given per Gaussian, or spherical harmonics evaluated along the direction from the
-  camera centre to the mean in the 3DGS basis (see :mod:`blender_gs_addon.sh`), then
-  ``max(sh + 0.5, 0)``.
-* outputs: ``colors = Σ wᵢ cᵢ + T·background``, ``alphas = 1 − T`` and ``depths`` is gsplat's
-  "ED" expected depth ``Σ wᵢ zᵢ / max(alpha, 1e-10)`` (0 where nothing was hit), with
-  ``wᵢ = alphaᵢ Tᵢ`` and z the camera-space depth of the mean.
-
-The CPU path is vectorised per camera, with no loop over Gaussians: each visible Gaussian
-contributes (Gaussian, pixel) pairs only for the pixels of each row of its box where its
-ellipse can reach alpha ≥ 1/255 (solved per row, plus a small margin; the exact per-pixel test
-still decides); the pairs are sorted by (pixel, depth) with one stable int32 sort, their
-transmittances come from a float64 cumulative sum of log(1 − alpha) segmented per pixel, and
-pixel values from scatter-adds. Memory is bounded by splitting each camera's depth-sorted
-Gaussians into chunks of about ``max_pairs`` pairs, carrying each pixel's log-transmittance and
-"stopped" flag from one chunk to the next; rows whose pixels have all stopped are skipped. One
-custom autograd function computes alphas and compositing and their gradients in closed form, so
-the backward pass keeps only indices and two floats per pair.
-
-The ``meta`` dict of the result has what ``gsplat.strategy.DefaultStrategy`` reads as ``info``
-(``means2d`` [C, N, 2] whose ``.grad`` — and ``.absgrad`` with ``absgrad=True`` — is filled by
-the backward pass, ``radii`` [C, N, 2] int32, ``width``, ``height``, ``n_cameras``,
-``gaussian_ids`` = None, ``packed`` = False), on both devices.
+path, which reproduces gsplat's kernel rules (projection, culling, pixel centres, alpha,
+compositing, colours, outputs) so that a scene trained on one device renders the same on the
+other. The rules, how the CPU path stays vectorised and memory-bounded, and what ``meta``
+holds: docs/architecture.md, "The rasterizer".
 """
 
 from __future__ import annotations

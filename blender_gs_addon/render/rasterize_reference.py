@@ -52,10 +52,10 @@ def _sh_basis(d: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(cols, -1)
 
 
-def rasterize_reference(*, means, quats, scales, opacities, colors, viewmats, Ks, width: int,
-                        height: int, near_plane: float = 0.01, far_plane: float = 1e10,
-                        sh_degree: int | None = None, backgrounds=None,
-                        eps2d: float = 0.3) -> RenderOutput:
+def rasterize_reference(  # noqa: PLR0915 (one obviously correct reference, read top to bottom)
+        *, means, quats, scales, opacities, colors, viewmats, Ks, width: int, height: int,
+        near_plane: float = 0.01, far_plane: float = 1e10, sh_degree: int | None = None,
+        backgrounds=None, eps2d: float = 0.3) -> RenderOutput:
     """Dense version of :func:`.rasterize.rasterize` (no chunking, no pairs)."""
     n_cams, n = viewmats.shape[0], means.shape[0]
     rot = _rotation(quats)

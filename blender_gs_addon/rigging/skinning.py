@@ -2,32 +2,8 @@
 
 Blender's bone-heat weights need faces; on loose points they degenerate (one bone at weight 1
 almost everywhere). :func:`bone_weights` computes weights from the geometry of the splat cloud
-itself, vectorised and without any SMPL-X-style template data:
-
-1. **Solid occupancy.** The splat centres are binned into a grid (``resolution`` cells along
-   the longest side), dilated by one cell to close holes in the reconstructed shell, and the
-   inside is filled: every empty cell not reachable from the grid border through empty cells
-   is solid. Splats of a reconstructed person lie on the surface; bones lie inside.
-2. **Visibility.** For every solid cell and every bone, the straight path from the cell centre
-   to the closest point of the bone segment is marched in half-cell steps; the bone is visible
-   when the samples (except within one cell of either end) find at most one cell of empty
-   space. This is what keeps one
-   leg from pulling the other: the path between the legs crosses empty space. A cell that
-   sees no bone at all (a stray splat outside the body, a hole in a sparse shell) sees only its
-   nearest bone; a hidden bone more than twice as near as every visible one is seen
-   too (open ends and thin parts of a shell, where a neighbouring limb is never that near).
-3. **Falloff.** Raw cell weights are ``visible / (distance + ε)^falloff``, normalised; bones
-   farther than three times the nearest one are left out.
-4. **Smoothing.** ``smooth_iterations`` rounds of ``w ← (1 − α) w + α · mean of neighbours``
-   over a k-nearest-neighbour graph (``smooth_neighbours``, default k = 8) of the solid cells:
-   each cell stands for the centroid of its splats (the cell centre inside the body), and its
-   neighbours are the k nearest centroids, searched in the 5×5×5 cells around it (exact
-   wherever the k-th neighbour is nearer than two cells). This is the kNN graph of the splat
-   cloud at grid resolution: smoothing per cell rather than per splat keeps a 1M-splat bind
-   cheap. Each round is followed by re-masking with the visibility and renormalising.
-5. **Per splat.** Trilinear interpolation of the cell weights at the splat centre (solid
-   corners only), masked by the visibility of the splat's own cell, the ``max_influences``
-   largest kept and renormalised. Every splat gets at least one bone and weights summing to 1.
+itself, vectorised and without any template data, in five steps (solid occupancy, visibility,
+falloff, smoothing over a kNN graph, per splat): docs/architecture.md, "Automatic bone weights".
 
 :func:`quantize_weights` turns them into the 1/255 levels Blender's vertex groups are written
 with; :func:`frame_groups` finds the distinct weight rows (splats sharing a row share their
