@@ -22,7 +22,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty,
 
 from ..blender_gs_addon.errors import GSError
 from ..preferences import BACKEND_ITEMS, backend_from_item, get_preferences, settings_from
-from ..scene import reconstruct_job
+from ..scene import model_runner, reconstruct_job
 from ..scene.reconstruct_job import ReconstructCancelled, ReconstructSession
 
 __all__ = [
@@ -270,7 +270,7 @@ class GS_OT_check_worker(bpy.types.Operator):
 
     def execute(self, context):
         settings = settings_from(get_preferences(context))
-        info = reconstruct_job.check_environment(settings)
+        info = model_runner.check_environment(settings)
         text = "\n".join(info["summary"])
         status = _status(context)
         if status is not None:
@@ -299,7 +299,7 @@ def unregister_properties() -> None:
     session = reconstruct_job.active_session()
     if session is not None:
         session.cancel()
-    reconstruct_job.stop_worker()
+    model_runner.stop_worker()
     if _cancel_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_cancel_on_load)
     if hasattr(bpy.types.WindowManager, "gs_reconstruct"):

@@ -5,12 +5,10 @@ on top of the source objects.
 modal operator's timer; never blocks for long) or all at once (``run()``, background mode and
 scripts). The model runs
 
-- in-process, in a background thread, when torch imports cleanly in this Python
-  (execution "AUTO" or "IN_PROCESS");
-- otherwise in the worker subprocess (:mod:`blender_gs_addon.worker.client`) on the Python the
-  preferences point to. That worker stays warm between jobs (models stay loaded) and is stopped
-  by :func:`stop_worker` (add-on unregister), at interpreter exit, and when Blender dies (the
-  worker exits with its parent).
+- in-process, in a background thread, when torch imports cleanly in this Python, or
+- in the warm worker subprocess;
+
+which one, and the worker's lifecycle, is :mod:`.model_runner`'s business.
 
 Files: every job gets a private folder (``tempfile.mkdtemp``: mode 0700) holding the capture
 data set and the splat file; it is removed when the session closes.
@@ -22,8 +20,8 @@ it was.
 Cancel never blocks Blender's main thread: it raises the stop flag, which the model polls
 between stages and at every fit step, and returns. An in-process model thread may finish its
 current step later (a network forward cannot be interrupted); whatever it returns is thrown
-away. A worker job gets :data:`_CANCEL_GRACE` seconds to stop cooperatively, counted on the
-worker's owner thread, after which the worker is terminated (the next job starts a fresh one).
+away. A worker job gets :data:`.model_runner.CANCEL_GRACE` seconds to stop cooperatively,
+after which the worker is terminated (the next job starts a fresh one).
 The job folder is removed once nothing writes into it any more.
 
 Errors are :class:`GSError` with the text of whatever failed (capture, data-set reader,
@@ -32,7 +30,6 @@ worker, importer).
 
 from __future__ import annotations
 
-import atexit
 import os
 import queue
 import shutil
@@ -42,7 +39,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
@@ -51,17 +48,16 @@ import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
-from ..blender_gs_addon.devices import torch_available, torch_unavailable_reason
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
 from ..preferences import DEFAULTS, Settings, backend_from_item
+from . import model_runner
 from .capture import CaptureCancelled, CaptureSession
 from .splat_object import import_splats
 
 __all__ = [
-    "STAGES", "DEFAULT_CAPTURE", "ReconstructSession", "ReconstructCancelled",
-    "torch_available", "use_in_process", "worker_python", "warm_worker",
-    "check_environment", "stop_worker", "active_session", "last_result", "print_progress",
+    "STAGES", "DEFAULT_CAPTURE", "ReconstructSession", "ReconstructCancelled", "active_session",
+    "last_result", "print_progress",
 ]
 
 STAGES = ("idle", "capture", "reconstruct", "import", "done", "cancelled", "failed")
@@ -74,142 +70,10 @@ DEFAULT_CAPTURE = {"rig": "orbit", "views": 16, "elevations": (0.0, 30.0), "reso
                    "engine": "EEVEE", "test_views": 0}
 
 LGM_RESOLUTION = 256  # LGM's input size; the rig renders square views at this size
-_WORKER_STARTUP_TIMEOUT = 120.0  # seconds: first torch + CUDA import on a cold disk is slow
-_CANCEL_GRACE = 1.0              # seconds a worker job gets to stop before the worker is killed
 
 
 class ReconstructCancelled(GSError):
     """The reconstruction was cancelled; the scene is as it was."""
-
-
-# ------------------------------------------------------------------------ where the model runs
-def use_in_process(settings: Settings) -> bool:
-    """Decide where the model runs for ``settings.execution`` (AUTO / IN_PROCESS / SUBPROCESS)."""
-    mode = settings.execution
-    if mode == "SUBPROCESS":
-        return False
-    if mode == "IN_PROCESS":
-        if not torch_available():
-            raise GSError(f"the add-on is set to run the model inside Blender, but "
-                          f"{torch_unavailable_reason() or 'torch is unavailable'} (Python "
-                          f"{sys.version.split()[0]}); choose 'Worker Process' or 'Automatic' "
-                          "in the add-on preferences and point it at a Python with torch")
-        return True
-    if mode != "AUTO":
-        raise GSError(f"unknown execution mode {mode!r}; choose AUTO, IN_PROCESS or SUBPROCESS")
-    return torch_available()
-
-
-def worker_python(settings: Settings) -> str:
-    """The worker's interpreter: the preference (``~`` and Blender's ``//`` expanded), else this
-    Python."""
-    path = settings.worker_python.strip()
-    if not path:
-        return sys.executable
-    return os.path.abspath(os.path.expanduser(bpy.path.abspath(path)))
-
-
-# ---------------------------------------------------------------------------- the warm worker
-_WORKER: dict = {"client": None}
-_WORKER_LOCK = threading.Lock()
-# The worker asks Linux to stop it when its parent dies (PR_SET_PDEATHSIG), and "parent" there
-# means the THREAD that started it: a worker started from a short-lived thread is killed when
-# that thread ends. So workers are started from one long-lived thread (its start-up, with the
-# torch import, must not block Blender's main thread either).
-_OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gs-worker-owner")
-
-
-def _get_worker(python: str):
-    """The warm worker for ``python`` (started on first use; blocks for its start-up)."""
-    from ..blender_gs_addon.worker.client import WorkerClient
-
-    with _WORKER_LOCK:
-        client = _WORKER["client"]
-        if client is not None and (client.python != python or not client.alive):
-            client.close(timeout=2.0)
-            client = _WORKER["client"] = None
-        if client is None:
-            client = WorkerClient(python=python, startup_timeout=_WORKER_STARTUP_TIMEOUT)
-            if not client.info.get("torch"):
-                why = client.info.get("torch_error", "no torch module")
-                client.close()
-                raise GSError(f"the worker Python {python} (Python "
-                              f"{client.info.get('python', '?')}) cannot import torch ({why}); "
-                              "point the add-on preferences at an environment with torch")
-            _WORKER["client"] = client
-        return client
-
-
-def warm_worker(python: str):
-    """The warm worker for ``python``, started from the owner thread when there is none;
-    blocks until it is up (for callers that already run off Blender's main thread or can
-    wait, such as a render)."""
-    return _OWNER.submit(_get_worker, python).result()
-
-
-_SWEPT: dict = {"done": False}
-
-
-def _sweep_once() -> None:
-    """Remove this user's day-old job folders once per Blender session (the worker does the
-    same when it starts; the in-process path never starts one)."""
-    if _SWEPT["done"]:
-        return
-    _SWEPT["done"] = True
-    from ..blender_gs_addon.worker.server import sweep_stale_job_dirs
-
-    try:
-        sweep_stale_job_dirs()
-    except OSError:
-        pass  # leftovers are untidy, not a reason to refuse a reconstruction
-
-
-def stop_worker() -> None:
-    """Stop the warm worker, if any (add-on unregister, Blender exit)."""
-    with _WORKER_LOCK:
-        client, _WORKER["client"] = _WORKER["client"], None
-    if client is not None:
-        client.close(timeout=2.0)
-
-
-atexit.register(stop_worker)
-
-
-def check_environment(settings: Settings = DEFAULTS, *, timeout: float = 120.0) -> dict:
-    """What the model would run with: this Python's torch, and the worker's torch / gsplat / CUDA.
-
-    Returns {"in_process": bool, "in_process_note": str, "worker": {python, torch, gsplat,
-    cuda, device_name} or None, "worker_error": str, "summary": [lines]}. Uses a fresh worker
-    (closed again), so a busy warm worker is not disturbed.
-    """
-    from ..blender_gs_addon.worker.client import WorkerClient
-
-    here = torch_available()
-    info = {"in_process": here, "in_process_note": "" if here else torch_unavailable_reason(),
-            "worker": None, "worker_error": ""}
-    python = worker_python(settings)
-    try:
-        with WorkerClient(python=python, startup_timeout=timeout) as client:
-            info["worker"] = client.run("check", timeout=timeout)
-    except GSError as err:
-        info["worker_error"] = str(err)
-    lines = [f"Blender's Python {sys.version.split()[0]}: "
-             + ("torch imports" if here else info["in_process_note"] or "no torch")]
-    worker = info["worker"]
-    if worker is not None:
-        cuda = f"yes ({worker.get('device_name')})" if worker.get("cuda") else "no"
-        lines.append(f"Worker {python} (Python {worker.get('python')}): "
-                     f"torch {worker.get('torch') or 'missing'}, "
-                     f"gsplat {worker.get('gsplat') or 'missing'}, CUDA {cuda}")
-    else:
-        lines.append(f"Worker {python}: {info['worker_error']}")
-    try:
-        lines.append("Reconstruction will run " + (
-            "inside Blender" if use_in_process(settings) else "in the worker process"))
-    except GSError as err:
-        lines.append(str(err))
-    info["summary"] = lines
-    return info
 
 
 # ------------------------------------------------------------------------------- the session
@@ -309,8 +173,8 @@ class ReconstructSession:
                 resolution=resolution if isinstance(resolution, int) else LGM_RESOLUTION)
             report({'INFO'}, f"the {self.backend} backend needs LGM's 4 views: capturing with "
                              "the LGM rig")
-        self.in_process = use_in_process(settings)
-        self.python = None if self.in_process else worker_python(settings)
+        self.in_process = model_runner.use_in_process(settings)
+        self.python = None if self.in_process else model_runner.worker_python(settings)
 
         self.stage = "idle"
         self.stage_fraction = 0.0
@@ -358,7 +222,7 @@ class ReconstructSession:
         if other is not None and other is not self and other.running:
             raise GSError("another reconstruction is running; wait for it or cancel it (Esc)")
         self._started = time.perf_counter()
-        _sweep_once()
+        model_runner.sweep_once()
         self.job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # mode 0700
         _ACTIVE["session"] = self
         if self.dataset is not None:
@@ -459,7 +323,7 @@ class ReconstructSession:
             self._thread.start()
         else:
             self.message = f"starting the worker ({self.python})"
-            self._worker_start = _OWNER.submit(_get_worker, self.python)
+            self._worker_start = model_runner.start_worker(self.python)
 
     def _writer_done(self) -> None:
         # A cancelled session may have closed while the model was finishing its step; the
@@ -603,33 +467,13 @@ class ReconstructSession:
         self.close()
 
     def _release_job(self) -> None:
-        """Cancel our worker job without waiting for it: the cooperative request goes out now;
-        the grace period, and terminating the worker if the job outlives it, run on the
-        worker's owner thread. That thread also starts workers, so the next session's job is
-        only submitted once this one has gone."""
-        job = self._job
-        if job is None or job.done:
-            return
-        try:
-            job.request_cancel()
-        except GSError:
-            return  # the worker died: nothing of ours runs any more
+        """Cancel our worker job without waiting for it (:func:`.model_runner.release_job`);
+        the job folder stays until the job has stopped writing into it."""
         with self._cleanup_lock:
             self._writers += 1
-
-        def reap():
-            try:
-                job.cancel(grace=_CANCEL_GRACE)
-            except GSError:
-                pass  # it died while stopping: just as gone
-            finally:
-                if not job.client.alive:
-                    with _WORKER_LOCK:
-                        if _WORKER["client"] is job.client:
-                            _WORKER["client"] = None
-                self._writer_done()
-
-        self._reaper = _OWNER.submit(reap)
+        self._reaper = model_runner.release_job(self._job, self._writer_done)
+        if self._reaper is None:  # nothing ran any more
+            self._writer_done()
 
     def wait_released(self, timeout: float | None = None) -> bool:
         """Block until a cancelled session's model has stopped (the in-process thread ended,

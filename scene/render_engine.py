@@ -148,15 +148,15 @@ def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report
     from ..blender_gs_addon.render.still import read_still
     from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
     from ..preferences import get_preferences, settings_from
-    from . import reconstruct_job
+    from . import model_runner
 
     settings = settings_from(get_preferences())
     if not settings.worker_python.strip():
         raise GSError(NO_TORCH_MESSAGE.format(python=sys.executable))
-    python = reconstruct_job.worker_python(settings)
+    python = model_runner.worker_python(settings)
     # The reconstruction's warm worker, started from its long-lived owner thread: a worker
     # dies with the thread that started it, and a render thread ends with the frame.
-    client = reconstruct_job.warm_worker(python)
+    client = model_runner.warm_worker(python)
     job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # private (0700)
     try:
         write_splats(job_dir / "splats.ply", splats, report=report)

@@ -592,7 +592,7 @@ def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, mo
     """No torch in Blender's Python: with no Worker Python set, F12 says what to configure;
     with one, the frame comes from the worker and equals the in-process render."""
     from gaussian_splats.preferences import ensure_preferences
-    from gaussian_splats.scene import reconstruct_job
+    from gaussian_splats.scene import model_runner
 
     splat_object, _display, engine = mods
     bpy = blender
@@ -625,7 +625,7 @@ def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, mo
         assert "torch" not in sys.modules or sys.modules["torch"] is None
     finally:
         prefs.worker_python = saved
-        reconstruct_job.stop_worker()
+        model_runner.stop_worker()
     # The same rasterizer on the same data: equal up to float32 rounding of the .ply trip.
     np.testing.assert_allclose(through_worker["rgba"], in_process["rgba"], atol=1e-5)
     hit = in_process["rgba"][..., 3] > 0.01

@@ -32,6 +32,7 @@ import importlib.util, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 worker_python, out = sys.argv[2], sys.argv[3]
 import bpy
+from blender_gs_addon.devices import torch_available
 from blender_gs_addon.extension import extension_module, load_extension
 
 assert importlib.util.find_spec("torch") is None, "torch must not be importable here"
@@ -39,6 +40,7 @@ extension = load_extension()
 extension.register()
 preferences = extension_module("preferences")
 job = extension_module("scene.reconstruct_job")
+runner = extension_module("scene.model_runner")
 prefs = preferences.ensure_preferences()
 prefs.execution = "SUBPROCESS"
 prefs.worker_python = worker_python
@@ -58,11 +60,11 @@ status = bpy.ops.gs.reconstruct(steps=int(sys.argv[4]))
 seconds = time.perf_counter() - start
 result = job.last_result()
 obj = bpy.data.objects[result["object"]]
-client = job._WORKER["client"]
+client = runner.current_worker()
 with open(out, "w") as fh:
     json.dump({
         "status": sorted(status), "python": sys.version.split()[0], "bpy": bpy.app.version_string,
-        "torch_here": job.torch_available(), "torch_module_loaded": "torch" in sys.modules,
+        "torch_here": torch_available(), "torch_module_loaded": "torch" in sys.modules,
         "count": result["count"], "vertices": len(obj.data.vertices),
         "in_process": result["in_process"], "worker_python": client.info["python"],
         "worker_torch": client.info["torch"], "worker_pid": client.info["pid"],

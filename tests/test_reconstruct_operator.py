@@ -23,6 +23,7 @@ def ext(blender):
 
     class Ext:
         job = extension_module("scene.reconstruct_job")
+        runner = extension_module("scene.model_runner")
         capture = extension_module("scene.capture")
         samples = extension_module("scene.sample_scenes")
         splat_object = extension_module("scene.splat_object")
@@ -42,9 +43,9 @@ def _no_worker_left():
     yield
     from blender_gs_addon.extension import extension_module
 
-    job = extension_module("scene.reconstruct_job")
-    client = job._WORKER["client"]
-    job.stop_worker()
+    runner = extension_module("scene.model_runner")
+    client = runner.current_worker()
+    runner.stop_worker()
     if client is not None:
         assert client.proc.poll() is not None
 
@@ -122,12 +123,12 @@ def test_preferences_fall_back_to_defaults_and_are_found_by_package_name(ext, bl
     settings = prefs_module.settings_from(prefs_module.get_preferences())
     assert (settings.execution, settings.device, settings.default_backend) == (
         "SUBPROCESS", "CPU", "FIT")
-    assert ext.job.use_in_process(settings) is False
+    assert ext.runner.use_in_process(settings) is False
     # Without the add-on entry (registered by hand, not enabled): the defaults.
     entry = blender.context.preferences.addons[prefs_module.ROOT_PACKAGE]
     blender.context.preferences.addons.remove(entry)
     assert prefs_module.get_preferences() is prefs_module.DEFAULTS
-    assert ext.job.use_in_process(prefs_module.DEFAULTS) is True  # torch imports in this venv
+    assert ext.runner.use_in_process(prefs_module.DEFAULTS) is True  # torch imports in this venv
     prefs_module.ensure_preferences()
 
 
@@ -138,8 +139,8 @@ def test_in_process_refused_with_clear_message_when_torch_is_missing(ext, monkey
     monkeypatch.setitem(devices._TORCH_STATE, "ok", False)
     monkeypatch.setitem(devices._TORCH_STATE, "why", "torch is not installed in this Python")
     with pytest.raises(ext.job.GSError, match="torch is not installed.*Worker Process"):
-        ext.job.use_in_process(settings)
-    assert ext.job.use_in_process(ext.preferences.Settings(execution="AUTO")) is False
+        ext.runner.use_in_process(settings)
+    assert ext.runner.use_in_process(ext.preferences.Settings(execution="AUTO")) is False
 
 
 def test_lgm_backends_capture_with_the_lgm_rig(ext, blender):
@@ -379,16 +380,16 @@ def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
     assert not session.in_process
     session.start()
     _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
-    client = ext.job._WORKER["client"]
+    client = ext.runner.current_worker()
     start = time.monotonic()
     assert session.cancel() is True
     took = time.monotonic() - start
     assert took < 0.5, took  # the request goes out; the grace runs on the owner thread
     assert _scene_state(bpy) == before
-    assert session.wait_released(timeout=ext.job._CANCEL_GRACE + 0.5)
-    assert time.monotonic() - start < ext.job._CANCEL_GRACE + 0.5
+    assert session.wait_released(timeout=ext.runner.CANCEL_GRACE + 0.5)
+    assert time.monotonic() - start < ext.runner.CANCEL_GRACE + 0.5
     assert session._job.cancelled and client.alive  # cooperative cancel: worker stays warm
-    assert ext.job._WORKER["client"] is client
+    assert ext.runner.current_worker() is client
     assert not session.job_dir.exists()
     assert _scene_state(bpy) == before
     assert client.run("wait", {"seconds": 0.05}, timeout=30) == {"waited": 0.05}
@@ -401,14 +402,14 @@ def test_worker_job_outliving_the_grace_is_terminated(ext, blender, monkeypatch)
     session, before = _worker_session(ext, bpy)
     session.start()
     _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
-    client = ext.job._WORKER["client"]
-    monkeypatch.setattr(ext.job, "_CANCEL_GRACE", 0.0)
+    client = ext.runner.current_worker()
+    monkeypatch.setattr(ext.runner, "CANCEL_GRACE", 0.0)
     start = time.monotonic()
     assert session.cancel() is True
     assert time.monotonic() - start < 0.5
     assert session.wait_released(timeout=5)
     assert time.monotonic() - start < 3.0  # close: 0.5 s for a clean exit, then terminate
-    assert not client.alive and ext.job._WORKER["client"] is None
+    assert not client.alive and ext.runner.current_worker() is None
     assert not session.job_dir.exists() and _scene_state(bpy) == before
 
 
@@ -436,7 +437,7 @@ def test_check_worker_reports_torch_gsplat_and_cuda(ext, blender):
 def test_unregister_stops_the_worker(ext, blender, gs_extension):
     import sys
 
-    client = ext.job._get_worker(sys.executable)
+    client = ext.runner.get_worker(sys.executable)
     assert client.alive
     gs_extension.unregister()
     try:
