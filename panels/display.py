@@ -7,18 +7,16 @@ import textwrap
 import bpy
 
 from ..scene.display import OPTION_NAMES, camera_problem, display_modifier, input_property
+from ..scene.display.modifier import input_ids
 from ..scene.splat_object import is_splat_object
+from .sidebar import SplatsSubPanel
 
 __all__ = ["GS_PT_display", "CLASSES"]
 
 
-class GS_PT_display(bpy.types.Panel):
+class GS_PT_display(SplatsSubPanel, bpy.types.Panel):
     bl_idname = "GS_PT_display"
     bl_label = "Display"
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "Splats"
-    bl_parent_id = "GS_PT_splats"
 
     @classmethod
     def poll(cls, context):
@@ -31,8 +29,7 @@ class GS_PT_display(bpy.types.Panel):
         if mod is None:
             layout.operator("gs.add_display", icon='SHADING_RENDERED')
             return
-        ids = {item.name: item.identifier for item in mod.node_group.interface.items_tree
-               if item.item_type == 'SOCKET' and item.in_out == 'INPUT'}
+        ids = input_ids(mod.node_group)
         problem = camera_problem(context.scene)
         if problem is not None:
             box = layout.box().column(align=True)

@@ -8,15 +8,27 @@ import bpy
 
 from ..scene.splat_object import is_splat_object, splat_count, splat_sh_degree
 
-__all__ = ["GS_PT_splats", "GS_PT_capture", "GS_PT_rigging", "CLASSES"]
+__all__ = ["SplatsSidebarPanel", "SplatsSubPanel", "GS_PT_splats", "GS_PT_capture",
+           "GS_PT_rigging", "CLASSES"]
 
 
-class GS_PT_splats(bpy.types.Panel):
-    bl_idname = "GS_PT_splats"
-    bl_label = "Gaussian Splats"
+class SplatsSidebarPanel:
+    """Where every panel of the extension sits: the "Splats" tab of the 3D viewport's sidebar."""
+
     bl_space_type = 'VIEW_3D'
     bl_region_type = 'UI'
     bl_category = "Splats"
+
+
+class SplatsSubPanel(SplatsSidebarPanel):
+    """A sub-panel of :class:`GS_PT_splats`."""
+
+    bl_parent_id = "GS_PT_splats"
+
+
+class GS_PT_splats(SplatsSidebarPanel, bpy.types.Panel):
+    bl_idname = "GS_PT_splats"
+    bl_label = "Gaussian Splats"
 
     def draw(self, context):
         layout = self.layout
@@ -62,15 +74,11 @@ def _draw_reconstruct(layout, context) -> None:
         box.label(text=status.last_result, icon='CHECKMARK')
 
 
-class GS_PT_capture(bpy.types.Panel):
+class GS_PT_capture(SplatsSubPanel, bpy.types.Panel):
     """Capture settings: used by Capture Views and by Reconstruct."""
 
     bl_idname = "GS_PT_capture"
     bl_label = "Capture"
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "Splats"
-    bl_parent_id = "GS_PT_splats"
     bl_options = {'DEFAULT_CLOSED'}
 
     @classmethod
@@ -83,15 +91,11 @@ class GS_PT_capture(bpy.types.Panel):
         draw_capture_settings(self.layout, context.scene.gs_capture, context=context)
 
 
-class GS_PT_rigging(bpy.types.Panel):
+class GS_PT_rigging(SplatsSubPanel, bpy.types.Panel):
     """Binding splats to an armature, the humanoid template and baking."""
 
     bl_idname = "GS_PT_rigging"
     bl_label = "Rigging"
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "Splats"
-    bl_parent_id = "GS_PT_splats"
     bl_options = {'DEFAULT_CLOSED'}
 
     @classmethod
