@@ -1,10 +1,10 @@
 """Capture speed: seconds per rendered view of the built-in "toy" sample, per engine and size.
 
 Each configuration runs a real capture (orbit rig, engine default samples: Cycles 64, EEVEE 32,
-Workbench 8 — see scene/capture.py DEFAULT_SAMPLES) into a temporary folder and reports the
-first view and the steady state (mean of the later views) separately: EEVEE compiles its
-shaders during the first render, Cycles builds its BVH then (persistent data keeps it for the
-rest). A view's time includes writing its PNG.
+Workbench 8 — see DEFAULT_SAMPLES in blender_gs_addon/capture/options.py) into a temporary
+folder and reports the first view and the steady state (mean of the later views) separately:
+EEVEE compiles its shaders during the first render, Cycles builds its BVH then (persistent data
+keeps it for the rest). A view's time includes writing its PNG.
 
     .venv/bin/python benchmarks/run_benchmarks.py --only capture [--quick]
 """
@@ -25,9 +25,10 @@ def _capture_seconds(bpy, capture, samples_module, engine: str, size: int, views
     bpy.ops.wm.read_homefile(app_template="", use_empty=True)
     objects = samples_module.build_sample_scene("toy")
     with tempfile.TemporaryDirectory() as tmp:
-        session = capture.CaptureSession(
-            bpy.context.scene, objects=objects, rig="orbit", views=views, elevations=(20.0,),
-            resolution=size, engine=engine, out_dir=tmp, report=lambda levels, message: None)
+        options = capture.CaptureOptions(rig="orbit", views=views, elevations=(20.0,),
+                                         resolution=size, engine=engine)
+        session = capture.CaptureSession(bpy.context.scene, objects=objects, options=options,
+                                         out_dir=tmp, report=lambda levels, message: None)
         with session:
             session.begin()
             while session.step():

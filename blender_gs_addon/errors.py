@@ -2,7 +2,8 @@
 
 Every failure the core can foresee (bad files, bad arguments, missing weights, a dead worker)
 raises :class:`GSError`. Operators turn it into ``self.report({'ERROR'}, str(err))`` and
-``{'CANCELLED'}``; the command line prints it as one stderr line.
+``{'CANCELLED'}`` (a :class:`Cancelled` one into a warning); the command line prints it as one
+stderr line.
 
 Core functions that have something to tell the user besides their result (dropped rows, kept
 extra properties, progress) take ``report=`` — a callable with Blender's ``Operator.report``
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-__all__ = ["GSError", "Report", "log_report"]
+__all__ = ["GSError", "Cancelled", "Report", "log_report"]
 
 _log = logging.getLogger("blender_gs_addon")
 
@@ -23,6 +24,10 @@ Report = Callable[[set, str], None]
 
 class GSError(ValueError):
     """A foreseen failure with a message for the user (names the file/object and the problem)."""
+
+
+class Cancelled(GSError):
+    """The user (or a progress callback) stopped an operation, which changed nothing."""
 
 
 def log_report(levels: set, message: str) -> None:

@@ -2,6 +2,8 @@
 
 Each module exports CLASSES (and optionally MENUS, and the registration hooks
 ``register_properties()`` / ``unregister_properties()``); add new modules to _MODULES.
+``reporting`` is not one of them: it holds what the operators share (GSError reporting and the
+modal progress skeleton).
 """
 
 from . import capture, display, io_splats, reconstruct, rigging

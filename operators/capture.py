@@ -30,21 +30,21 @@ from bpy.props import (
 )
 from bpy_extras.io_utils import ImportHelper
 
+from ..blender_gs_addon.capture.options import (
+    DEFAULT_SAMPLES,
+    RIGS,
+    CaptureOptions,
+    parse_elevations,
+)
 from ..blender_gs_addon.conventions.frames import UP_AXES
 from ..blender_gs_addon.errors import GSError
 from ..scene import camera_import, camera_views_export
-from ..scene.capture import (
-    DEFAULT_SAMPLES,
-    RIGS,
-    CaptureCancelled,
-    CaptureSession,
-    capture_views,
-    print_progress,
-)
+from ..scene.capture import CaptureSession, capture_views, print_progress
+from .reporting import ModalProgress, reports_gs_errors
 
 __all__ = ["GS_PG_capture", "GS_OT_capture_views", "GS_OT_import_camera_views",
            "GS_OT_dataset_from_cameras",
-           "draw_capture_settings", "capture_options", "register_properties",
+           "draw_capture_settings", "register_properties",
            "unregister_properties", "CLASSES", "MENUS"]
 
 _RIG_ITEMS = [
@@ -113,58 +113,51 @@ class GS_PG_capture(bpy.types.PropertyGroup):
     output_dir: StringProperty(name="Output", subtype='DIR_PATH', default="//gs_capture/",
                                description="Folder of the data set", options=_PATH_OPTIONS)
 
+    def options(self) -> CaptureOptions:
+        """The capture these settings ask for (GSError for elevations that do not parse)."""
+        if self.rig == "lgm":
+            resolution = self.resolution_x
+        elif self.rig == "cameras" and self.use_scene_resolution:
+            resolution = None
+        else:
+            resolution = (self.resolution_x, self.resolution_y)
+        return CaptureOptions(
+            rig=self.rig, views=self.views, elevations=parse_elevations(self.elevations),
+            radius=self.radius or None, fov=None if self.rig == "lgm" else self.fov,
+            test_views=self.test_views, resolution=resolution, engine=self.engine,
+            samples=self.samples or None,
+            transparent=None if self.film == "AUTO" else self.film == "TRANSPARENT",
+            background=tuple(self.background) if self.film == "BACKGROUND" else None,
+            camera_collection=self.camera_collection)
 
-def capture_options(props: GS_PG_capture) -> dict:
-    """Keyword arguments of ``capture_views`` from the settings (GSError for bad ones)."""
-    try:
-        elevations = [float(e) for e in props.elevations.replace(";", ",").split(",")
-                      if e.strip()]
-    except ValueError:
-        raise GSError(f"elevations must be comma-separated degrees, got {props.elevations!r}") \
-            from None
-    if not elevations:
-        elevations = [0.0]
-    out = props.output_dir
-    if not out:
-        raise GSError("choose an output folder for the capture")
-    if out.startswith("//") and not bpy.data.filepath:
-        raise GSError("the output folder is relative to the .blend file, which is not saved: "
-                      "save the file or choose an absolute folder")
-    resolution = (props.resolution_x, props.resolution_y)
-    if props.rig == "cameras" and props.use_scene_resolution:
-        resolution = None
-    if props.rig == "lgm":
-        resolution = props.resolution_x
-    film = props.film
-    return {
-        "rig": props.rig,
-        "views": props.views,
-        "elevations": elevations,
-        "radius": props.radius or None,
-        "fov": None if props.rig == "lgm" else props.fov,
-        "test_views": props.test_views,
-        "resolution": resolution,
-        "engine": props.engine,
-        "samples": props.samples or None,
-        "transparent": None if film == "AUTO" else film == "TRANSPARENT",
-        "background": tuple(props.background) if film == "BACKGROUND" else None,
-        "camera_collection": props.camera_collection,
-        "out_dir": bpy.path.abspath(out),
-    }
+    def output_folder(self) -> str:
+        """The absolute output folder (GSError when none is set, or when it is relative to a
+        .blend file that is not saved)."""
+        if not self.output_dir:
+            raise GSError("choose an output folder for the capture")
+        if self.output_dir.startswith("//") and not bpy.data.filepath:
+            raise GSError("the output folder is relative to the .blend file, which is not "
+                          "saved: save the file or choose an absolute folder")
+        return bpy.path.abspath(self.output_dir)
 
 
 # Events a running capture lets through, so the view can still be navigated between renders.
-_PASS_THROUGH = {'MOUSEMOVE', 'INBETWEEN_MOUSEMOVE', 'WHEELUPMOUSE', 'WHEELDOWNMOUSE',
-                 'MIDDLEMOUSE', 'TRACKPADPAN', 'TRACKPADZOOM', 'TIMER_REPORT',
-                 'WINDOW_DEACTIVATE'}
+_PASS_THROUGH = frozenset({'MOUSEMOVE', 'INBETWEEN_MOUSEMOVE', 'WHEELUPMOUSE', 'WHEELDOWNMOUSE',
+                           'MIDDLEMOUSE', 'TRACKPADPAN', 'TRACKPADZOOM', 'TIMER_REPORT',
+                           'WINDOW_DEACTIVATE'})
 
 
-class GS_OT_capture_views(bpy.types.Operator):
+class GS_OT_capture_views(ModalProgress, bpy.types.Operator):
     """Render views of the selected objects into a NeRF-style data set (transforms json + PNGs)"""
 
     bl_idname = "gs.capture_views"
     bl_label = "Capture Views"
     bl_options = {'REGISTER'}
+
+    modal_timer_seconds = 0.01
+    modal_cancel_message = "Capture cancelled; the scene and output folder are unchanged"
+    modal_pass_through = _PASS_THROUGH
+    _session: CaptureSession | None = None
 
     @classmethod
     def poll(cls, context):
@@ -176,17 +169,12 @@ class GS_OT_capture_views(bpy.types.Operator):
         return True
 
     # ---------------------------------------------------------------- synchronous
+    @reports_gs_errors
     def execute(self, context):
-        try:
-            options = capture_options(context.scene.gs_capture)
-            progress = print_progress if bpy.app.background else None
-            capture_views(context, progress=progress, report=self.report, **options)
-        except CaptureCancelled as err:
-            self.report({'WARNING'}, str(err))
-            return {'CANCELLED'}
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        settings = context.scene.gs_capture
+        capture_views(context, options=settings.options(), out_dir=settings.output_folder(),
+                      progress=print_progress if bpy.app.background else None,
+                      report=self.report)
         return {'FINISHED'}
 
     # ---------------------------------------------------------------------- modal
@@ -195,77 +183,39 @@ class GS_OT_capture_views(bpy.types.Operator):
             return self.execute(context)
         return self._start_modal(context)
 
+    @reports_gs_errors
     def _start_modal(self, context):
-        self._session = None
+        settings = context.scene.gs_capture
+        self._session = CaptureSession(
+            context.scene, objects=list(context.selected_objects), options=settings.options(),
+            out_dir=settings.output_folder(), view_layer=context.view_layer, report=self.report)
         try:
-            options = capture_options(context.scene.gs_capture)
-            self._session = CaptureSession(
-                context.scene, objects=list(context.selected_objects),
-                view_layer=context.view_layer, report=self.report, **options)
             self._session.begin()
-        except GSError as err:
-            self._end(context)
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
         except BaseException:
-            self._end(context)
+            self.end_modal(context)  # restores the scene
             raise
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.01, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, max(1, self._session.total))
-        self._status(context, f"Capture: {self._session.message} — Esc to cancel")
-        return {'RUNNING_MODAL'}
+        return self.start_modal(context, total=max(1, self._session.total))
 
-    def modal(self, context, event):
-        if event.type == 'ESC' and event.value == 'PRESS':
-            self._end(context)
-            self.report({'WARNING'}, "Capture cancelled; the scene and output folder are "
-                                     "unchanged")
-            return {'CANCELLED'}
-        if event.type != 'TIMER' or self._session is None:
-            return {'PASS_THROUGH'} if event.type in _PASS_THROUGH else {'RUNNING_MODAL'}
-        session = self._session
-        try:
-            more = session.step()
-            context.window_manager.progress_update(session.done)
-            if more:
-                self._status(context, f"Capture: {session.message} — Esc to cancel")
-                return {'RUNNING_MODAL'}
-            session.finish()  # reports where the data set went
-        except GSError as err:
-            self._end(context)
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
-        except BaseException:
-            self._end(context)
-            raise
-        self._end(context)
-        return {'FINISHED'}
+    def modal_step(self, context) -> bool:
+        return self._session.step()
 
-    def cancel(self, context):
-        # Blender ends the modal itself (file load, window closed): restore all the same.
-        self._end(context)
+    def modal_status(self) -> str:
+        return f"Capture: {self._session.message} — Esc to cancel"
 
-    def _status(self, context, text) -> None:
-        if context.workspace is not None:
-            context.workspace.status_text_set(text)
+    def modal_progress(self) -> float:
+        return self._session.done
+
+    def modal_update_ui(self, context) -> None:
         if context.area is not None:
             context.area.tag_redraw()
 
-    def _end(self, context) -> None:
-        session = getattr(self, "_session", None)
-        if session is not None:
-            session.close()
+    def modal_finish(self, context) -> None:
+        self._session.finish()  # reports where the data set went
+
+    def modal_release(self, context) -> None:
+        if self._session is not None:
+            self._session.close()
             self._session = None
-        timer = getattr(self, "_timer", None)
-        wm = context.window_manager
-        if timer is not None:
-            wm.event_timer_remove(timer)
-            self._timer = None
-            wm.progress_end()
-            if context.workspace is not None:
-                context.workspace.status_text_set(None)
 
 
 class GS_OT_import_camera_views(bpy.types.Operator, ImportHelper):
@@ -299,19 +249,16 @@ class GS_OT_import_camera_views(bpy.types.Operator, ImportHelper):
         ("ALL", "All", "Every split"), ("train", "Train", "Training views only"),
         ("test", "Test", "Held-out views only")])
 
+    @reports_gs_errors
     def execute(self, context):
         path = self.filepath
         if not os.path.exists(path):
             path = os.path.dirname(path) or path
-        try:
-            camera_import.import_camera_views(
-                path, context=context, up_axis=self.up_axis,
-                use_normalisation=self.use_normalisation, set_resolution=self.set_resolution,
-                images=self.show_images, split=None if self.split == "ALL" else self.split,
-                report=self.report)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        camera_import.import_camera_views(
+            path, context=context, up_axis=self.up_axis,
+            use_normalisation=self.use_normalisation, set_resolution=self.set_resolution,
+            images=self.show_images, split=None if self.split == "ALL" else self.split,
+            report=self.report)
         return {'FINISHED'}
 
 
@@ -337,23 +284,19 @@ class GS_OT_dataset_from_cameras(bpy.types.Operator):
         context.window_manager.fileselect_add(self)
         return {'RUNNING_MODAL'}
 
+    @reports_gs_errors
     def execute(self, context):
         collection = None
         if self.collection:
             collection = bpy.data.collections.get(self.collection)
             if collection is None:
-                self.report({'ERROR'}, f"no collection named {self.collection!r}")
-                return {'CANCELLED'}
+                raise GSError(f"no collection named {self.collection!r}")
         objects = [o for o in context.selected_objects if o.type != 'CAMERA'] \
             if self.frame_selected else None
-        try:
-            camera_views_export.dataset_from_cameras(
-                scene=context.scene, out_dir=bpy.path.abspath(self.directory),
-                collection=collection, objects=objects or None, test_views=self.test_views,
-                report=self.report)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        camera_views_export.dataset_from_cameras(
+            scene=context.scene, out_dir=bpy.path.abspath(self.directory),
+            collection=collection, objects=objects or None, test_views=self.test_views,
+            report=self.report)
         return {'FINISHED'}
 
 

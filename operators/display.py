@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import bpy
 
-from ..blender_gs_addon.errors import GSError
 from ..scene import display, render_engine
 from ..scene.splat_object import is_splat_object
+from .reporting import reports_gs_errors
 
 __all__ = ["GS_OT_add_display", "GS_OT_remove_display", "GS_OT_use_raw_view", "CLASSES"]
 
@@ -34,13 +34,10 @@ class GS_OT_add_display(bpy.types.Operator):
     def poll(cls, context):
         return bool(_targets(context))
 
+    @reports_gs_errors
     def execute(self, context):
-        try:
-            for obj in _targets(context):
-                display.add_display(obj, scene=context.scene, report=self.report)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        for obj in _targets(context):
+            display.add_display(obj, scene=context.scene, report=self.report)
         return {'FINISHED'}
 
 

@@ -14,9 +14,9 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProp
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..blender_gs_addon.conventions.frames import UP_AXES
-from ..blender_gs_addon.errors import GSError
 from ..blender_gs_addon.mesh_layout import UP_AXIS_PROP
 from ..scene import splat_object
+from .reporting import reports_gs_errors
 
 __all__ = ["GS_OT_import_splats", "GS_OT_export_splats", "GS_FH_splats", "CLASSES", "MENUS"]
 
@@ -68,13 +68,10 @@ class GS_OT_import_splats(bpy.types.Operator, ImportHelper):
             return [os.path.join(self.directory, name) for name in names]
         return [self.filepath]
 
+    @reports_gs_errors
     def execute(self, context):
         keywords = self.as_keywords(ignore=("filepath", "files", "directory", "filter_glob"))
-        try:
-            splat_object.import_splat_files(self._filepaths(), report=self.report, **keywords)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        splat_object.import_splat_files(self._filepaths(), report=self.report, **keywords)
         return {'FINISHED'}
 
     def invoke(self, context, event):
@@ -146,14 +143,11 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
                                          + self._extension())
         return super().invoke(context, event)
 
+    @reports_gs_errors
     def execute(self, context):
         keywords = self.as_keywords(ignore=("filepath", "check_existing", "filter_glob"))
-        try:
-            splat_object.export_splats(context.active_object, self.filepath,
-                                       report=self.report, **keywords)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        splat_object.export_splats(context.active_object, self.filepath,
+                                   report=self.report, **keywords)
         return {'FINISHED'}
 
 

@@ -15,22 +15,19 @@ that cancels a running job when another file is opened, and stop the warm worker
 
 from __future__ import annotations
 
-import os
-
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..blender_gs_addon.errors import GSError
+from ..blender_gs_addon.capture.options import CaptureOptions
 from ..preferences import BACKEND_ITEMS, backend_from_item, get_preferences, settings_from
 from ..scene import model_runner, reconstruct_job
 from ..scene.reconstruct_job import ReconstructCancelled, ReconstructSession
+from .reporting import ModalProgress, reports_gs_errors
 
 __all__ = [
     "GS_ReconstructStatus", "GS_OT_reconstruct", "GS_OT_reconstruct_cancel", "GS_OT_check_worker",
     "CLASSES", "register_properties", "unregister_properties", "scene_capture_options",
 ]
-
-_TIMER_SECONDS = 0.1
 
 
 class GS_ReconstructStatus(bpy.types.PropertyGroup):
@@ -56,36 +53,19 @@ def _redraw_sidebars(context) -> None:
                 area.tag_redraw()
 
 
-class _SettingsWithoutOutput:
-    """The scene's capture settings seen without their output folder: a reconstruction writes
-    its capture into its own private job folder, so a relative or unsaved output path must not
-    stop it."""
-
-    def __init__(self, props):
-        self._props = props
-
-    def __getattr__(self, name):
-        return os.sep if name == "output_dir" else getattr(self._props, name)
-
-
-def scene_capture_options(scene) -> dict:
-    """CaptureSession options from the Capture panel's settings (``scene.gs_capture``, read by
-    operators/capture.py's own ``capture_options``), or the job's defaults without them."""
-    props = getattr(scene, "gs_capture", None)
-    if props is None:
-        return dict(reconstruct_job.DEFAULT_CAPTURE)
-    from .capture import capture_options
-
-    options = capture_options(_SettingsWithoutOutput(props))
-    options.pop("out_dir", None)
-    return options
+def scene_capture_options(scene) -> CaptureOptions:
+    """How the reconstruction captures: the Capture panel's settings (``scene.gs_capture``;
+    its output folder is not used, as a reconstruction writes its capture into its own private
+    job folder), or the job's defaults without them."""
+    settings = getattr(scene, "gs_capture", None)
+    return reconstruct_job.DEFAULT_CAPTURE if settings is None else settings.options()
 
 
 _BACKEND_ITEMS = [("DEFAULT", "Preferences", "The default backend of the add-on preferences"),
                   *BACKEND_ITEMS]
 
 
-class GS_OT_reconstruct(bpy.types.Operator):
+class GS_OT_reconstruct(ModalProgress, bpy.types.Operator):
     """Capture the selected objects, reconstruct Gaussian splats from the views and add them on
     top of the objects. Esc cancels"""
 
@@ -103,8 +83,9 @@ class GS_OT_reconstruct(bpy.types.Operator):
         description="Reconstruct this data set folder (transforms_*.json) instead of capturing "
                     "the selection; the result is placed by its normalisation transform")
 
+    modal_timer_seconds = 0.1
+    modal_cancel_message = "Reconstruction cancelled; the scene is unchanged"
     _session: ReconstructSession | None = None
-    _timer = None
 
     @classmethod
     def poll(cls, context):
@@ -129,29 +110,14 @@ class GS_OT_reconstruct(bpy.types.Operator):
     def invoke(self, context, event):
         return self.execute(context)
 
+    @reports_gs_errors
     def execute(self, context):
-        try:
-            session = self._make_session(context)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        session = self._make_session(context)
         if bpy.app.background or context.window is None:
-            return self._run_blocking(context, session)
+            session.run()  # closes itself
+            self._finished_report(session, _status(context))
+            return {'FINISHED'}
         return self._start_modal(context, session)
-
-    # ---------------------------------------------------------------------- background
-    def _run_blocking(self, context, session: ReconstructSession):
-        status = _status(context)
-        try:
-            session.run()
-        except ReconstructCancelled as err:
-            self.report({'WARNING'}, str(err))
-            return {'CANCELLED'}
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
-        self._finished_report(session, status)
-        return {'FINISHED'}
 
     def _finished_report(self, session, status) -> None:
         text = f"Reconstructed {session.object.name}: {session.message}"
@@ -161,84 +127,46 @@ class GS_OT_reconstruct(bpy.types.Operator):
 
     # --------------------------------------------------------------------------- modal
     def _start_modal(self, context, session: ReconstructSession):
-        try:
-            session.start()
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        session.start()
         self._session = session
-        wm = context.window_manager
-        wm.progress_begin(0.0, 1.0)
-        self._timer = wm.event_timer_add(_TIMER_SECONDS, window=context.window)
-        wm.modal_handler_add(self)
-        self._show(context)
-        return {'RUNNING_MODAL'}
+        return self.start_modal(context, total=1.0)
 
-    def _show(self, context) -> None:
+    def modal_step(self, context) -> bool:
+        if not self._session.running:  # cancelled from the panel's button
+            raise ReconstructCancelled(self.modal_cancel_message)
+        return self._session.step()
+
+    def modal_status(self) -> str:
         session = self._session
-        status = _status(context)
-        percent = 100.0 * session.fraction
+        return (f"Reconstructing splats: {100.0 * session.fraction:.0f}% — {session.message}"
+                "   (Esc to cancel)")
+
+    def modal_progress(self) -> float:
+        return self._session.fraction
+
+    def modal_update_ui(self, context) -> None:
+        session, status = self._session, _status(context)
         if status is not None:
             status.running = session.running
             status.progress = session.fraction
             status.stage = session.stage
             status.message = session.message
-        context.window_manager.progress_update(session.fraction)
-        if context.workspace is not None:
-            context.workspace.status_text_set(
-                f"Reconstructing splats: {percent:.0f}% — {session.message}   (Esc to cancel)")
         _redraw_sidebars(context)
 
-    def _end(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
+    def modal_finish(self, context) -> None:
+        self._finished_report(self._session, _status(context))
+
+    def modal_abort(self, context) -> None:
+        if self._session is not None:
+            self._session.cancel()
+
+    def modal_release(self, context) -> None:
         status = _status(context)
         if status is not None:
             status.running = False
             status.progress = 0.0
             status.stage = self._session.stage if self._session else ""
         _redraw_sidebars(context)
-
-    def modal(self, context, event):
-        session = self._session
-        if event.type == 'ESC' and event.value == 'PRESS':
-            session.cancel()
-            self._end(context)
-            self.report({'WARNING'}, "Reconstruction cancelled; the scene is unchanged")
-            return {'CANCELLED'}
-        if event.type != 'TIMER' or event.timer is not self._timer:
-            return {'PASS_THROUGH'}
-        if not session.running:  # cancelled from the panel's button
-            self._end(context)
-            self.report({'WARNING'}, "Reconstruction cancelled; the scene is unchanged")
-            return {'CANCELLED'}
-        try:
-            more = session.step()
-        except ReconstructCancelled as err:
-            self._end(context)
-            self.report({'WARNING'}, str(err))
-            return {'CANCELLED'}
-        except GSError as err:
-            self._end(context)
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
-        if more:
-            self._show(context)
-            return {'PASS_THROUGH'}
-        self._end(context)
-        self._finished_report(session, _status(context))
-        return {'FINISHED'}
-
-    def cancel(self, context):
-        # Blender ends the operator (file loaded, window closed): stop and restore.
-        if self._session is not None:
-            self._session.cancel()
-            self._end(context)
 
 
 class GS_OT_reconstruct_cancel(bpy.types.Operator):

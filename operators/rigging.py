@@ -9,8 +9,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from ..blender_gs_addon.errors import GSError
 from ..scene import bake, humanoid, rigging, splat_object
+from .reporting import reports_gs_errors
 
 __all__ = ["GS_OT_bind_armature", "GS_OT_rig_humanoid", "GS_OT_bake_splats", "CLASSES"]
 
@@ -46,17 +46,14 @@ class GS_OT_bind_armature(bpy.types.Operator):
     def poll(cls, context):
         return _splat_poll(cls, context)
 
+    @reports_gs_errors
     def execute(self, context):
         obj = context.active_object
         arm = bpy.data.objects.get(self.armature) if self.armature else next(
             (o for o in context.selected_objects if o.type == 'ARMATURE'), None)
         mesh = bpy.data.objects.get(self.source_mesh) if self.source_mesh else None
-        try:
-            rigging.bind_splats(obj, arm, method=self.method, source_mesh=mesh,
-                                report=self.report)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        rigging.bind_splats(obj, arm, method=self.method, source_mesh=mesh,
+                            report=self.report)
         return {'FINISHED'}
 
 
@@ -71,12 +68,9 @@ class GS_OT_rig_humanoid(bpy.types.Operator):
     def poll(cls, context):
         return _splat_poll(cls, context)
 
+    @reports_gs_errors
     def execute(self, context):
-        try:
-            humanoid.rig_humanoid(context.active_object, report=self.report)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        humanoid.rig_humanoid(context.active_object, report=self.report)
         return {'FINISHED'}
 
 
@@ -101,13 +95,10 @@ class GS_OT_bake_splats(bpy.types.Operator):
         context.window_manager.fileselect_add(self)
         return {'RUNNING_MODAL'}
 
+    @reports_gs_errors
     def execute(self, context):
-        try:
-            bake.bake_splats(context.active_object, frames=(self.frame_start, self.frame_end),
-                                out_dir=bpy.path.abspath(self.directory), report=self.report)
-        except GSError as err:
-            self.report({'ERROR'}, str(err))
-            return {'CANCELLED'}
+        bake.bake_splats(context.active_object, frames=(self.frame_start, self.frame_end),
+                         out_dir=bpy.path.abspath(self.directory), report=self.report)
         return {'FINISHED'}
 
 

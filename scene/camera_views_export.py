@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
@@ -98,6 +99,97 @@ def _subject_from_cameras(c2ws: np.ndarray, fovs: np.ndarray) -> tuple[np.ndarra
     return centre - half, centre + half
 
 
+@dataclass
+class _Photo:
+    """One camera's photo, measured in the user's world."""
+
+    name: str                  # the camera's name
+    path: Path                 # the image file
+    width: int                 # image size in pixels
+    height: int
+    intrinsics: tuple          # (fx, fy, cx, cy) in the image's pixels
+    camera_to_world: np.ndarray  # [4, 4] OpenGL camera axes, user world
+    fov: float                 # radians across the narrower field of view
+
+
+def _render_frame(scene) -> tuple[int, int, float]:
+    """The camera frame's pixel size (render size × percentage) and pixel aspect x / y."""
+    render = scene.render
+    res_x = round(render.resolution_x * render.resolution_percentage / 100)
+    res_y = round(render.resolution_y * render.resolution_percentage / 100)
+    return res_x, res_y, render.pixel_aspect_x / render.pixel_aspect_y
+
+
+def _photo(obj, bg, depsgraph, frame: tuple[int, int, float]) -> _Photo:
+    """A camera's background photo with the camera's pinhole scaled to the photo's pixels;
+    GSError when the photo does not cover the camera frame exactly."""
+    _check_background(obj, bg)
+    path = _image_file(obj, bg.image)
+    width, height = (int(v) for v in bg.image.size)
+    if width < 1 or height < 1:
+        raise GSError(f"camera {obj.name!r}: background image {path} could not be read")
+    res_x, res_y, pixel_aspect = frame
+    evaluated = obj.evaluated_get(depsgraph)
+    fx, fy, cx, cy = camera_intrinsics(evaluated.data, res_x=res_x, res_y=res_y,
+                                       pixel_aspect=pixel_aspect)
+    sx, sy = width / res_x, height / res_y
+    if bg.frame_method != 'STRETCH' and abs(sx / sy - 1.0) > 1e-3:
+        raise GSError(f"camera {obj.name!r}: image {width}×{height} has another aspect than "
+                      f"the render size {res_x}×{res_y}; set the background's frame method "
+                      "to Stretch or the render size to the photo's")
+    c2w = camera_to_world_from_matrix_world(np.array(evaluated.matrix_world))
+    fov = 2.0 * math.atan(min(0.5 * width / (fx * sx), 0.5 * height / (fy * sy)))
+    return _Photo(obj.name, path, width, height, (fx * sx, fy * sy, cx * sx, cy * sy), c2w, fov)
+
+
+def _subject_bounds(photos: list[_Photo], objects, depsgraph) -> tuple[np.ndarray, np.ndarray]:
+    """The box to normalise: the objects' bounds, else where the cameras look ([3], [3])."""
+    from .capture import selection_bounds
+
+    if not objects:
+        return _subject_from_cameras(np.stack([p.camera_to_world for p in photos]),
+                                     np.array([p.fov for p in photos]))
+    bounds = selection_bounds(objects, depsgraph)
+    if bounds is None:
+        raise GSError("the selected objects have no geometry to frame")
+    return bounds
+
+
+def _views(photos: list[_Photo], normalisation: np.ndarray, out: Path,
+           test_views: int) -> list[CameraView]:
+    """The data set's views in the normalised world, ``test_views`` of them spread evenly."""
+    n = len(photos)
+    test_ids = {min(n - 1, int((i + 0.5) * n / test_views)) for i in range(test_views)}
+    views = []
+    for i, photo in enumerate(photos):
+        split = "test" if i in test_ids else "train"
+        fx, fy, cx, cy = photo.intrinsics
+        views.append(CameraView(
+            name=photo.name, width=photo.width, height=photo.height, fx=fx, fy=fy, cx=cx, cy=cy,
+            file_path=out / split / f"{bpy.path.clean_name(photo.name)}{photo.path.suffix.lower()}",
+            camera_to_world=np.array(camera_object_matrix(photo.camera_to_world, normalisation)),
+            split=split))
+    return views
+
+
+def _write(dataset: ViewDataset, photos: list[_Photo], out: Path, report: Report) -> None:
+    """Copy the photos and write the transforms; a folder made here is removed on failure."""
+    created = not out.exists()
+    try:
+        for view, photo in zip(dataset.views, photos):
+            view.file_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(photo.path, view.file_path)
+        write_transforms(dataset, out, report=report)
+    except OSError as err:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise GSError(f"{out}: could not write the data set ({err.strerror or err})") from None
+    except GSError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def dataset_from_cameras(*, scene: bpy.types.Scene, out_dir, collection=None, objects=None,
                          test_views: int = 0, report: Report = log_report) -> Path:
     """Write a NeRF-synthetic data set of the cameras with background images; returns its folder.
@@ -109,8 +201,6 @@ def dataset_from_cameras(*, scene: bpy.types.Scene, out_dir, collection=None, ob
         objects: frame these objects (their bounding box) instead of guessing the subject.
         test_views: views held out as the test split, spread evenly.
     """
-    from .capture import selection_bounds
-
     collection = collection or scene.collection
     found = cameras_with_backgrounds(collection)
     if not found:
@@ -122,68 +212,15 @@ def dataset_from_cameras(*, scene: bpy.types.Scene, out_dir, collection=None, ob
     out = Path(out_dir)
     if (out / "transforms_train.json").exists():
         raise GSError(f"{out} already holds a data set; choose an empty folder")
-    render = scene.render
-    res_x = round(render.resolution_x * render.resolution_percentage / 100)
-    res_y = round(render.resolution_y * render.resolution_percentage / 100)
-    pixel_aspect = render.pixel_aspect_x / render.pixel_aspect_y
-
-    planned = []
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    for obj, bg in found:
-        _check_background(obj, bg)
-        path = _image_file(obj, bg.image)
-        width, height = (int(v) for v in bg.image.size)
-        if width < 1 or height < 1:
-            raise GSError(f"camera {obj.name!r}: background image {path} could not be read")
-        data = obj.evaluated_get(depsgraph).data
-        fx, fy, cx, cy = camera_intrinsics(data, res_x=res_x, res_y=res_y,
-                                           pixel_aspect=pixel_aspect)
-        sx, sy = width / res_x, height / res_y
-        if bg.frame_method != 'STRETCH' and abs(sx / sy - 1.0) > 1e-3:
-            raise GSError(f"camera {obj.name!r}: image {width}×{height} has another aspect than "
-                          f"the render size {res_x}×{res_y}; set the background's frame method "
-                          "to Stretch or the render size to the photo's")
-        c2w = camera_to_world_from_matrix_world(
-            np.array(obj.evaluated_get(depsgraph).matrix_world))
-        fov = 2.0 * math.atan(min(0.5 * width / (fx * sx), 0.5 * height / (fy * sy)))
-        planned.append((obj.name, path, width, height, (fx * sx, fy * sy, cx * sx, cy * sy),
-                        c2w, fov))
-
-    c2ws = np.stack([p[5] for p in planned])
-    if objects:
-        bounds = selection_bounds(objects, depsgraph)
-        if bounds is None:
-            raise GSError("the selected objects have no geometry to frame")
-        lo, hi = bounds
-    else:
-        lo, hi = _subject_from_cameras(c2ws, np.array([p[6] for p in planned]))
-    normalisation = capture_rigs.normalisation_transform(lo, hi)
-
-    n = len(planned)
-    test_ids = {min(n - 1, int((i + 0.5) * n / test_views)) for i in range(test_views)}
-    views = []
-    for i, (name, path, width, height, (fx, fy, cx, cy), c2w, _fov) in enumerate(planned):
-        split = "test" if i in test_ids else "train"
-        target = out / split / f"{bpy.path.clean_name(name)}{path.suffix.lower()}"
-        views.append(CameraView(
-            name=name, file_path=target, width=width, height=height, fx=fx, fy=fy, cx=cx,
-            cy=cy, camera_to_world=np.array(camera_object_matrix(c2w, normalisation)),
-            split=split))
-    dataset = ViewDataset(views=views, normalisation=normalisation, root=out)
-    created = not out.exists()
-    try:
-        for view, plan in zip(views, planned):
-            view.file_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plan[1], view.file_path)
-        write_transforms(dataset, out, report=report)
-    except OSError as err:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise GSError(f"{out}: could not write the data set ({err.strerror or err})") from None
-    except GSError:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    frame = _render_frame(scene)
+    photos = [_photo(obj, bg, depsgraph, frame) for obj, bg in found]
+    normalisation = capture_rigs.normalisation_transform(
+        *_subject_bounds(photos, objects, depsgraph))
+    dataset = ViewDataset(views=_views(photos, normalisation, out, test_views),
+                          normalisation=normalisation, root=out)
+    _write(dataset, photos, out, report)
+    n = len(photos)
     report({'INFO'}, f"Wrote a data set of {n} camera views ({n - test_views} train, "
                      f"{test_views} test) to {out}")
     return out

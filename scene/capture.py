@@ -1,33 +1,11 @@
 """Capture: render training views of scene objects with exact cameras into a NeRF-style data set.
 
-``capture_views(context, objects=…, rig=…, out_dir=…)`` renders the objects from a camera rig
-(:mod:`blender_gs_addon.capture.rigs`: orbit, sphere, LGM) or from every camera of a collection,
-and writes ``transforms_train.json`` / ``transforms_test.json`` (see
-:mod:`blender_gs_addon.datasets.nerf_synthetic`), RGBA PNGs under ``train/`` and ``test/``, and
-``capture.json`` (settings, bounding box, timing).
-
-Framing without touching the user's data: the selection's bounding box is measured and
-:func:`blender_gs_addon.capture.rigs.normalisation_transform` gives N, the similarity taking it
-into a unit cube at
-the origin. The data set lives in that normalised world (its ``normalisation_transform`` is N),
-but nothing is moved: each camera is placed in the user's world at ``N⁻¹ · c2w`` (scale taken
-out), which sees exactly the same image because a perspective view does not change when the
-scene and the camera are scaled together. The renders come from a temporary scene that links
-the selected objects, the user's render-visible lights and world, with its own render settings,
-camera and frame; it and everything else created here is removed in ``finally``, so the user's
-scene — objects, transforms, render settings, active camera, frame, selection, datablock
-counts — is as it was, also after an error or a cancel.
-
-Output is rendered into a hidden staging folder inside ``out_dir`` and moved into place only when
-every view has rendered, so a failed or cancelled capture leaves ``out_dir`` as it was.
-
-Images: Blender writes straight-alpha RGBA PNGs (film transparent, "Standard" view transform).
-With a background colour instead of transparency each image is composited onto it in display
-space (``rgb·a + bg·(1−a)``, alpha then 1, as trainers composite) and the colour is recorded as
-the data set's ``background_color``.
-
-For the modal operator, :class:`CaptureSession` does the same work one view per call
-(``begin`` → ``step``… → ``finish``, ``close`` always).
+``capture_views(context, objects=…, out_dir=…, rig=…)`` renders the objects from a camera rig
+(orbit, sphere, LGM) or from every camera of a collection, as :class:`CaptureOptions` say, and
+writes ``transforms_train.json`` / ``transforms_test.json``, RGBA PNGs under ``train/`` and
+``test/``, and ``capture.json``. :class:`CaptureSession` does the same a view per call for the
+modal operator. Nothing of the user's scene or output folder changes unless every view renders.
+How framing, the temporary scene and staging work: docs/architecture.md, "Capture".
 """
 
 from __future__ import annotations
@@ -38,7 +16,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import bpy
@@ -46,37 +24,29 @@ import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon.capture import rigs as capture_rigs
+from ..blender_gs_addon.capture.options import (
+    DEFAULT_SAMPLES,
+    ENGINE_IDS,
+    RIGS,
+    CaptureOptions,
+)
 from ..blender_gs_addon.conventions.frames import camera_to_world_from_matrix_world
 from ..blender_gs_addon.conventions.lgm_rig import LGM_FOVY_DEG, LGM_RADIUS
 from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.datasets.nerf_synthetic import write_transforms
-from ..blender_gs_addon.errors import GSError, Report, log_report
+from ..blender_gs_addon.errors import Cancelled, GSError, Report, log_report
 from .camera_import import apply_intrinsics, camera_intrinsics, camera_object_matrix
 
 __all__ = [
-    "ENGINES", "RIGS", "DEFAULT_SAMPLES", "CaptureCancelled", "CaptureSession", "capture_views",
-    "selection_bounds", "print_progress", "render_visible_objects", "GEOMETRY_TYPES",
+    "RIGS", "DEFAULT_SAMPLES", "CaptureOptions", "CaptureCancelled", "CaptureSession",
+    "capture_views", "selection_bounds", "print_progress", "render_visible_objects",
+    "GEOMETRY_TYPES",
 ]
-
-# user-facing engine name → Blender's engine id
-ENGINES = {"CYCLES": "CYCLES", "EEVEE": "BLENDER_EEVEE", "WORKBENCH": "BLENDER_WORKBENCH"}
-RIGS = {
-    "orbit": "rings of evenly spaced cameras at given elevations",
-    "sphere": "cameras spread evenly over the whole sphere",
-    "lgm": "the 4 views LGM was trained on (elevation 0, azimuths 0/90/180/270, r 1.5, 49.1°)",
-    "cameras": "every camera in a collection, with its own lens, sensor fit and shift",
-}
-DEFAULT_SAMPLES = {"CYCLES": 64, "EEVEE": 32, "WORKBENCH": 8}
-DEFAULT_FOV_DEG = 50.0
-DEFAULT_RESOLUTION = 512
-MAX_RESOLUTION = 16384
-MAX_VIEWS = 10_000
 
 GEOMETRY_TYPES = {'MESH', 'CURVE', 'SURFACE', 'META', 'FONT', 'CURVES', 'POINTCLOUD', 'VOLUME',
                    'GREASEPENCIL'}
 # Workbench anti-aliasing levels (render_aa) by sample count.
 _WORKBENCH_AA = ((1, 'OFF'), (5, '5'), (8, '8'), (11, '11'), (16, '16'), (32, '32'))
-# Radius of the unit cube's bounding sphere: the auto camera distance keeps all of it in view.
 # What defines a Workbench render's look (the rest of View3DShading is viewport-only).
 _WORKBENCH_SHADING = {
     "light", "color_type", "single_color", "studio_light", "studio_light_rotate_z",
@@ -86,11 +56,12 @@ _WORKBENCH_SHADING = {
     "cavity_valley_factor", "use_dof", "show_object_outline", "object_outline_color",
     "show_specular_highlight",
 }
+# Radius of the unit cube's bounding sphere: the auto camera distance keeps all of it in view.
 _UNIT_CUBE_RADIUS = math.sqrt(3.0) / 2.0
 _TEMP_NAME = "GS Capture (temporary)"
 
 
-class CaptureCancelled(GSError):
+class CaptureCancelled(Cancelled):
     """The user (or a progress callback) stopped a capture; nothing was changed."""
 
 
@@ -181,7 +152,7 @@ def _copy_rna_settings(source, target, *, only=None) -> None:
 # ------------------------------------------------------------------------------ render step
 def _set_engine(render, engine: str) -> None:
     try:
-        render.engine = ENGINES[engine]
+        render.engine = ENGINE_IDS[engine]
     except TypeError:
         if engine != "EEVEE":
             raise GSError(f"render engine {engine} is not available in this Blender") from None
@@ -226,46 +197,57 @@ class _PlannedView:
     source_camera: bpy.types.Object | None  # scene-camera rig: the camera it copies
 
 
-def _resolution(resolution, rig: str, scene) -> tuple[int, int]:
-    if resolution is None:
-        if rig == "cameras":
-            pct = scene.render.resolution_percentage / 100.0
-            return (max(1, round(scene.render.resolution_x * pct)),
-                    max(1, round(scene.render.resolution_y * pct)))
-        resolution = DEFAULT_RESOLUTION
-    if isinstance(resolution, int | np.integer):
-        size = (int(resolution), int(resolution))
-    else:
-        try:
-            size = tuple(int(v) for v in resolution)
-            ok = len(size) == 2 and all(float(v) == int(v) for v in resolution)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise GSError(f"resolution must be a whole number or (width, height), "
-                          f"got {resolution!r}")
-    if not all(1 <= v <= MAX_RESOLUTION for v in size):
-        raise GSError(f"resolution {size[0]}×{size[1]} is outside 1‥{MAX_RESOLUTION} pixels")
-    return size
+def _render_size(options: CaptureOptions, scene) -> tuple[int, int]:
+    """(width, height) of the renders: the options' resolution, else the scene's render size."""
+    if options.resolution is not None:
+        return options.resolution
+    pct = scene.render.resolution_percentage / 100.0
+    return (max(1, round(scene.render.resolution_x * pct)),
+            max(1, round(scene.render.resolution_y * pct)))
 
 
-def _whole_number(value, what: str) -> int:
-    try:
-        number = int(value)
-        ok = float(value) == number
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise GSError(f"{what} must be a whole number, got {value!r}")
-    return number
+def _renderable_objects(objects, report: Report) -> list[bpy.types.Object]:
+    """The objects that render; GSError when none of them has geometry that renders."""
+    objects = [obj for obj in (objects or ()) if obj is not None]
+    if not objects:
+        raise GSError("nothing to capture: no objects selected (select the objects to "
+                      "render, or pass objects=)")
+    hidden = [obj.name for obj in objects if obj.hide_render]
+    shown = [obj for obj in objects if not obj.hide_render]
+    if hidden:
+        report({'WARNING'}, f"objects disabled in renders are left out: {', '.join(hidden)}")
+    has_geometry = [obj for obj in shown if obj.type in GEOMETRY_TYPES or (
+        obj.type == 'EMPTY' and obj.instance_type == 'COLLECTION' and obj.instance_collection)]
+    if not has_geometry:
+        names = ", ".join(obj.name for obj in objects)
+        raise GSError(f"nothing to capture: the selection ({names}) has no geometry that "
+                      "renders (only lights, cameras, empties, or objects disabled in renders)")
+    return shown
 
 
-def _engine(engine: str) -> str:
-    key = str(engine).upper()
-    for name, blender_id in ENGINES.items():
-        if key in (name, blender_id):
-            return name
-    raise GSError(f"unknown render engine {engine!r}; choose one of {', '.join(ENGINES)}")
+def _collection_cameras(scene, collection) -> list[bpy.types.Object]:
+    """The perspective cameras of ``collection`` (a collection, its name, or None: the whole
+    scene), sorted by name; GSError when there are none or some are not perspective."""
+    if isinstance(collection, str):
+        found = bpy.data.collections.get(collection)
+        if found is None:
+            raise GSError(f"no collection named {collection!r} for the scene-camera rig")
+        collection = found
+    if collection is None:
+        # No collection named: every camera of the scene, as "capture from my cameras"
+        # means to a user who never sorted them into a collection.
+        collection = scene.collection
+    cameras = sorted((obj for obj in collection.all_objects if obj.type == 'CAMERA'),
+                     key=lambda obj: obj.name)
+    if not cameras:
+        where = ("the scene" if collection == scene.collection
+                 else f"collection {collection.name!r}")
+        raise GSError(f"{where} has no cameras for the scene-camera rig")
+    bad = [cam.name for cam in cameras if cam.data.type != 'PERSP']
+    if bad:
+        raise GSError(f"only perspective cameras can be captured; not perspective: "
+                      f"{', '.join(bad)}")
+    return cameras
 
 
 class CaptureSession:
@@ -273,93 +255,29 @@ class CaptureSession:
     ``finish()`` → data set folder; ``close()`` always (restores the scene, discards the output
     of an unfinished capture). The constructor only validates; it changes nothing.
 
-    Options: see :func:`capture_views`.
+    Args:
+        scene: the scene whose objects, lights, world and frame are rendered.
+        objects: what to capture.
+        options: how (:class:`CaptureOptions`; validated here, default: its defaults).
+        out_dir: the data set folder (created; existing files of the same names replaced).
+        view_layer: whose render-visible lights are used (default: the scene's first).
+    After the constructor ``options`` holds the validated options and ``size`` the render size.
     """
 
-    def __init__(self, scene: bpy.types.Scene, *, objects, rig: str = "orbit", views: int = 16,
-                 elevations=(0.0, 30.0), radius: float | None = None, fov: float | None = None,
-                 test_views: int = 0, resolution=None, engine: str = "EEVEE",
-                 samples: int | None = None, transparent: bool | None = None,
-                 background=None, camera_collection=None, out_dir,
-                 view_layer=None, report: Report = log_report):
+    def __init__(self, scene: bpy.types.Scene, *, objects, options: CaptureOptions | None = None,
+                 out_dir, view_layer=None, report: Report = log_report):
         self.scene = scene
         self.view_layer = view_layer or scene.view_layers[0]
         self.report = report
-        self.rig = str(rig).lower()
-        if self.rig not in RIGS:
-            raise GSError(f"unknown capture rig {rig!r}; choose one of {', '.join(RIGS)}")
-        self.engine = _engine(engine)
-        self.samples = (DEFAULT_SAMPLES[self.engine] if samples in (None, 0)
-                        else _whole_number(samples, "samples"))
-        if self.samples < 1:
-            raise GSError(f"samples must be at least 1, got {samples}")
-        self.size = _resolution(resolution, self.rig, scene)
-
-        objects = [obj for obj in (objects or ()) if obj is not None]
-        if not objects:
-            raise GSError("nothing to capture: no objects selected (select the objects to "
-                          "render, or pass objects=)")
-        hidden = [obj.name for obj in objects if obj.hide_render]
-        shown = [obj for obj in objects if not obj.hide_render]
-        if hidden:
-            report({'WARNING'}, f"objects disabled in renders are left out: {', '.join(hidden)}")
-        has_geometry = [obj for obj in shown if obj.type in GEOMETRY_TYPES or (
-            obj.type == 'EMPTY' and obj.instance_type == 'COLLECTION' and obj.instance_collection)]
-        if not has_geometry:
-            names = ", ".join(obj.name for obj in objects)
-            raise GSError(f"nothing to capture: the selection ({names}) has no geometry that "
-                          "renders (only lights, cameras, empties, or objects disabled in renders)")
-        self.objects = shown
-
-        self.views = _whole_number(views, "views")
-        self.test_views = _whole_number(test_views or 0, "test views")
-        if self.test_views < 0:
-            raise GSError(f"test views must be 0 or more, got {test_views}")
-        if self.rig in ("orbit", "sphere") and not 1 <= self.views <= MAX_VIEWS:
-            raise GSError(f"views must be between 1 and {MAX_VIEWS}, got {views}")
-        if self.test_views > MAX_VIEWS:
-            raise GSError(f"test views must be at most {MAX_VIEWS}, got {test_views}")
-        try:
-            self.elevations = [float(e) for e in np.atleast_1d(np.asarray(elevations, float))]
-            self.fov = DEFAULT_FOV_DEG if fov in (None, 0) else float(fov)
-            self.radius = None if radius in (None, 0) else float(radius)
-        except (TypeError, ValueError):
-            raise GSError(f"elevations, field of view and radius must be numbers (got "
-                          f"{elevations!r}, {fov!r}, {radius!r})") from None
-        if self.rig == "orbit" and not all(-90.0 <= e <= 90.0 for e in self.elevations):
-            raise GSError(f"elevations must be between −90 and 90 degrees, got "
-                          f"{self.elevations}")
-        if not 0.0 < self.fov < 180.0:
-            raise GSError(f"field of view must be between 0 and 180 degrees, got {self.fov}")
-        if self.radius is not None and not (math.isfinite(self.radius) and self.radius > 0):
-            raise GSError(f"camera distance must be a positive number, got {self.radius}")
-        if self.rig == "lgm":
-            if self.size[0] != self.size[1]:
-                raise GSError(f"the LGM rig renders square views; got {self.size[0]}×"
-                              f"{self.size[1]}")
-            if fov not in (None, 0) or radius not in (None, 0):
-                report({'WARNING'}, "the LGM rig always uses radius 1.5 and a 49.1° field of "
-                                    "view; the given radius / field of view are ignored")
-            self.radius, self.fov = LGM_RADIUS, LGM_FOVY_DEG
-
-        if transparent is None:
-            transparent = self.rig != "lgm"
-        self.transparent = bool(transparent)
-        if self.transparent:
-            self.background = None
-        else:
-            bg = (1.0, 1.0, 1.0) if background is None else tuple(float(c) for c in background)
-            if len(bg) != 3 or not all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in bg):
-                raise GSError(f"background colour must be three numbers in 0‥1, got {bg}")
-            self.background = bg
-
+        self.options = (options or CaptureOptions()).validate(report)
+        self.size = _render_size(self.options, scene)
+        self.objects = _renderable_objects(objects, report)
         self.cameras: list[bpy.types.Object] = []
-        if self.rig == "cameras":
-            self.cameras = self._collection_cameras(camera_collection)
-            if self.test_views >= len(self.cameras):
-                raise GSError(f"{self.test_views} test views leave no training views among the "
-                              f"{len(self.cameras)} cameras")
-
+        if self.options.rig == "cameras":
+            self.cameras = _collection_cameras(scene, self.options.camera_collection)
+            if self.options.test_views >= len(self.cameras):
+                raise GSError(f"{self.options.test_views} test views leave no training views "
+                              f"among the {len(self.cameras)} cameras")
         if not out_dir:
             raise GSError("no output folder given")
         self.out_dir = Path(bpy.path.abspath(str(out_dir))).absolute()
@@ -380,28 +298,10 @@ class CaptureSession:
         self.bbox = None
         self.message = "preparing"
 
-    # ------------------------------------------------------------------------ validation
-    def _collection_cameras(self, collection) -> list[bpy.types.Object]:
-        if isinstance(collection, str):
-            found = bpy.data.collections.get(collection)
-            if found is None:
-                raise GSError(f"no collection named {collection!r} for the scene-camera rig")
-            collection = found
-        if collection is None:
-            # No collection named: every camera of the scene, as "capture from my cameras"
-            # means to a user who never sorted them into a collection.
-            collection = self.scene.collection
-        cameras = sorted((obj for obj in collection.all_objects if obj.type == 'CAMERA'),
-                         key=lambda obj: obj.name)
-        if not cameras:
-            where = ("the scene" if collection == self.scene.collection
-                     else f"collection {collection.name!r}")
-            raise GSError(f"{where} has no cameras for the scene-camera rig")
-        bad = [cam.name for cam in cameras if cam.data.type != 'PERSP']
-        if bad:
-            raise GSError(f"only perspective cameras can be captured; not perspective: "
-                          f"{', '.join(bad)}")
-        return cameras
+    @property
+    def samples(self) -> int:
+        """Samples per pixel the views render with."""
+        return self.options.samples
 
     # ---------------------------------------------------------------------------- begin
     @property
@@ -421,28 +321,40 @@ class CaptureSession:
         """Make the staging folder, the temporary scene and camera, measure and plan."""
         self._started = time.perf_counter()
         self._make_staging()
+        temp = self._make_temp_scene()
+        with bpy.context.temp_override(scene=temp, view_layer=temp.view_layers[0]):
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+        self.bbox = self._measure(depsgraph)
+        self.normalisation = capture_rigs.normalisation_transform(*self.bbox)
+        self._plan = self._plan_views(depsgraph)
+
+        cam_data = bpy.data.cameras.new(_TEMP_NAME)
+        self._temp_camera_data.append(cam_data)
+        self._temp_camera = bpy.data.objects.new(_TEMP_NAME, cam_data)
+        temp.collection.objects.link(self._temp_camera)
+        temp.camera = self._temp_camera
+        self.message = f"rendering {self.total} views with {self.options.engine}"
+
+    def _make_temp_scene(self) -> bpy.types.Scene:
+        """The scene the views render in: the objects, the user's render-visible lights and
+        world, the frame, and render settings of its own."""
         temp = bpy.data.scenes.new(_TEMP_NAME)
         self._temp_scene = temp
         linked: set[int] = set()
-
-        def link(obj) -> None:
+        lights = [obj for obj in render_visible_objects(self.view_layer) if obj.type == 'LIGHT']
+        # The rig's cameras are evaluated with the objects, never rendered.
+        for obj in [*self.objects, *lights, *self.cameras]:
             if obj.as_pointer() not in linked:
                 temp.collection.objects.link(obj)
                 linked.add(obj.as_pointer())
-
-        for obj in self.objects:
-            link(obj)
-        for obj in render_visible_objects(self.view_layer):
-            if obj.type == 'LIGHT':
-                link(obj)
-        for cam in self.cameras:  # evaluated with the objects, never rendered
-            link(cam)
         temp.world = self.scene.world
         temp.frame_current = self.scene.frame_current
-        self._configure_render(temp)
+        self._configure_output(temp)
+        self._configure_engine(temp)
+        return temp
 
-        with bpy.context.temp_override(scene=temp, view_layer=temp.view_layers[0]):
-            depsgraph = bpy.context.evaluated_depsgraph_get()
+    def _measure(self, depsgraph) -> tuple[np.ndarray, np.ndarray]:
+        """The objects' world bounding box ([3], [3]); GSError when there is nothing to frame."""
         bounds = selection_bounds(self.objects, depsgraph)
         names = ", ".join(obj.name for obj in self.objects)
         if bounds is None:
@@ -451,16 +363,7 @@ class CaptureSession:
         if float((hi - lo).max()) <= 1e-9 * max(1.0, float(np.abs(lo).max())):
             raise GSError(f"the selection ({names}) has a zero-size bounding box at "
                           f"{lo.round(6).tolist()}; nothing to frame")
-        self.bbox = (lo, hi)
-        self.normalisation = capture_rigs.normalisation_transform(lo, hi)
-        self._plan = self._plan_views(depsgraph)
-
-        cam_data = bpy.data.cameras.new(_TEMP_NAME)
-        self._temp_camera_data.append(cam_data)
-        self._temp_camera = bpy.data.objects.new(_TEMP_NAME, cam_data)
-        temp.collection.objects.link(self._temp_camera)
-        temp.camera = self._temp_camera
-        self.message = f"rendering {self.total} views with {self.engine}"
+        return lo, hi
 
     def _make_staging(self) -> None:
         out = self.out_dir
@@ -487,9 +390,9 @@ class CaptureSession:
             raise GSError(f"{out}: cannot write the data set there ({err.strerror or err})") \
                 from None
 
-    def _configure_render(self, temp: bpy.types.Scene) -> None:
+    def _configure_output(self, temp: bpy.types.Scene) -> None:
+        """Size, film and file settings: straight-alpha 8-bit RGBA PNGs, "Standard" colours."""
         render = temp.render
-        _set_engine(render, self.engine)
         render.resolution_x, render.resolution_y = self.size
         render.resolution_percentage = 100
         render.pixel_aspect_x = render.pixel_aspect_y = 1.0
@@ -513,50 +416,57 @@ class CaptureSession:
         view.exposure = 0.0
         view.gamma = 1.0
         temp.display_settings.display_device = self.scene.display_settings.display_device
-        if self.engine == "CYCLES":
+
+    def _configure_engine(self, temp: bpy.types.Scene) -> None:
+        """The engine with the user's settings for it and the options' samples."""
+        engine, samples = self.options.engine, self.options.samples
+        _set_engine(temp.render, engine)
+        if engine == "CYCLES":
             _copy_rna_settings(self.scene.cycles, temp.cycles)
-            temp.cycles.samples = self.samples
+            temp.cycles.samples = samples
             temp.cycles.use_adaptive_sampling = True
             temp.cycles.film_transparent_glass = False
             # Several views of the same scene: keep the BVH and textures between them.
-            render.use_persistent_data = True
-        elif self.engine == "EEVEE":
+            temp.render.use_persistent_data = True
+        elif engine == "EEVEE":
             _copy_rna_settings(self.scene.eevee, temp.eevee)
-            temp.eevee.taa_render_samples = self.samples
+            temp.eevee.taa_render_samples = samples
         else:
             _copy_rna_settings(self.scene.display.shading, temp.display.shading,
                                only=_WORKBENCH_SHADING)
             temp.display.render_aa = next(
-                (aa for n, aa in reversed(_WORKBENCH_AA) if self.samples >= n), 'OFF')
+                (aa for n, aa in reversed(_WORKBENCH_AA) if samples >= n), 'OFF')
 
     # ----------------------------------------------------------------------------- plan
     def _rig_cameras(self, count: int, *, test: bool) -> capture_rigs.RigCameras:
         w, h = self.size
-        if self.rig == "lgm" and not test:
+        rig = self.options.rig
+        if rig == "lgm" and not test:
             return capture_rigs.lgm_rig(resolution=w)
-        if self.rig == "lgm":
+        if rig == "lgm":
             fov, radius = LGM_FOVY_DEG, LGM_RADIUS
         else:
-            fov, radius = self.fov, self.radius or self._auto_radius()
-        if self.rig == "orbit" and not test:
-            return capture_rigs.orbit_rig(azimuth_count=count, elevations_deg=self.elevations,
+            fov, radius = self.options.fov, self.options.radius or self._auto_radius()
+        if rig == "orbit" and not test:
+            return capture_rigs.orbit_rig(azimuth_count=count,
+                                          elevations_deg=self.options.elevations,
                                           radius=radius, fov_deg=fov, width=w, height=h)
-        rig = capture_rigs.sphere_rig(count=count, radius=radius, fov_deg=fov, width=w,
-                                      height=h)
+        cameras = capture_rigs.sphere_rig(count=count, radius=radius, fov_deg=fov, width=w,
+                                          height=h)
         if test:
             # Turn the held-out spiral away from the training one (golden-angle spiral too).
             turn = np.eye(4)
             angle = math.radians(0.5 * 180.0 * (3.0 - math.sqrt(5.0)))
             turn[:2, :2] = [[math.cos(angle), -math.sin(angle)],
                             [math.sin(angle), math.cos(angle)]]
-            rig.camera_to_world = turn @ rig.camera_to_world
-        return rig
+            cameras.camera_to_world = turn @ cameras.camera_to_world
+        return cameras
 
     def _auto_radius(self) -> float:
         """Distance at which the normalised selection's bounding sphere (centred on the origin,
         at most the unit cube's) fits the narrower image side's field of view."""
         w, h = self.size
-        half_wide = math.radians(self.fov) / 2.0
+        half_wide = math.radians(self.options.fov) / 2.0
         half_narrow = math.atan(math.tan(half_wide) * min(w, h) / max(w, h))
         sphere = _UNIT_CUBE_RADIUS
         if self.bbox is not None:
@@ -565,46 +475,53 @@ class CaptureSession:
         return 1.02 * sphere / math.sin(half_narrow)
 
     def _plan_views(self, depsgraph) -> list[_PlannedView]:
+        if self.options.rig == "cameras":
+            return self._plan_scene_cameras(depsgraph)
+        return self._plan_rig()
+
+    def _planned(self, name: str, split: str, index: int, c2w: np.ndarray, intrinsics,
+                 matrix_world, source=None) -> _PlannedView:
+        """One view: ``c2w`` [4, 4] in the normalised world, ``intrinsics`` (fx, fy, cx, cy),
+        ``matrix_world`` the render camera's placement in the user's world."""
+        file_name = f"view_{index:03d}.png"
+        w, h = self.size
+        fx, fy, cx, cy = intrinsics
+        view = CameraView(name=name, file_path=self.out_dir / split / file_name, width=w,
+                          height=h, fx=fx, fy=fy, cx=cx, cy=cy, camera_to_world=c2w,
+                          split=split)
+        return _PlannedView(view, self._staging / split / file_name, matrix_world, source)
+
+    def _plan_scene_cameras(self, depsgraph) -> list[_PlannedView]:
+        """The cameras rig: every camera as it is, test views spread evenly among them."""
+        n, k = len(self.cameras), self.options.test_views
+        test_ids = {min(n - 1, int((i + 0.5) * n / k)) for i in range(k)} if k else set()
+        counters = {"train": 0, "test": 0}
+        plan = []
+        for i, cam in enumerate(self.cameras):
+            evaluated = cam.evaluated_get(depsgraph)
+            c2w_user = camera_to_world_from_matrix_world(np.array(evaluated.matrix_world))
+            c2w = np.array(camera_object_matrix(c2w_user, self.normalisation))
+            # Square pixels: the capture renders with pixel aspect 1.
+            intrinsics = camera_intrinsics(evaluated.data, res_x=self.size[0],
+                                           res_y=self.size[1])
+            split = "test" if i in test_ids else "train"
+            plan.append(self._planned(cam.name, split, counters[split], c2w, intrinsics,
+                                      Matrix(c2w_user.tolist()), source=cam))
+            counters[split] += 1
+        return plan
+
+    def _plan_rig(self) -> list[_PlannedView]:
+        """Orbit / sphere / lgm: the rig's training cameras, then its held-out spiral."""
         denormalisation = np.linalg.inv(self.normalisation)
-        plan: list[_PlannedView] = []
-
-        def add(view_name, split, index, c2w, intrinsics, matrix_world, source=None):
-            file_name = f"view_{index:03d}.png"
-            w, h = self.size
-            fx, fy, cx, cy = intrinsics
-            view = CameraView(name=view_name, file_path=self.out_dir / split / file_name,
-                              width=w, height=h, fx=fx, fy=fy, cx=cx, cy=cy,
-                              camera_to_world=c2w, split=split)
-            plan.append(_PlannedView(view, self._staging / split / file_name, matrix_world,
-                                     source))
-
-        if self.rig == "cameras":
-            n = len(self.cameras)
-            k = self.test_views
-            test_ids = {min(n - 1, int((i + 0.5) * n / k)) for i in range(k)} if k else set()
-            counters = {"train": 0, "test": 0}
-            for i, cam in enumerate(self.cameras):
-                evaluated = cam.evaluated_get(depsgraph)
-                c2w_user = camera_to_world_from_matrix_world(
-                    np.array(evaluated.matrix_world))
-                c2w = np.array(camera_object_matrix(c2w_user, self.normalisation))
-                data = evaluated.data
-                # Square pixels: the capture renders with pixel aspect 1.
-                intrinsics = camera_intrinsics(data, res_x=self.size[0], res_y=self.size[1])
-                split = "test" if i in test_ids else "train"
-                add(cam.name, split, counters[split], c2w, intrinsics,
-                    Matrix(c2w_user.tolist()), source=cam)
-                counters[split] += 1
-            return plan
-
-        splits = [("train", self._rig_cameras(self.views, test=False))]
-        if self.test_views:
-            splits.append(("test", self._rig_cameras(self.test_views, test=True)))
+        splits = [("train", self._rig_cameras(self.options.views, test=False))]
+        if self.options.test_views:
+            splits.append(("test", self._rig_cameras(self.options.test_views, test=True)))
+        plan = []
         for split, rig in splits:
             intrinsics = (rig.fx, rig.fy, rig.cx, rig.cy)
             for i, c2w in enumerate(rig.camera_to_world):
-                add(f"{split}_{i:03d}", split, i, c2w, intrinsics,
-                    camera_object_matrix(c2w, denormalisation))
+                plan.append(self._planned(f"{split}_{i:03d}", split, i, c2w, intrinsics,
+                                          camera_object_matrix(c2w, denormalisation)))
         return plan
 
     # ----------------------------------------------------------------------------- step
@@ -618,8 +535,8 @@ class CaptureSession:
         self._set_camera(planned)
         start = time.perf_counter()
         _render_still(self._temp_scene, planned.staging_path)
-        if self.background is not None:
-            _composite_file(planned.staging_path, self.background)
+        if self.options.background is not None:
+            _composite_file(planned.staging_path, self.options.background)
         self._render_seconds.append(time.perf_counter() - start)
         self._index += 1
         return self._index < len(self._plan)
@@ -640,7 +557,7 @@ class CaptureSession:
             data = temp_cam.data
             apply_intrinsics(data, planned.view)
             data.clip_start = 0.01 / scale
-            data.clip_end = (2.0 * (self.radius or self._auto_radius()) + 2.0) / scale
+            data.clip_end = (2.0 * (self.options.radius or self._auto_radius()) + 2.0) / scale
         temp_cam.matrix_world = planned.matrix_world
 
     # ---------------------------------------------------------------------------- finish
@@ -649,8 +566,19 @@ class CaptureSession:
         if self._index < len(self._plan):
             raise GSError("capture is not complete; render every view before finishing")
         dataset = ViewDataset(views=[p.view for p in self._plan],
-                              normalisation=self.normalisation, background=self.background,
-                              root=self.out_dir)
+                              normalisation=self.normalisation,
+                              background=self.options.background, root=self.out_dir)
+        self._move_into_place()
+        write_transforms(dataset, self.out_dir, report=self.report)
+        self._write_capture_info(dataset)
+        self._finished = True
+        self._created_dirs.clear()  # they hold the data set now
+        self.report({'INFO'}, f"Captured {len(self._plan)} views ({self.options.engine}, "
+                              f"{self.size[0]}×{self.size[1]}) in "
+                              f"{sum(self._render_seconds):.1f} s → {self.out_dir}")
+        return self.out_dir
+
+    def _move_into_place(self) -> None:
         try:
             for split in ("train", "test"):
                 (self.out_dir / split).mkdir(exist_ok=True)
@@ -659,15 +587,18 @@ class CaptureSession:
         except OSError as err:
             raise GSError(f"{self.out_dir}: cannot move the rendered images into place "
                           f"({err})") from None
-        write_transforms(dataset, self.out_dir, report=self.report)
+
+    def _write_capture_info(self, dataset: ViewDataset) -> None:
+        """capture.json: the settings, what was captured, the framing and the timing."""
         seconds = float(np.sum(self._render_seconds))
+        options = self.options
         info = {
-            "rig": self.rig,
-            "engine": self.engine,
-            "samples": self.samples,
+            "rig": options.rig,
+            "engine": options.engine,
+            "samples": options.samples,
             "resolution": list(self.size),
-            "transparent": self.transparent,
-            "background_color": None if self.background is None else list(self.background),
+            "transparent": options.transparent,
+            "background_color": None if options.background is None else list(options.background),
             "objects": [obj.name for obj in self.objects],
             "blend_file": bpy.data.filepath or None,
             "frame": self.scene.frame_current,
@@ -686,12 +617,6 @@ class CaptureSession:
                 fh.write("\n")
         except OSError as err:
             raise GSError(f"{self.out_dir / 'capture.json'}: cannot write ({err})") from None
-        self._finished = True
-        self._created_dirs.clear()  # they hold the data set now
-        self.report({'INFO'}, f"Captured {len(self._plan)} views ({self.engine}, "
-                              f"{self.size[0]}×{self.size[1]}) in {seconds:.1f} s → "
-                              f"{self.out_dir}")
-        return self.out_dir
 
     @property
     def render_seconds(self) -> list[float]:
@@ -745,39 +670,26 @@ class CaptureSession:
 
 
 # ------------------------------------------------------------------------------- the call
-def capture_views(context_or_scene=None, *, objects=None, rig: str = "orbit", views: int = 16,
-                  elevations=(0.0, 30.0), radius: float | None = None, fov: float | None = None,
-                  test_views: int = 0, resolution=None, engine: str = "EEVEE",
-                  samples: int | None = None, transparent: bool | None = None, background=None,
-                  camera_collection=None, out_dir, progress=None,
-                  report: Report = log_report) -> Path:
+def capture_views(context_or_scene=None, *, objects=None, out_dir,
+                  options: CaptureOptions | None = None, progress=None,
+                  report: Report = log_report, **settings) -> Path:
     """Render views of ``objects`` and write a NeRF-synthetic data set; return its folder.
 
     Args:
         context_or_scene: a context (its scene, view layer and selection) or a Scene (default
             ``bpy.context``).
         objects: the objects to capture (default: the selected objects).
-        rig: "orbit" (``views`` cameras per ring at each of ``elevations`` degrees), "sphere"
-            (``views`` cameras spread evenly over the sphere), "lgm" (LGM's 4 views; square;
-            white background unless ``transparent``), "cameras" (every camera in
-            ``camera_collection``, with its own intrinsics; test views held out among them).
-        radius: camera distance in the normalised world (the selection fits a unit cube);
-            None: the selection's bounding sphere stays in view.
-        fov: degrees across the larger image side (default 50; the LGM rig has its own).
-        test_views: held-out views (orbit / sphere / lgm: an extra spiral; cameras: that many of
-            the collection's cameras).
-        resolution: int (square) or (width, height); None: 512, or the scene's render size for
-            the scene-camera rig.
-        engine: "CYCLES", "EEVEE" or "WORKBENCH"; samples: per pixel (None: engine default).
-        transparent: RGBA film (None: True except for the LGM rig); otherwise composite onto
-            ``background`` (RGB in 0‥1, default white).
         out_dir: the data set folder (created; existing files of the same names replaced).
+        options: how to capture (:class:`CaptureOptions`); ``settings`` are its fields as
+            keywords (``rig="sphere", views=24, …``), given alone or to change ``options``.
         progress: ``callback(fraction, message) -> bool``; returning False cancels
             (:class:`CaptureCancelled`).
     Raises:
-        GSError for bad input (no selection, no cameras, zero-size selection, unwritable
-        folder, render failure); the scene and ``out_dir`` are then as they were.
+        GSError for bad input (a bad option naming its field, no selection, no cameras,
+        zero-size selection, unwritable folder, render failure); the scene and ``out_dir`` are
+        then as they were.
     """
+    options = CaptureOptions(**settings) if options is None else replace(options, **settings)
     context_or_scene = context_or_scene or bpy.context
     if isinstance(context_or_scene, bpy.types.Scene):
         scene, view_layer = context_or_scene, context_or_scene.view_layers[0]
@@ -787,11 +699,8 @@ def capture_views(context_or_scene=None, *, objects=None, rig: str = "orbit", vi
         scene, view_layer = context_or_scene.scene, context_or_scene.view_layer
         if objects is None:
             objects = list(context_or_scene.selected_objects)
-    session = CaptureSession(
-        scene, objects=objects, rig=rig, views=views, elevations=elevations, radius=radius,
-        fov=fov, test_views=test_views, resolution=resolution, engine=engine, samples=samples,
-        transparent=transparent, background=background, camera_collection=camera_collection,
-        out_dir=out_dir, view_layer=view_layer, report=report)
+    session = CaptureSession(scene, objects=objects, options=options, out_dir=out_dir,
+                             view_layer=view_layer, report=report)
     with session:
         session.begin()
         if progress is not None and progress(0.0, session.message) is False:

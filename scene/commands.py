@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bpy
 
+from ..blender_gs_addon.capture.options import CaptureOptions
 from ..blender_gs_addon.errors import GSError, Report
 from .bake import bake_splats
 from .blend_files import object_named, open_blend, save_blend
@@ -35,9 +36,8 @@ def capture_main(args, *, report: Report | None = None) -> Path:
     names; default: the file's selection, else every render-visible geometry object) or build
     ``args.builtin`` into an empty file, then :func:`capture_views` with printed progress.
 
-    Reads ``args``: blend, objects, builtin, rig, views, test_views, resolution (int or "WxH"),
-    engine, out, and optionally samples, elevations ("0,30"), radius, fov, background ("r,g,b"
-    or "transparent"), camera_collection.
+    Reads ``args``: blend, objects, builtin, out, and the capture settings that
+    :meth:`CaptureOptions.from_command_line` reads.
     """
     report = report or print_report
     builtin = getattr(args, "builtin", None)
@@ -51,44 +51,9 @@ def capture_main(args, *, report: Report | None = None) -> Path:
     else:
         open_blend(blend)
         objects = _objects_from_names(getattr(args, "objects", None), blend)
-
-    def option(name, default=None):
-        value = getattr(args, name, None)
-        return default if value is None else value
-
-    resolution = option("resolution")
-    if isinstance(resolution, str):
-        parts = resolution.lower().replace("×", "x").split("x")
-        try:
-            resolution = tuple(int(p) for p in parts) if len(parts) == 2 else int(parts[0])
-        except ValueError:
-            raise GSError(f"--resolution must be N or WxH, got {resolution!r}") from None
-    # One ring by default, so that --views N writes N training views.
-    elevations = option("elevations", (20.0,))
-    if isinstance(elevations, str):
-        try:
-            elevations = [float(e) for e in elevations.split(",") if e.strip()]
-        except ValueError:
-            raise GSError(f"--elevations must be comma-separated degrees, got "
-                          f"{elevations!r}") from None
-    background, transparent = option("background"), None
-    if isinstance(background, str):
-        if background.lower() == "transparent":
-            background, transparent = None, True
-        else:
-            try:
-                background = tuple(float(c) for c in background.split(","))
-            except ValueError:
-                raise GSError(f"--background must be r,g,b or 'transparent', got "
-                              f"{background!r}") from None
-            transparent = False
-    return capture_views(
-        bpy.context, objects=objects, rig=option("rig", "orbit"), views=option("views", 16),
-        elevations=elevations, radius=option("radius"), fov=option("fov"),
-        test_views=option("test_views", 0), resolution=resolution,
-        engine=option("engine", "EEVEE"), samples=option("samples"), transparent=transparent,
-        background=background, camera_collection=option("camera_collection"),
-        out_dir=option("out"), progress=print_progress, report=report)
+    return capture_views(bpy.context, objects=objects, out_dir=getattr(args, "out", None),
+                         options=CaptureOptions.from_command_line(args),
+                         progress=print_progress, report=report)
 
 
 def _objects_from_names(names, blend) -> list[bpy.types.Object]:

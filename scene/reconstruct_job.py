@@ -41,14 +41,16 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import replace
 from pathlib import Path
 
 import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..blender_gs_addon.capture.options import CaptureOptions
 from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
-from ..blender_gs_addon.errors import GSError, Report, log_report
+from ..blender_gs_addon.errors import Cancelled, GSError, Report, log_report
 from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
 from ..preferences import DEFAULTS, Settings, backend_from_item
 from . import model_runner
@@ -66,13 +68,13 @@ STAGES = ("idle", "capture", "reconstruct", "import", "done", "cancelled", "fail
 _SPAN = {"capture": (0.0, 0.25), "reconstruct": (0.25, 0.97), "import": (0.97, 1.0)}
 
 # Capture settings when the caller gives none (the operator passes the scene's gs_capture).
-DEFAULT_CAPTURE = {"rig": "orbit", "views": 16, "elevations": (0.0, 30.0), "resolution": 256,
-                   "engine": "EEVEE", "test_views": 0}
+DEFAULT_CAPTURE = CaptureOptions(rig="orbit", views=16, elevations=(0.0, 30.0), resolution=256,
+                                 engine="EEVEE", test_views=0)
 
 LGM_RESOLUTION = 256  # LGM's input size; the rig renders square views at this size
 
 
-class ReconstructCancelled(GSError):
+class ReconstructCancelled(Cancelled):
     """The reconstruction was cancelled; the scene is as it was."""
 
 
@@ -123,8 +125,8 @@ class ReconstructSession:
     Args:
         context: gives the scene and view layer (and the selection when ``objects`` is None).
         objects: what to capture (default: the selected objects).
-        capture: :class:`CaptureSession` keyword options except scene / objects / out_dir /
-            view_layer / report (default: :data:`DEFAULT_CAPTURE`).
+        capture: how to capture: :class:`CaptureOptions` or a dict of its fields (default:
+            :data:`DEFAULT_CAPTURE`).
         settings: preference values (:class:`preferences.Settings`).
         backend: "fit", "lgm" or "lgm+fit" (default: the preferences' default backend).
         steps: fit steps (None: the backend's default); seed: random seed.
@@ -137,7 +139,7 @@ class ReconstructSession:
     holds the imported splat object and ``result`` the reconstruction result dict.
     """
 
-    def __init__(self, context, *, objects=None, capture: dict | None = None,
+    def __init__(self, context, *, objects=None, capture: CaptureOptions | dict | None = None,
                  settings: Settings = DEFAULTS, backend: str | None = None,
                  steps: int | None = None, seed: int = 0, name: str | None = None,
                  keep_files: bool = False, dataset: str | os.PathLike | None = None,
@@ -145,7 +147,8 @@ class ReconstructSession:
         self.scene = context.scene
         self.view_layer = context.view_layer
         self.objects = list(context.selected_objects if objects is None else objects)
-        self.capture_options = dict(DEFAULT_CAPTURE if capture is None else capture)
+        self.capture_options = (CaptureOptions(**capture) if isinstance(capture, dict)
+                                else capture or DEFAULT_CAPTURE)
         self.settings = settings
         self.backend = backend or backend_from_item(settings.default_backend)
         self.steps = None if not steps else int(steps)
@@ -165,11 +168,11 @@ class ReconstructSession:
         if self.backend not in ("fit", "lgm", "lgm+fit"):
             raise GSError(f"unknown backend {self.backend!r}; choose fit, lgm or lgm+fit")
         if self.dataset is None and self.backend != "fit" and \
-                self.capture_options.get("rig") != "lgm":
+                self.capture_options.rig != "lgm":
             # LGM reads exactly its own 4 views; any other rig would feed it wrong cameras.
-            resolution = self.capture_options.get("resolution")
-            self.capture_options.update(
-                rig="lgm", fov=None, radius=None,
+            resolution = self.capture_options.resolution
+            self.capture_options = replace(
+                self.capture_options, rig="lgm", fov=None, radius=None,
                 resolution=resolution if isinstance(resolution, int) else LGM_RESOLUTION)
             report({'INFO'}, f"the {self.backend} backend needs LGM's 4 views: capturing with "
                              "the LGM rig")
@@ -238,8 +241,8 @@ class ReconstructSession:
         self._capture_dir = self.job_dir / "capture"
         try:
             self._capture = CaptureSession(
-                self.scene, objects=self.objects, out_dir=self._capture_dir,
-                view_layer=self.view_layer, report=self.report, **self.capture_options)
+                self.scene, objects=self.objects, options=self.capture_options,
+                out_dir=self._capture_dir, view_layer=self.view_layer, report=self.report)
             self._set("capture", 0.0, "preparing the capture")
             self._capture.begin()
             self.message = self._capture.message

@@ -39,6 +39,19 @@ class RecordingWindowManager:
         self.calls.append("progress_end")
 
 
+def plain_operator(op_class, report):
+    """An instance of a plain-Python copy of the bpy operator class ``op_class`` (its own and its
+    mixins' methods and attributes, without bpy's base classes, which cannot be instantiated
+    by hand), whose ``report`` is ``report``: for calling modal methods by hand."""
+    namespace = {}
+    for cls in reversed(op_class.__mro__):
+        if cls.__module__ not in ("_bpy_types", "bpy_types", "builtins"):
+            namespace.update({k: v for k, v in vars(cls).items() if not k.startswith("__")})
+    operator = type(f"Plain{op_class.__name__}", (), namespace)()
+    operator.report = report
+    return operator
+
+
 def save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
     """Premultiplied [H, W, 3] colour and [H, W, 1] alpha → an 8-bit straight-alpha PNG, as a
     Blender capture writes it."""

@@ -807,25 +807,17 @@ def _modal_capture(bpy, gs_extension, markers):
     has no event loop, so the test plays the timer and the Esc key)."""
     from types import SimpleNamespace
 
+    from fakes import RecordingWindowManager, plain_operator
     from gaussian_splats.operators.capture import GS_OT_capture_views as op_class
+
     reports, status = [], []
-
-    class Op:
-        _start_modal, modal, _end, _status = (op_class._start_modal, op_class.modal,
-                                              op_class._end, op_class._status)
-        _timer = None
-
-        def report(self, levels, message):
-            reports.append((set(levels), message))
-
-    from fakes import RecordingWindowManager
-
+    op = plain_operator(op_class, lambda levels, message: reports.append((set(levels), message)))
     wm = RecordingWindowManager()
     context = SimpleNamespace(
         scene=bpy.context.scene, view_layer=bpy.context.view_layer, selected_objects=markers,
         window_manager=wm, window="window", area=None,
         workspace=SimpleNamespace(status_text_set=status.append))
-    return Op(), context, wm, reports, status
+    return op, context, wm, reports, status
 
 
 def test_modal_capture_shows_progress_and_esc_restores(markers, tmp_path, blender,
@@ -840,12 +832,12 @@ def test_modal_capture_shows_progress_and_esc_restores(markers, tmp_path, blende
     props.engine, props.film = "WORKBENCH", "TRANSPARENT"
     props.output_dir = str(tmp_path / "modal")
     before = snapshot(bpy)
-    tick = SimpleNamespace(type='TIMER', value='NOTHING')
+    tick = SimpleNamespace(type='TIMER', value='NOTHING', timer="timer")  # the operator's timer
     esc = SimpleNamespace(type='ESC', value='PRESS')
 
     op, context, wm, reports, status = _modal_capture(bpy, gs_extension, markers)
     assert op._start_modal(context) == {'RUNNING_MODAL'}
-    assert wm.calls[:3] == ["timer_add", "modal_handler_add", ("progress_begin", 0, 3)]
+    assert wm.calls[:3] == [("progress_begin", 0, 3), "timer_add", "modal_handler_add"]
     assert op.modal(context, tick) == {'RUNNING_MODAL'}  # one view rendered
     assert ("progress", 1) in wm.calls and "Esc to cancel" in status[-1]
     assert op.modal(context, esc) == {'CANCELLED'}

@@ -150,11 +150,11 @@ def test_lgm_backends_capture_with_the_lgm_rig(ext, blender):
         session = ext.job.ReconstructSession(
             blender.context, objects=objects, capture=_tiny_capture(), backend=backend,
             report=lambda levels, message: reports.append(message))
-        assert session.capture_options["rig"] == "lgm"
-        assert session.capture_options["resolution"] == 64  # a square size is kept
+        assert session.capture_options.rig == "lgm"
+        assert session.capture_options.resolution == 64  # a square size is kept
     assert "LGM rig" in reports[-1]
     fit = ext.job.ReconstructSession(blender.context, objects=objects, capture=_tiny_capture())
-    assert fit.backend == "fit" and fit.capture_options["rig"] == "orbit"
+    assert fit.backend == "fit" and fit.capture_options.rig == "orbit"
     with pytest.raises(ext.job.GSError, match="unknown backend"):
         ext.job.ReconstructSession(blender.context, objects=objects, backend="nerf")
 
@@ -283,24 +283,14 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
     objects = _toy(ext, bpy)
     before = _scene_state(bpy)
     op_class = ext.operators.GS_OT_reconstruct
-    from fakes import RecordingWindowManager
+    from fakes import RecordingWindowManager, plain_operator
 
     wm = RecordingWindowManager(bpy.context.window_manager)
     status_texts = []
     context = SimpleNamespace(window_manager=wm, window="window",
                               workspace=SimpleNamespace(status_text_set=status_texts.append))
     reports = []
-
-    class Op:
-        _start_modal, _show, _end, modal = (op_class._start_modal, op_class._show,
-                                            op_class._end, op_class.modal)
-        _finished_report = op_class._finished_report
-        _timer = None
-
-        def report(self, levels, message):
-            reports.append((set(levels), message))
-
-    op = Op()
+    op = plain_operator(op_class, lambda levels, message: reports.append((set(levels), message)))
     settings = ext.preferences.Settings(execution="AUTO")
     session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
                                          settings=settings, steps=500, report=op.report)
