@@ -312,6 +312,29 @@ def _drop_done_rows(done, row_start, lengths, *, width: int, height: int):
     return torch.where(n_done == lengths, torch.zeros_like(lengths), lengths)
 
 
+def _chunk_rows(row_g, row_len, *, n_gaussians: int, budget: int) -> list[int]:
+    """Row boundaries splitting the depth-sorted Gaussians into chunks of about ``budget``
+    pairs (whole rows of whole Gaussians; a chunk holds at least one Gaussian, at most one image
+    of pairs more). Later chunks skip rows whose pixels all stopped already.
+
+    Args:
+        row_g: [R] Gaussian (depth rank) of each row span. row_len: [R] pixels in each span.
+    """
+    row_cum = torch.cumsum(row_len, 0)
+    total = int(row_cum[-1]) if row_cum.numel() else 0
+    bounds = [0]
+    if total > budget:
+        n_rows = torch.bincount(row_g, minlength=n_gaussians)
+        g_row_end = torch.cumsum(n_rows, 0)  # rows of Gaussians < k+1 end here
+        g_cum = torch.cat([row_cum.new_zeros(1), row_cum]).index_select(0, g_row_end)
+        marks = torch.arange(1, total // budget + 1, device=row_len.device) * budget
+        cut_g = torch.searchsorted(g_cum, marks, right=True)
+        cut_rows = torch.cat([g_row_end.new_zeros(1), g_row_end]).index_select(0, cut_g)
+        bounds += sorted(set(cut_rows.tolist()) - {0, row_g.numel()})
+    bounds.append(row_g.numel())
+    return bounds
+
+
 def _render_camera(means2d,  # [N, 2] pixels
                    conics,  # [N, 3] inverse 2D covariance (a, b, c)
                    opacities,  # [N]
@@ -349,22 +372,8 @@ def _render_camera(means2d,  # [N, 2] pixels
         row_g, row_start, row_len = _row_spans(mx, my, con.detach(), op.detach(),
                                                radii.index_select(0, vis), width=width,
                                                height=height)
-        # Split the depth-sorted Gaussians into chunks of about max_pairs pairs (whole rows of
-        # whole Gaussians; a chunk holds at least one Gaussian, at most one image of pairs more).
-        # Later chunks skip rows whose pixels all stopped already.
-        row_cum = torch.cumsum(row_len, 0)
-        total = int(row_cum[-1]) if row_cum.numel() else 0
-        budget = max(int(max_pairs), hw)
-        row_bounds = [0]
-        if total > budget:
-            n_rows = torch.bincount(row_g, minlength=vis.numel())
-            g_row_end = torch.cumsum(n_rows, 0)  # rows of Gaussians < k+1 end here
-            g_cum = torch.cat([row_cum.new_zeros(1), row_cum]).index_select(0, g_row_end)
-            marks = torch.arange(1, total // budget + 1, device=device) * budget
-            cut_g = torch.searchsorted(g_cum, marks, right=True)
-            cut_rows = torch.cat([g_row_end.new_zeros(1), g_row_end]).index_select(0, cut_g)
-            row_bounds += sorted(set(cut_rows.tolist()) - {0, row_g.numel()})
-        row_bounds.append(row_g.numel())
+        row_bounds = _chunk_rows(row_g, row_len, n_gaussians=vis.numel(),
+                                 budget=max(int(max_pairs), hw))
 
     n_pairs = 0
     done = torch.zeros(hw, dtype=torch.bool, device=device)
