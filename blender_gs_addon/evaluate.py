@@ -101,13 +101,14 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
 
 def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact",
                           resolution: int | None = None, device: str = "auto",
-                          report=None) -> list:
+                          allow_outside_paths: bool = False, report=None) -> list:
     """Render a splat file from every frame of a NeRF-synthetic transforms file to PNGs.
 
     PNGs are RGBA (transparent film) and named after the frames' file names, so they can be
     compared with the data set's own images. ``resolution`` rescales the longer side (the
     intrinsics scale with it). "exact" is our rasterizer; "eevee" and "cycles" render the
-    Blender splat display (needs bpy) through :mod:`scene.render_engine`.
+    Blender splat display (needs bpy) through :mod:`scene.render_engine`. The frames' image
+    paths must lie inside the cameras file's folder unless ``allow_outside_paths``.
     """
     from pathlib import Path
 
@@ -131,11 +132,13 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "exact
 
         return extension_module("scene.render_engine").render_dataset_frames(
             splats_path=splats_path, cameras=cameras, out_dir=out_dir, engine=engine,
-            resolution=resolution, report=report or log_report)
+            resolution=resolution, allow_outside_paths=allow_outside_paths,
+            report=report or log_report)
     if engine != "exact":
         raise GSError(f"unknown render engine {engine!r}; choose exact, eevee or cycles")
     splats = splats_file_to_world(read_splats(splats_path))
-    dataset = read_transforms(cameras, check_images=False)
+    dataset = read_transforms(cameras, check_images=False,
+                              allow_outside_paths=allow_outside_paths)
     if not dataset.views:
         raise GSError(f"{cameras}: no frames to render")
     out = Path(out_dir)
