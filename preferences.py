@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from .blender_gs_addon.formats.reader_contract import DEFAULT_MAX_SPLATS, ReadLimits
 
 __all__ = [
     "ROOT_PACKAGE", "EXECUTION_MODES", "DEVICES", "BACKEND_ITEMS", "DEFAULTS", "Settings",
     "GS_AddonPreferences", "get_preferences", "ensure_preferences", "settings_from",
-    "backend_from_item", "CLASSES",
+    "backend_from_item", "read_limits", "CLASSES",
 ]
 
 # preferences.py sits at the extension root, so its package is the add-on's module name.
@@ -54,7 +56,8 @@ def backend_from_item(item: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Plain values of the preferences, as the reconstruction job uses them."""
+    """Plain values of the preferences, as the reconstruction job (and, for ``max_splats``,
+    the splat importer) uses them."""
 
     execution: str = "AUTO"        # AUTO | IN_PROCESS | SUBPROCESS
     worker_python: str = ""        # "" → this Python (sys.executable)
@@ -62,6 +65,7 @@ class Settings:
     weights: str = ""              # "" → the default weights location of the core
     offline: bool = False          # no Hugging Face Hub downloads
     default_backend: str = "FIT"   # FIT | LGM | LGM_FIT
+    max_splats: int = DEFAULT_MAX_SPLATS  # splat files declaring more: refused unread
 
 
 DEFAULTS = Settings()
@@ -86,6 +90,11 @@ class GS_AddonPreferences(bpy.types.AddonPreferences):
                                       "use files already on disk")
     default_backend: EnumProperty(name="Default Backend", items=BACKEND_ITEMS,
                                   default=DEFAULTS.default_backend)
+    max_splats: IntProperty(
+        name="Max Splats", default=DEFAULTS.max_splats, min=1,
+        description="Splat files declaring more splats are refused before anything is read "
+                    "(about 240 bytes of memory per splat at SH degree 3); protects against "
+                    "corrupt or malicious files")
 
     def draw(self, context):
         layout = self.layout
@@ -99,6 +108,7 @@ class GS_AddonPreferences(bpy.types.AddonPreferences):
         col.prop(self, "default_backend")
         col.prop(self, "weights")
         col.prop(self, "offline")
+        col.prop(self, "max_splats")
         row = layout.row()
         row.operator("gs.check_worker", icon='CHECKMARK')
         status = getattr(context.window_manager, "gs_reconstruct", None)
@@ -131,6 +141,11 @@ def ensure_preferences(context=None) -> GS_AddonPreferences:
     if entry.preferences is None:
         raise RuntimeError(f"{ROOT_PACKAGE}: the preferences class is not registered")
     return entry.preferences
+
+
+def read_limits(context=None):
+    """The splat readers' :class:`ReadLimits` from the preferences (*Max Splats*)."""
+    return ReadLimits(max_splats=int(get_preferences(context).max_splats))
 
 
 def settings_from(prefs) -> Settings:

@@ -38,11 +38,27 @@ def _stdout_report(levels: set, message: str) -> None:
 
 
 # ---------------------------------------------------------------------------- file commands
+def _limits(args):
+    """ReadLimits from ``--max-splats`` (None: the defaults)."""
+    from .formats import ReadLimits
+
+    return None if args.max_splats is None else ReadLimits(max_splats=args.max_splats)
+
+
+def _spz_version(args, output) -> int:
+    """``--spz-version`` (default 3), refused for an output that is not .spz."""
+    if args.spz_version is None:
+        return 3
+    if not os.fspath(output).lower().endswith(".spz"):
+        raise GSError(f"{output}: --spz-version applies only to .spz output")
+    return args.spz_version
+
+
 def cmd_info(args) -> int:
     from .formats import detect_format, read_splats
 
     fmt = detect_format(args.file)
-    splats = read_splats(args.file, format=fmt, report=_stderr_report)
+    splats = read_splats(args.file, format=fmt, limits=_limits(args), report=_stderr_report)
     lo, hi = splats.bbox()
     info = {
         "file": os.path.abspath(args.file),
@@ -66,11 +82,13 @@ def cmd_convert(args) -> int:
     from .formats import detect_format, read_splats, write_splats
 
     start = time.perf_counter()
-    splats = read_splats(args.input, report=_stderr_report)
+    spz_version = _spz_version(args, args.output)
+    splats = read_splats(args.input, limits=_limits(args), report=_stderr_report)
     if args.sh_degree is not None:
         splats = splats.with_sh_degree(args.sh_degree)
     out_fmt = detect_format(args.output, for_writing=True)
-    write_splats(args.output, splats, format=out_fmt, report=_stderr_report)
+    write_splats(args.output, splats, format=out_fmt, spz_version=spz_version,
+                 report=_stderr_report)
     print(f"Converted {splats.count:,} splats (SH {splats.sh_degree}) to {out_fmt} "
           f"{args.output} in {time.perf_counter() - start:.2f} s")
     return 0
@@ -101,7 +119,8 @@ def cmd_import(args) -> int:
     bpy, splat_object = _blender("scene.splat_object")
     _fresh_scene(bpy)
     obj = splat_object.import_splats(
-        args.file, up_axis=args.up_axis, name=args.name, report=_stdout_report
+        args.file, up_axis=args.up_axis, name=args.name, limits=_limits(args),
+        report=_stdout_report
     )
     _blend_files().save_blend(args.blend)
     print(f"Saved {args.blend} with object {obj.name!r}")
@@ -109,13 +128,14 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
+    spz_version = _spz_version(args, args.output)
     bpy, splat_object = _blender("scene.splat_object")
     blend_files = _blend_files()
     blend_files.open_blend(args.blend)
     obj = blend_files.object_named(args.blend, args.object)
     splat_object.export_splats(
         obj, args.output, apply_transform=not args.no_transform, up_axis=args.up_axis,
-        report=_stdout_report,
+        spz_version=spz_version, report=_stdout_report,
     )
     return 0
 
@@ -147,6 +167,7 @@ def cmd_reconstruct(args) -> int:
         capture=args.capture, out=args.out, backend=args.backend, steps=args.steps,
         weights=args.weights, device=args.device, seed=args.seed, preset=args.preset,
         offline=True if args.offline else None, dtype=args.dtype,
+        allow_outside_paths=args.allow_outside_paths,
         progress=_progress_printer(), report=_stdout_report,
     )
     summary = {k: v for k, v in result.items() if k != "normalisation"}
@@ -167,7 +188,8 @@ def cmd_eval(args) -> int:
     from .reconstruction.evaluate import evaluate_splats
 
     splats = splats_file_to_world(read_splats(args.splats, report=_stderr_report))
-    dataset = read_transforms(args.capture, report=_stderr_report)
+    dataset = read_transforms(args.capture, allow_outside_paths=args.allow_outside_paths,
+                              report=_stderr_report)
     metrics = evaluate_splats(splats, dataset, split=args.split,
                               device=resolve_device(args.device))
     if args.json:
@@ -187,9 +209,11 @@ def cmd_render(args) -> int:
                "resolution": args.resolution}
     if args.engine in ("eevee", "cycles"):
         written = _blender("scene.render_engine")[1].render_dataset_frames(
-            engine=args.engine, report=_stdout_report, **options)
+            engine=args.engine, allow_outside_paths=args.allow_outside_paths,
+            report=_stdout_report, **options)
     elif args.engine == "exact":
-        written = render_frames_exact(device=args.device, **options)
+        written = render_frames_exact(device=args.device,
+                                      allow_outside_paths=args.allow_outside_paths, **options)
     else:
         raise GSError(f"unknown render engine {args.engine!r}; choose exact, eevee or cycles")
     print(f"Rendered {len(written)} frames to {args.out}")
@@ -328,6 +352,36 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def _max_splats_option(p) -> None:
+    from .formats.reader_contract import DEFAULT_MAX_SPLATS
+
+    p.add_argument("--max-splats", type=_positive_int, metavar="N",
+                   help=f"refuse files declaring more splats (default {DEFAULT_MAX_SPLATS:,}); "
+                        "checked before anything is allocated")
+
+
+def _spz_version_option(p) -> None:
+    p.add_argument("--spz-version", type=int, choices=(2, 3, 4),
+                   help=".spz output version (default 3, read by every .spz loader; 4: zstd "
+                        "streams with checksums, read by recent loaders only)")
+
+
+def _outside_paths_option(p) -> None:
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let the data set's image paths point outside its folder (.., "
+                        "absolute paths, symlinks out); only for data sets you trust")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m blender_gs_addon",
@@ -339,12 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="summarise a splat file")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _max_splats_option(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("convert", help="convert between .ply, .compressed.ply, .splat, .spz")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--sh-degree", type=int, choices=range(4), help="truncate SH bands")
+    _max_splats_option(p)
+    _spz_version_option(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("import", help="import a splat file into a fresh scene and save a .blend")
@@ -352,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", required=True, help="the .blend to write")
     p.add_argument("--name", help="object name (default: the file's stem)")
     p.add_argument("--up-axis", default="-Y", choices=list(UP_AXES))
+    _max_splats_option(p)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="export a splat object of a .blend to a file")
@@ -361,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--up-axis", default="-Y", choices=list(UP_AXES))
     p.add_argument("--no-transform", action="store_true",
                    help="write the mesh values without baking the object's world transform")
+    _spz_version_option(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("capture", help="render training views of objects into a data set")
@@ -398,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="splat file to write (.ply, .spz, ...)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _outside_paths_option(p)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("eval", help="PSNR/SSIM of splats on a capture's test views")
@@ -406,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true")
+    _outside_paths_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("render", help="render splats from every frame of a transforms file")
@@ -415,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="exact", choices=["exact", "eevee", "cycles"])
     p.add_argument("--resolution", type=int, help="override the longer image side")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _outside_paths_option(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("rig", help="bind a splat object to an armature or a humanoid template")

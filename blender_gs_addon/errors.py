@@ -25,6 +25,17 @@ Report = Callable[[set, str], None]
 class GSError(ValueError):
     """A foreseen failure with a message for the user (names the file/object and the problem)."""
 
+    @classmethod
+    def from_os_error(cls, path: str, err: OSError, action: str = "read") -> GSError:
+        """The one-line error for an OS failure (missing, permission, is-a-folder, disk full)
+        while doing ``action`` ("read", "write", …) on ``path``; raise it ``from None``."""
+        reason = err.strerror or str(err) or type(err).__name__
+        if isinstance(err, IsADirectoryError):
+            reason = "it is a folder, not a file"
+        elif err.errno is None and action == "write":  # numpy's tofile on a short write
+            reason = f"only part of the data was written — is the disk full? ({err})"
+        return cls(f"{path}: cannot {action} ({reason})")
+
 
 class Cancelled(GSError):
     """The user (or a progress callback) stopped an operation, which changed nothing."""

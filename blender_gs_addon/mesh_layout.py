@@ -19,9 +19,12 @@ attribute                Blender type    values (see :mod:`.splats`)
 =======================  ==============  ==========================================
 
 with K = 3, 8 or 15 for SH degree 1, 2, 3, and small custom properties on the mesh
-(:data:`SH_DEGREE_PROP`, :data:`UP_AXIS_PROP`). Measured costs and why the vector layout:
-docs/architecture.md, "The splat object's mesh layout". This module only converts between a
-SplatSet and flat float32 arrays named by attribute; the bpy calls are in ``scene/mesh_splats.py``.
+(:data:`SH_DEGREE_PROP`, :data:`UP_AXIS_PROP`). A set keeps at most
+:data:`MAX_EXTRA_ATTRIBUTES` extras on an object (:func:`cap_extra_properties`), the rest are
+left out with a warning: Blender makes each attribute in time proportional to those the mesh
+already has. Measured costs and why this layout: docs/architecture.md, "The splat object's mesh
+layout". This module only converts between a SplatSet and flat float32 arrays named by
+attribute; the bpy calls are in ``scene/mesh_splats.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GSError
+from .errors import GSError, Report
 from .sh import coeffs_for_degree, degree_for_coeffs
 from .splats import SplatSet
 
@@ -40,7 +43,7 @@ __all__ = [
     "SH_DEGREE_PROP", "UP_AXIS_PROP", "MAX_ATTRIBUTE_NAME_BYTES", "AttributeSpec",
     "sh_rest_attribute", "extra_attribute", "attribute_specs", "splat_attribute_arrays",
     "release_attribute_arrays", "splat_fields", "SH_GROUP_BYTES",
-    "find_layout", "splats_from_attributes",
+    "find_layout", "splats_from_attributes", "MAX_EXTRA_ATTRIBUTES", "cap_extra_properties",
 ]
 
 POSITION = "position"
@@ -56,6 +59,9 @@ UP_AXIS_PROP = "gs_up_axis"  # the up axis chosen at import, the export operator
 
 # Blender refuses longer attribute names (attributes.new returns None at 68 bytes in 5.0).
 MAX_ATTRIBUTE_NAME_BYTES = 67
+# Most extra properties stored on one object (see the module docstring: Blender's cost per
+# attribute grows with the attributes already there).
+MAX_EXTRA_ATTRIBUTES = 1024
 
 _WIDTH = {"FLOAT": 1, "FLOAT_VECTOR": 3, "QUATERNION": 4}
 
@@ -99,6 +105,22 @@ def extra_attribute(name: str) -> str:
         raise GSError(f"extra property {name!r} cannot be stored: Blender attribute names are "
                       f"limited to {MAX_ATTRIBUTE_NAME_BYTES} bytes")
     return attr
+
+
+def cap_extra_properties(splats: SplatSet, *, source: str, report: Report) -> SplatSet:
+    """``splats`` with at most :data:`MAX_EXTRA_ATTRIBUTES` extra properties (the first ones;
+    a WARNING says how many were left out). The arrays are shared, not copied."""
+    names = list(splats.extra)
+    if len(names) <= MAX_EXTRA_ATTRIBUTES:
+        return splats
+    report({"WARNING"}, f"{source}: {len(names):,} extra per-splat properties; the first "
+                        f"{MAX_EXTRA_ATTRIBUTES:,} become attributes, the other "
+                        f"{len(names) - MAX_EXTRA_ATTRIBUTES:,} ({names[MAX_EXTRA_ATTRIBUTES]} "
+                        "…) are left out (Blender slows down quadratically with the number of "
+                        "attributes)")
+    kept = {name: splats.extra[name] for name in names[:MAX_EXTRA_ATTRIBUTES]}
+    return SplatSet(splats.positions, splats.log_scales, splats.rotations,
+                    splats.opacity_logits, splats.sh_dc, splats.sh_rest, kept)
 
 
 def attribute_specs(sh_degree: int, extra_names=()) -> list[AttributeSpec]:

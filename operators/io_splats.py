@@ -15,6 +15,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..blender_gs_addon.conventions.frames import UP_AXES
 from ..blender_gs_addon.mesh_layout import UP_AXIS_PROP
+from ..preferences import read_limits
 from ..scene import splat_object
 from .reporting import reports_gs_errors
 
@@ -32,6 +33,12 @@ _EXPORT_FORMATS = {
     "splat": (".splat", "SPLAT", "antimatter15 .splat: 32 bytes per splat, no SH bands"),
     "spz": (".spz", "SPZ", "Niantic .spz: gzip-compressed, lossy"),
 }
+_SPZ_VERSION_ITEMS = [
+    ("3", "3 (gzip)", "Read by every .spz loader (the safest choice)"),
+    ("4", "4 (zstd)", "zstd streams with checksums: smaller and faster, read by recent loaders "
+                      "only"),
+    ("2", "2 (gzip, old)", "Older 8-bit rotations, for very old loaders"),
+]
 
 
 def _up_axis_property(description: str):
@@ -71,7 +78,8 @@ class GS_OT_import_splats(bpy.types.Operator, ImportHelper):
     @reports_gs_errors
     def execute(self, context):
         keywords = self.as_keywords(ignore=("filepath", "files", "directory", "filter_glob"))
-        splat_object.import_splat_files(self._filepaths(), report=self.report, **keywords)
+        splat_object.import_splat_files(self._filepaths(), limits=read_limits(context),
+                                        report=self.report, **keywords)
         return {'FINISHED'}
 
     def invoke(self, context, event):
@@ -104,6 +112,9 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
         default=True,
     )
     up_axis: _up_axis_property("Up axis of the written file (−Y: the 3DGS convention)")
+    spz_version: EnumProperty(name="SPZ Version", items=_SPZ_VERSION_ITEMS, default="3",
+                              description="Version of .spz files written (other formats "
+                                          "ignore it)")
 
     @classmethod
     def poll(cls, context):
@@ -146,6 +157,7 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
     @reports_gs_errors
     def execute(self, context):
         keywords = self.as_keywords(ignore=("filepath", "check_existing", "filter_glob"))
+        keywords["spz_version"] = int(keywords["spz_version"])
         splat_object.export_splats(context.active_object, self.filepath,
                                    report=self.report, **keywords)
         return {'FINISHED'}

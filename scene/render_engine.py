@@ -351,6 +351,7 @@ def render_scene_to_array(scene: bpy.types.Scene) -> np.ndarray:
 
 def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee",
                           resolution: int | None = None, samples: int | None = None,
+                          allow_outside_paths: bool = False,
                           report: Report = log_report) -> list[Path]:
     """Render a splat file from every frame of a NeRF-synthetic transforms file to RGBA PNGs
     named after the frames, with EEVEE, Cycles or the exact engine inside Blender.
@@ -368,7 +369,8 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
         raise GSError(f"unknown render engine {engine!r}; use {', '.join(ENGINES)}")
     if resolution is not None and resolution < 1:
         raise GSError(f"resolution must be a positive number of pixels, got {resolution}")
-    dataset = read_transforms(cameras, check_images=False)
+    dataset = read_transforms(cameras, check_images=False,
+                              allow_outside_paths=allow_outside_paths)
     if not dataset.views:
         raise GSError(f"{cameras}: no frames to render")
     out = Path(out_dir)

@@ -37,7 +37,7 @@ import numpy as np
 from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.conventions.frames import file_to_blender_matrix
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.formats import read_splats, write_splats
+from ..blender_gs_addon.formats import ReadLimits, read_splats, write_splats
 from ..blender_gs_addon.splats import SplatSet
 from . import mesh_splats
 
@@ -125,28 +125,33 @@ def _select_only(objects: list[bpy.types.Object]) -> None:
 
 def import_splats(filepath: str | os.PathLike, *, up_axis: str = "-Y", name: str | None = None,
                   nonfinite: str = "drop", collection: bpy.types.Collection | None = None,
-                  display: bool = True, report: Report = log_report) -> bpy.types.Object:
+                  display: bool = True, limits: ReadLimits | None = None,
+                  report: Report = log_report) -> bpy.types.Object:
     """Read a splat file (.ply, compressed .ply, .splat, .spz) into a new, selected object.
 
     Args:
         up_axis: the file's up axis (see ``axes.UP_AXES``); "-Y" shows 3DGS files upright.
         name: object and mesh name (default: the file name without its extension).
         nonfinite: "drop" splats with NaN/Inf values (reported) or "error" to refuse the file.
+        limits: what a file may make the reader allocate (default: 50 M splats at most; the
+            import operator passes the *Max Splats* preference).
     Reports "Imported N splats (SH d) in t s". GSError (bpy.data unchanged) for bad files.
     """
     return import_splat_files([filepath], up_axis=up_axis, name=name, nonfinite=nonfinite,
-                              collection=collection, display=display, report=report)[0]
+                              collection=collection, display=display, limits=limits,
+                              report=report)[0]
 
 
 def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str = "-Y",
                        name: str | None = None, nonfinite: str = "drop",
                        collection: bpy.types.Collection | None = None,
-                       display: bool = True,
+                       display: bool = True, limits: ReadLimits | None = None,
                        report: Report = log_report) -> list[bpy.types.Object]:
     """Import several files, all or nothing: if one fails, the objects made so far are removed.
 
     The new objects end up selected, the last one active. ``name`` applies to every object
-    (Blender appends .001 … when more than one is made).
+    (Blender appends .001 … when more than one is made). At most
+    ``layout.MAX_EXTRA_ATTRIBUTES`` extra properties per file become attributes (warned).
     """
     file_to_blender_matrix(up_axis)  # refuse a bad axis before reading anything
     paths = [os.fspath(p) for p in filepaths]
@@ -156,7 +161,8 @@ def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str =
     try:
         for path in paths:
             start = time.perf_counter()
-            splats = read_splats(path, nonfinite=nonfinite, report=report)
+            splats = read_splats(path, nonfinite=nonfinite, limits=limits, report=report)
+            splats = layout.cap_extra_properties(splats, source=path, report=report)
             splats.validate(name=path)
             count, degree = splats.count, splats.sh_degree
             # Hand the arrays over so each is freed once Blender has its copy: peak memory
@@ -298,12 +304,13 @@ def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
 
 def export_splats(obj: bpy.types.Object, filepath: str | os.PathLike, *,
                   format: str | None = None, apply_transform: bool = True, up_axis: str = "-Y",
-                  report: Report = log_report) -> None:
+                  spz_version: int = 3, report: Report = log_report) -> None:
     """Write the splats of ``obj`` to ``filepath`` (format from ``format`` or the file name:
-    "ply", "compressed_ply", "splat", "spz"). Reports "Exported N splats … in t s"."""
+    "ply", "compressed_ply", "splat", "spz"; ``spz_version`` 2, 3 or 4 for .spz). Reports
+    "Exported N splats … in t s"."""
     start = time.perf_counter()
     splats = object_to_splats(obj, apply_transform=apply_transform, up_axis=up_axis)
     path = os.fspath(filepath)
-    write_splats(path, splats, format=format, report=report)
+    write_splats(path, splats, format=format, spz_version=spz_version, report=report)
     report({'INFO'}, f"Exported {splats.count:,} splats (SH {splats.sh_degree}) to "
                      f"{Path(path).name} in {time.perf_counter() - start:.2f} s")

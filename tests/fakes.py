@@ -61,3 +61,16 @@ def save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
     rgba = np.clip(np.concatenate([straight, alpha], -1), 0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").save(path)
+
+
+class Reports:
+    """A ``report=`` callback that records ``(levels, message)`` pairs."""
+
+    def __init__(self):
+        self.messages: list[tuple[set, str]] = []
+
+    def __call__(self, levels, message):
+        self.messages.append((set(levels), message))
+
+    def at(self, level: str) -> list[str]:
+        return [m for lv, m in self.messages if level in lv]

@@ -497,3 +497,63 @@ def test_empty_set(blender, api):
     assert len(obj.data.vertices) == 0
     back = api.object_to_splats(obj)
     assert back.count == 0 and back.sh_degree == 3
+
+
+# ------------------------------------------------------------------------------ reliability
+def test_import_refuses_files_over_the_max_splats_preference(blender, api, tmp_path):
+    from gaussian_splats.preferences import ensure_preferences
+
+    bpy = blender
+    path = tmp_path / "many.spz"
+    write_splats(path, make_splats(300, 0))
+    prefs = ensure_preferences()
+    saved = prefs.max_splats
+    before = data_counts(bpy)
+    try:
+        prefs.max_splats = 299
+        with pytest.raises(RuntimeError, match=r"many\.spz: the file declares 300 splats, more "
+                                               r"than the limit of 299 \(raise 'Max Splats'"):
+            bpy.ops.gs.import_splats(filepath=str(path))
+        assert data_counts(bpy) == before
+        prefs.max_splats = 300
+        assert bpy.ops.gs.import_splats(filepath=str(path)) == {'FINISHED'}
+    finally:
+        prefs.max_splats = saved
+
+
+def test_export_operator_writes_spz_version_4_on_request(blender, api, tmp_path):
+    import gzip
+    import struct
+
+    bpy = blender
+    source = make_splats(50, 1)
+    bpy.context.view_layer.objects.active = api.create_splat_object(source, name="s")
+    for version, path in (("4", tmp_path / "v4.spz"), ("3", tmp_path / "v3.spz")):
+        assert bpy.ops.gs.export_splats(filepath=str(path), format="spz",
+                                        spz_version=version) == {'FINISHED'}
+        data = path.read_bytes()
+        if version == "3":
+            data = gzip.decompress(data)
+        assert struct.unpack_from("<II", data) == (0x5053474E, int(version))
+        np.testing.assert_allclose(read_splats(path).positions, source.positions, atol=2e-4)
+    # version 3 stays the default
+    assert bpy.ops.gs.export_splats(filepath=str(tmp_path / "d.spz"), format="spz") == \
+        {'FINISHED'}
+    assert (tmp_path / "d.spz").read_bytes()[:2] == b"\x1f\x8b"
+
+
+def test_import_keeps_at_most_the_attribute_cap_of_extra_properties(blender, api, tmp_path):
+    cap = object_layout.MAX_EXTRA_ATTRIBUTES
+    names = [f"p{i}" for i in range(cap + 76)]
+    path = tmp_path / "wide.ply"
+    write_splats(path, make_splats(4, 0, extra=names))
+    messages = []
+    obj = api.import_splats(path, report=lambda levels, msg: messages.append((levels, msg)))
+    extras = [a.name for a in obj.data.attributes if a.name.startswith("gs_extra_")]
+    assert extras == [f"gs_extra_p{i}" for i in range(cap)]
+    (warning,) = [m for lv, m in messages if "WARNING" in lv and "extra" in m]
+    assert f"{cap + 76:,} extra per-splat properties; the first {cap:,} become attributes, " \
+           f"the other 76 (p{cap} …) are left out" in warning
+    back = api.object_to_splats(obj, apply_transform=False)
+    np.testing.assert_array_equal(back.extra[f"p{cap - 1}"],
+                                  read_splats(path).extra[f"p{cap - 1}"])

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from fakes import Reports
 
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.formats.ply import ply_property_names, read_ply, write_ply
@@ -40,17 +41,6 @@ def assert_bit_equal(a: SplatSet, b: SplatSet) -> None:
     assert list(a.extra) == list(b.extra)
     for name in a.extra:
         assert np.array_equal(a.extra[name].view(np.uint32), b.extra[name].view(np.uint32))
-
-
-class Reports:
-    def __init__(self):
-        self.messages: list[tuple[set, str]] = []
-
-    def __call__(self, levels, message):
-        self.messages.append((set(levels), message))
-
-    def at(self, level: str) -> list[str]:
-        return [m for lv, m in self.messages if level in lv]
 
 
 def header_and_body(path) -> tuple[list[str], bytes]:
@@ -116,13 +106,21 @@ def test_ascii_file_is_text_with_nine_digits(tmp_path, rng):
     assert float(rows[2].split()[3]) == splats.sh_dc[2, 0] == 16777216.0  # f32(16777217)
 
 
-@pytest.mark.parametrize("options", [{}, {"ascii": True}, {"byte_order": ">"}])
-def test_empty_set_round_trip(tmp_path, options):
-    reports = Reports()
-    write_ply(tmp_path / "e.ply", SplatSet.empty(0, 1), **options)
-    back = read_ply(tmp_path / "e.ply", report=reports)
-    assert back.count == 0 and back.sh_degree == 1
-    assert any("no splats" in m for m in reports.at("WARNING"))
+@pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian", "binary_big_endian"])
+def test_a_file_without_splats_is_an_error(tmp_path, fmt):
+    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
+             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    head = ["ply", f"format {fmt} 1.0", "element vertex 0",
+            *(f"property float {n}" for n in names), "end_header", ""]
+    path = tmp_path / "e.ply"
+    path.write_bytes("\n".join(head).encode())
+    with pytest.raises(GSError, match=r"e\.ply: the header declares no splats"):
+        read_ply(path)
+    path.write_bytes("\n".join(head).encode() + bytes(56 * 3))  # rows after a lying count
+    with pytest.raises(GSError, match="no splats .* although 168 bytes of data follow"):
+        read_ply(path)
+    with pytest.raises(GSError, match="no splats to write"):
+        write_ply(tmp_path / "w.ply", SplatSet.empty(0, 1))
 
 
 # ------------------------------------------------------------------------ hand-made files

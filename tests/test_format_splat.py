@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import Reports
 
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.formats.splat import (
@@ -15,17 +16,6 @@ from blender_gs_addon.formats.splat import (
 )
 from blender_gs_addon.sh import SH_C0
 from blender_gs_addon.splats import SplatSet
-
-
-class Reports:
-    def __init__(self):
-        self.messages: list[tuple[set, str]] = []
-
-    def __call__(self, levels, message):
-        self.messages.append((set(levels), message))
-
-    def at(self, level: str) -> list[str]:
-        return [m for lv, m in self.messages if level in lv]
 
 
 def random_splats(rng, n: int, *, degree: int = 0, wide: bool = False) -> SplatSet:
@@ -204,9 +194,10 @@ def test_size_not_multiple_of_32(tmp_path, size):
 
 def test_empty_and_missing(tmp_path):
     (tmp_path / "e.splat").write_bytes(b"")
-    reports = Reports()
-    assert read_splat(tmp_path / "e.splat", report=reports).count == 0
-    assert reports.at("WARNING")
+    with pytest.raises(GSError, match=r"e\.splat: the file is empty \(0 bytes\): no splats"):
+        read_splat(tmp_path / "e.splat")
+    with pytest.raises(GSError, match="no splats to write"):
+        write_splat(tmp_path / "w.splat", SplatSet.empty(0))
     with pytest.raises(GSError, match="nope.splat"):
         read_splat(tmp_path / "nope.splat")
 

@@ -29,6 +29,9 @@ __all__ = [
     "ViewDataset",
     "check_camera_pose",
     "check_intrinsics",
+    "outside_problem",
+    "report_imageless",
+    "OUTSIDE_PATHS_HINT",
     "load_view_image",
     "composite_on_background",
 ]
@@ -62,6 +65,38 @@ def check_camera_pose(matrix, *, where: str) -> np.ndarray:
     if np.abs(rot.T @ rot - np.eye(3)).max() > _ROTATION_TOLERANCE or np.linalg.det(rot) <= 0:
         raise GSError(f"{where}: camera matrix's rotation part is scaled, sheared or mirrored")
     return m
+
+
+OUTSIDE_PATHS_HINT = ("pass allow_outside_paths=True (command line: --allow-outside-paths) "
+                      "only if you trust where the data set came from")
+
+
+def outside_problem(path: Path, folder: Path, *, where: str) -> str | None:
+    """Why image ``path`` may not be read as part of the data set in ``folder`` — it resolves
+    (``..``, an absolute path, symlinks) outside the folder — or None when it lies inside.
+
+    Data sets come from the internet: a ``file_path`` of ``../../x``, ``/etc/passwd`` or a
+    symlink out of the folder must not make a reconstruction read files from anywhere on the
+    computer. ``where`` names the file and frame in the message.
+    """
+    try:
+        real, top = Path(path).resolve(), Path(folder).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
+        return f"{where}: cannot resolve image path {path} ({err})"
+    if real != top and top not in real.parents:
+        return (f"{where}: image {path} lies outside the data set folder {top} (it resolves "
+                f"to {real}); refused — {OUTSIDE_PATHS_HINT}")
+    return None
+
+
+def report_imageless(views: list, *, source, report) -> None:
+    """One WARNING for views kept without their image because it lies outside the data set
+    (readers that only need cameras keep such views; readers of images refuse them)."""
+    missing = [v.name for v in views if v.file_path is None]
+    if missing:
+        report({"WARNING"}, f"{source}: {len(missing)} view(s) name an image outside the data "
+                            f"set folder (first: {missing[0]!r}); their cameras are kept "
+                            f"without the image — {OUTSIDE_PATHS_HINT}")
 
 
 def check_intrinsics(width, height, fx, fy, cx, cy, *, where: str) -> tuple:

@@ -36,7 +36,14 @@ import numpy as np
 from ..conventions.frames import OPENCV_FROM_OPENGL
 from ..errors import GSError, Report, log_report
 from ..quaternions import matrix_to_quat, quat_to_matrix
-from .camera_views import CameraView, ViewDataset, check_intrinsics
+from .camera_views import (
+    OUTSIDE_PATHS_HINT,
+    CameraView,
+    ViewDataset,
+    check_intrinsics,
+    outside_problem,
+    report_imageless,
+)
 
 __all__ = [
     "ColmapCamera",
@@ -110,13 +117,17 @@ def read_colmap_model(
     *,
     images_dir=None,
     check_images: bool = True,
+    allow_outside_paths: bool = False,
     report: Report = log_report,
 ) -> ViewDataset:
     """Read ``cameras`` + ``images`` (``.bin`` preferred over ``.txt``) from a sparse model folder.
 
     ``images_dir`` defaults to the first existing ``images`` folder among ``sparse_dir``, its
     parent and grandparent (``scene/sparse/0`` → ``scene/images``). All views go to the
-    ``"train"`` split, ordered by image id; the world is COLMAP's (module docstring).
+    ``"train"`` split, ordered by image id; the world is COLMAP's (module docstring). Image
+    names must resolve inside ``images_dir`` (no ``..``, absolute path or symlink out) unless
+    ``allow_outside_paths``; without ``check_images`` such a view keeps no image (one
+    WARNING).
     """
     sparse_dir = Path(sparse_dir)
     if not sparse_dir.is_dir():
@@ -145,10 +156,12 @@ def read_colmap_model(
         images,
         images_dir=images_dir,
         check_images=check_images,
+        allow_outside_paths=allow_outside_paths,
         source=images_file.name,
     )
     if not views:
         report({"WARNING"}, f"{sparse_dir}: the model has no registered images")
+    report_imageless(views, source=sparse_dir, report=report)
     return ViewDataset(
         views=views,
         root=sparse_dir,
@@ -196,9 +209,11 @@ def views_from_colmap(
     *,
     images_dir,
     check_images: bool = True,
+    allow_outside_paths: bool = False,
     source: str = "images",
 ) -> list[CameraView]:
-    """COLMAP cameras + images → views (OpenGL camera axes, COLMAP's world), by image id."""
+    """COLMAP cameras + images → views (OpenGL camera axes, COLMAP's world), by image id;
+    image names must resolve inside ``images_dir`` unless ``allow_outside_paths``."""
     images_dir = Path(images_dir)
     views = []
     for im in sorted(images, key=lambda i: i.image_id):
@@ -221,9 +236,8 @@ def views_from_colmap(
         c2w_cv = np.eye(4)
         c2w_cv[:3, :3] = rot.T
         c2w_cv[:3, 3] = -rot.T @ tvec
-        path = images_dir / im.name
-        if check_images and not path.is_file():
-            raise GSError(f"{where}: image file {path} is missing")
+        path = _image_path(images_dir, im.name, where=where, check_images=check_images,
+                           allow_outside=allow_outside_paths)
         views.append(
             CameraView(
                 name=im.name,
@@ -239,6 +253,26 @@ def views_from_colmap(
             )
         )
     return views
+
+
+def _image_path(images_dir: Path, name: str, *, where: str, check_images: bool,
+                allow_outside: bool) -> Path | None:
+    """``images_dir / name``, which must lie inside ``images_dir`` (unless ``allow_outside``):
+    an error when images are checked, else None (the view keeps no image)."""
+    path = images_dir / name
+    problem = None
+    if Path(name).is_absolute() and not allow_outside:
+        problem = (f"{where}: the image name is an absolute path; images must lie inside "
+                   f"{images_dir} — {OUTSIDE_PATHS_HINT}")
+    elif not allow_outside:
+        problem = outside_problem(path, images_dir, where=where)
+    if problem is not None:
+        if check_images:
+            raise GSError(problem)
+        return None
+    if check_images and not path.is_file():
+        raise GSError(f"{where}: image file {path} is missing")
+    return path
 
 
 def _pinhole_params(cam: ColmapCamera, *, where: str) -> tuple[float, float, float, float]:

@@ -44,7 +44,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GSError, Report, log_report
-from .camera_views import CameraView, ViewDataset, check_camera_pose, check_intrinsics
+from .camera_views import (
+    OUTSIDE_PATHS_HINT,
+    CameraView,
+    ViewDataset,
+    check_camera_pose,
+    check_intrinsics,
+    outside_problem,
+    report_imageless,
+)
 
 __all__ = ["read_transforms", "write_transforms", "SPLITS"]
 
@@ -58,13 +66,17 @@ _MAX_JSON_BYTES = 512 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------- read
-def read_transforms(path, *, check_images: bool = True, report: Report = log_report) -> ViewDataset:
+def read_transforms(path, *, check_images: bool = True, allow_outside_paths: bool = False,
+                    report: Report = log_report) -> ViewDataset:
     """Read a transforms.json data set.
 
     ``path`` is a folder (reads ``transforms_train/val/test.json`` that exist, else
     ``transforms.json``) or one json file (split from its name: ``transforms_test.json`` →
     ``"test"``, anything else → ``"train"``). With ``check_images`` every frame's image must
-    exist. Raises GSError naming the file and frame at fault.
+    exist. Every image must lie inside the json's folder — no ``..`` escape, no absolute path,
+    no symlink out (:func:`.camera_views.outside_problem`) — unless ``allow_outside_paths``;
+    without ``check_images`` (cameras only) such a view is kept without its image (file_path
+    None, one WARNING). Raises GSError naming the file and frame at fault.
     """
     path = Path(path)
     if path.is_dir():
@@ -91,7 +103,8 @@ def read_transforms(path, *, check_images: bool = True, report: Report = log_rep
     for file in files:
         meta = _load_json(file)
         split = _split_from_name(file)
-        views.extend(_read_frames(file, meta, split, check_images=check_images))
+        views.extend(_read_frames(file, meta, split, check_images=check_images,
+                                  allow_outside=allow_outside_paths))
 
         if "normalisation_transform" in meta:
             n = _matrix(meta["normalisation_transform"], where=f"{file}: normalisation_transform")
@@ -116,6 +129,7 @@ def read_transforms(path, *, check_images: bool = True, report: Report = log_rep
 
     if not views:
         report({"WARNING"}, f"{path}: the data set has no frames")
+    report_imageless(views, source=path, report=report)
     metadata["source_files"] = [str(f) for f in files]
     return ViewDataset(
         views=views,
@@ -159,7 +173,8 @@ def _matrix(value, *, where: str) -> np.ndarray:
     return m
 
 
-def _read_frames(file: Path, meta: dict, split: str, *, check_images: bool) -> list[CameraView]:
+def _read_frames(file: Path, meta: dict, split: str, *, check_images: bool,
+                 allow_outside: bool) -> list[CameraView]:
     views = []
     for index, frame in enumerate(meta["frames"]):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
@@ -189,13 +204,9 @@ def _read_frames(file: Path, meta: dict, split: str, *, check_images: bool) -> l
                     "use a PINHOLE camera)"
                 )
 
-        image = _resolve_image(file.parent, file_path)
-        if check_images and not image.is_file():
-            raise GSError(f"{where}: image {image} is missing")
-
-        width, height = value("w"), value("h")
-        if width is None or height is None:
-            width, height = _image_size(image, where=where)
+        image, width, height = _frame_image(file.parent, file_path, value, where=where,
+                                            check_images=check_images,
+                                            allow_outside=allow_outside)
         try:
             width, height = float(width), float(height)
         except (TypeError, ValueError):
@@ -243,9 +254,32 @@ def _focal_and_centre(value, width: float, height: float, *, where: str):
     return fx, fy, cx, cy
 
 
-def _resolve_image(base: Path, file_path: str) -> Path:
-    """The image a frame's ``file_path`` names: as given, or with ``.png`` appended."""
+def _frame_image(base: Path, file_path: str, value, *, where: str, check_images: bool,
+                 allow_outside: bool) -> tuple[Path | None, object, object]:
+    """(image, width, height) of a frame. An image outside the data set folder is an error
+    when images are checked; otherwise the view keeps its camera without it (image None)."""
+    image, problem = _resolve_image(base, file_path, where=where, allow_outside=allow_outside)
+    if problem is not None and check_images:
+        raise GSError(problem)
+    if problem is None and check_images and not image.is_file():
+        raise GSError(f"{where}: image {image} is missing")
+    width, height = value("w"), value("h")
+    if width is None or height is None:
+        if problem is not None:
+            raise GSError(f"{problem} (and the frame has no 'w'/'h' for its size)")
+        width, height = _image_size(image, where=where)
+    return (image if problem is None else None), width, height
+
+
+def _resolve_image(base: Path, file_path: str, *, where: str,
+                   allow_outside: bool) -> tuple[Path, str | None]:
+    """The image a frame's ``file_path`` names (as given, or with ``.png`` appended), and why
+    it may not be read — it lies outside ``base`` — or None (always None with
+    ``allow_outside``)."""
     p = Path(file_path)
+    if p.is_absolute() and not allow_outside:
+        return p, (f"{where}: the image path is absolute; images must lie inside the data set "
+                   f"folder {base} — {OUTSIDE_PATHS_HINT}")
     if not p.is_absolute():
         p = base / p
     with_png = p.with_name(p.name + ".png")
@@ -253,10 +287,8 @@ def _resolve_image(base: Path, file_path: str) -> Path:
         candidates = [p, with_png]
     else:
         candidates = [with_png, p]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return candidates[0]
+    image = next((c for c in candidates if c.is_file()), candidates[0])
+    return image, None if allow_outside else outside_problem(image, base, where=where)
 
 
 def _image_size(image: Path, *, where: str) -> tuple[int, int]:

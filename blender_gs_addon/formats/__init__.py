@@ -6,23 +6,30 @@ format key          extension        module
 ``ply``             .ply             :mod:`.ply` (INRIA 3DGS; binary LE/BE, ascii, f32/f64)
 ``compressed_ply``  .compressed.ply  :mod:`.compressed_ply` (PlayCanvas / SuperSplat)
 ``splat``           .splat           :mod:`.splat` (antimatter15, 32 bytes/splat)
-``spz``             .spz             :mod:`.spz` (Niantic; v2/v3 read+write, v4 read)
+``spz``             .spz             :mod:`.spz` (Niantic; v1-v4 read, v2-v4 write)
 ==================  ===============  ===========================================================
 
 Every reader returns a :class:`~blender_gs_addon.splats.SplatSet` in the 3DGS frame and raises
-:class:`~blender_gs_addon.errors.GSError` naming the file and the problem for bad input.
+:class:`~blender_gs_addon.errors.GSError` — and nothing else — naming the file and the problem
+for bad input, within the memory bounds of a :class:`ReadLimits` (:mod:`.reader_contract`
+holds that promise for every format).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import secrets
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import GSError, Report, log_report
 from ..splats import SplatSet
+from .reader_contract import DEFAULT_MAX_SPLATS, ReadLimits, resolve_limits
 
-__all__ = ["FORMATS", "EXTENSIONS", "detect_format", "read_splats", "write_splats"]
+__all__ = ["FORMATS", "EXTENSIONS", "SPZ_VERSIONS", "DEFAULT_MAX_SPLATS", "ReadLimits",
+           "detect_format", "read_splats", "write_splats"]
 
 FORMATS = {
     "ply": ("ply", "read_ply", "write_ply"),
@@ -32,6 +39,7 @@ FORMATS = {
 }
 EXTENSIONS = {".ply": "ply", ".compressed.ply": "compressed_ply", ".splat": "splat",
               ".spz": "spz"}
+SPZ_VERSIONS = (2, 3, 4)  # .spz versions the writer makes; 3 is the default (every loader)
 
 
 def _function(fmt: str, which: int):
@@ -50,31 +58,77 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
                       + ", ".join(EXTENSIONS))
     fmt = EXTENSIONS[suffix]
     if fmt == "ply" and not for_writing and os.path.isfile(path):
-        with open(path, "rb") as fh:
-            head = fh.read(65536)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(65536)
+        except OSError as err:
+            raise GSError.from_os_error(os.fspath(path), err) from None
         if b"element chunk " in head.split(b"end_header")[0] and b"packed_position" in head:
             return "compressed_ply"
     return fmt
 
 
 def read_splats(path: str | os.PathLike, *, format: str | None = None, nonfinite: str = "drop",
-                report: Report = log_report) -> SplatSet:
-    """Read any supported file. ``nonfinite``: 'drop' (report the count) or 'error'."""
+                limits: ReadLimits | None = None, report: Report = log_report) -> SplatSet:
+    """Read any supported file.
+
+    Args:
+        format: a key of :data:`FORMATS` (default: from the name and content).
+        nonfinite: 'drop' splats with NaN/Inf (reported) or 'error'.
+        limits: :class:`ReadLimits` checked before anything is allocated (default: 50 M
+            splats at most, compressed data expanding at most 64×).
+    Raises:
+        GSError (only) naming the file: unreadable, not a splat file, corrupt, no splats, or
+        a claim beyond ``limits``.
+    """
     path = os.fspath(path)
+    limits = resolve_limits(limits)
+    if os.path.isdir(path):
+        raise GSError(f"{path}: is a folder, not a splat file")
     if not os.path.isfile(path):
         raise GSError(f"{path}: no such file")
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise GSError(f"unknown splat format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return _function(fmt, 1)(path, nonfinite=nonfinite, report=report)
+    return _function(fmt, 1)(path, nonfinite=nonfinite, limits=limits, report=report)
 
 
 def write_splats(path: str | os.PathLike, splats: SplatSet, *, format: str | None = None,
-                 report: Report = log_report) -> None:
-    """Write ``splats`` in the format named by ``format`` or by the file name."""
+                 spz_version: int = 3, report: Report = log_report) -> None:
+    """Write ``splats`` in the format named by ``format`` or by the file name.
+
+    ``spz_version`` (2, 3 or 4; only for .spz): 3 is read by every .spz loader; 4 (zstd
+    streams with checksums) only by recent ones. The file is written under a temporary name
+    in the same folder and renamed when complete, so a failure (disk full, a refused set)
+    leaves any earlier file of that name untouched and no partial file behind.
+    """
     path = os.fspath(path)
     fmt = format or detect_format(path, for_writing=True)
     if fmt not in FORMATS:
         raise GSError(f"unknown splat format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if spz_version not in SPZ_VERSIONS:
+        raise GSError(f"cannot write .spz version {spz_version}; choose 2, 3 or 4")
     splats.validate(name=path)
-    _function(fmt, 2)(path, splats, report=report)
+    if splats.count == 0:
+        raise GSError(f"{path}: no splats to write")
+    options = {"version": spz_version} if fmt == "spz" else {}
+    folder, name = os.path.split(os.path.abspath(path))
+    # Same folder (so the rename is atomic); created by the writer with the usual permissions.
+    partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
+    try:
+        with np.errstate(all="ignore"):
+            _function(fmt, 2)(partial, splats, report=_renamed(report, partial, path),
+                              **options)
+        os.replace(partial, path)
+    except GSError as err:
+        raise GSError(str(err).replace(partial, path)) from None
+    except OSError as err:
+        raise GSError.from_os_error(path, err, "write") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _renamed(report: Report, partial: str, path: str) -> Report:
+    """``report`` with the temporary file's name replaced by the real one."""
+    return lambda levels, message: report(levels, message.replace(partial, path))

@@ -56,6 +56,7 @@ from ..quaternions import normalize_quat
 from ..sh import SH_C0, coeffs_for_degree
 from ..splats import SplatSet
 from .ply_header import PlyElement, read_ply_header
+from .reader_contract import ReadLimits, splat_reader
 
 __all__ = ["read_compressed_ply", "write_compressed_ply", "CHUNK_SIZE"]
 
@@ -128,52 +129,66 @@ def unpack_rotations(packed: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def read_compressed_ply(path: str | os.PathLike, *, nonfinite: str = "drop",
-                        report: Report = log_report) -> SplatSet:
-    """Read a PlayCanvas compressed .ply (both chunk layouts, SH degree 0–3).
+def _read_compressed_ply(source: str, *, limits: ReadLimits,
+                         report: Report) -> tuple[SplatSet, bool]:
+    """Read a PlayCanvas compressed .ply (both chunk layouts, SH degree 0–3):
+    ``read_compressed_ply(path, *, nonfinite="drop", limits=None, report=log_report)``.
 
     Args:
         path: the file.
         nonfinite: 'drop' (report how many) or 'error' for splats decoded as NaN/Inf
             (only possible when the chunk ranges themselves are not finite).
+        limits: :class:`ReadLimits` (default: 50 M splats at most).
         report: ``report({'WARNING'}, msg)`` callback.
     Returns:
         SplatSet in the file's (3DGS) frame, in file order.
     Raises:
-        GSError naming the file for anything that is not a well-formed compressed .ply.
+        GSError naming the file for anything that is not a well-formed compressed .ply —
+        including bytes after the last element (the element sizes are exact, so extra bytes
+        mean a wrong count or inserted bytes, and the data would decode shifted).
     """
-    source = os.fspath(path)
-    if nonfinite not in ("drop", "error"):
-        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
-    try:
-        with open(source, "rb") as fh:
-            data = fh.read()
-    except OSError as err:
-        raise GSError(f"{source}: cannot read file ({err.strerror or err})") from None
+    with open(source, "rb") as fh:
+        data = fh.read()
     header = read_ply_header(data, source=source)
     if header.format == "ascii":
         raise GSError(f"{source}: compressed .ply must be binary, this one is ascii")
-    order = header.byte_order
-
     chunk_el, vertex_el, sh_el = (header.element(n) for n in ("chunk", "vertex", "sh"))
     if chunk_el is None or vertex_el is None:
         raise GSError(f"{source}: not a compressed splat .ply (needs 'chunk' and 'vertex' "
                       "elements)")
     count = vertex_el.count
     if count == 0:
-        raise GSError(f"{source}: file contains no splats")
+        raise GSError(f"{source}: file contains no splats ('element vertex 0')")
+    limits.check_count(count, source=source)
     chunks_needed = -(-count // CHUNK_SIZE)
     if chunk_el.count != chunks_needed:
         raise GSError(f"{source}: {count:,} splats need {chunks_needed:,} chunks of "
                       f"{CHUNK_SIZE}, the file has {chunk_el.count:,}")
+    blocks, end = _element_blocks(data, header, source=source)
+    unknown = [e.name for e in header.elements if e.name not in ("chunk", "vertex", "sh")]
+    if unknown:
+        report({"WARNING"}, f"{source}: ignored unknown elements {', '.join(unknown)}")
+    decoded = _decode(blocks, chunk_el, vertex_el, sh_el, source=source)  # names bad columns
+    if end != len(data):
+        raise GSError(f"{source}: {len(data) - end:,} bytes follow the last element; the "
+                      "header's counts do not describe this file (a wrong count or inserted "
+                      "bytes would decode shifted data)")
+    return decoded
 
+
+read_compressed_ply = splat_reader(_read_compressed_ply)
+
+
+def _element_blocks(data: bytes, header, *,
+                    source: str) -> tuple[dict[str, np.ndarray], int]:
+    """Structured views of every element's rows, and the offset where the last one ends."""
     blocks: dict[str, np.ndarray] = {}
     offset = header.header_size
     for element in header.elements:
         if element.has_list:
             raise GSError(f"{source}: element {element.name!r} has list properties; not a "
                           "compressed splat .ply")
-        dtype = element.dtype(order)
+        dtype = element.dtype(header.byte_order)
         size = element.count * dtype.itemsize
         if offset + size > len(data):
             raise GSError(f"{source}: file is truncated: element {element.name!r} needs "
@@ -184,10 +199,14 @@ def read_compressed_ply(path: str | os.PathLike, *, nonfinite: str = "drop",
         blocks[element.name] = np.frombuffer(data, dtype=dtype, count=element.count,
                                              offset=offset)
         offset += size
-    unknown = [e.name for e in header.elements if e.name not in ("chunk", "vertex", "sh")]
-    if unknown:
-        report({"WARNING"}, f"{source}: ignored unknown elements {', '.join(unknown)}")
+    return blocks, offset
 
+
+def _decode(blocks: dict[str, np.ndarray], chunk_el: PlyElement, vertex_el: PlyElement,
+            sh_el: PlyElement | None, *, source: str) -> tuple[SplatSet, bool]:
+    """Decoded splats, and whether every value is finite by construction."""
+    count = vertex_el.count
+    chunks_needed = chunk_el.count
     chunk_names = chunk_el.property_names()
     has_color = any(n in chunk_names for n in _COLOR_PROPS)
     chunk_cols = _element_columns(blocks["chunk"], chunk_el,
@@ -218,37 +237,40 @@ def read_compressed_ply(path: str | os.PathLike, *, nonfinite: str = "drop",
         sh_dc[:, channel] = (color - 0.5) / SH_C0
     opacity = _alpha_logits((color_p.reshape(-1)[:count] & np.uint32(0xFF)).astype(np.uint8))
 
-    sh_rest = np.zeros((count, 0, 3), np.float32)
-    # gsplat writes an 'sh' element without properties at SH degree 0; read it as degree 0.
-    if sh_el is not None and sh_el.properties:
-        columns = len(sh_el.properties)
-        if columns not in (9, 24, 45):
-            raise GSError(f"{source}: 'sh' element has {columns} properties; expected 9, 24 "
-                          "or 45 (SH degree 1-3)")
-        if sh_el.count != count:
-            raise GSError(f"{source}: 'sh' element has {sh_el.count:,} rows for {count:,} "
-                          "splats")
-        k = columns // 3
-        names = [f"f_rest_{i}" for i in range(columns)]
-        if sh_el.property_names() == names and all(c == "u1" for _, c in sh_el.properties):
-            sh_bytes = blocks["sh"].view(np.uint8).reshape(count, columns)
-        else:
-            sh_bytes = np.stack(_element_columns(blocks["sh"], sh_el, names, source=source,
-                                                 kind="u1"), axis=1)  # [N, 3K]
-        # f_rest is channel-major (c·K + k); the set wants [N, K, 3].
-        sh_rest = _sh_byte_table()[sh_bytes.reshape(count, 3, k).transpose(0, 2, 1)]
-
     splats = SplatSet(
         positions=positions,
         log_scales=log_scales,
         rotations=unpack_rotations(rot_p.reshape(-1)[:count]),
         opacity_logits=opacity,
         sh_dc=sh_dc,
-        sh_rest=sh_rest,
+        sh_rest=_decode_sh_rest(blocks.get("sh"), sh_el, count, source=source),
     )
-    if np.isfinite(ranges).all() and np.isfinite(sh_dc).all():
-        return splats  # then every other decoded value is finite by construction
-    return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
+    # With finite ranges and colours every other decoded value is finite by construction.
+    return splats, bool(np.isfinite(ranges).all() and np.isfinite(sh_dc).all())
+
+
+def _decode_sh_rest(block: np.ndarray | None, sh_el: PlyElement | None, count: int, *,
+                    source: str) -> np.ndarray:
+    """[N, K, 3] float32 SH bands 1–3 from the ``sh`` element (K = 0 without one)."""
+    # gsplat writes an 'sh' element without properties at SH degree 0; read it as degree 0.
+    if sh_el is None or not sh_el.properties:
+        return np.zeros((count, 0, 3), np.float32)
+    columns = len(sh_el.properties)
+    if columns not in (9, 24, 45):
+        raise GSError(f"{source}: 'sh' element has {columns} properties; expected 9, 24 "
+                      "or 45 (SH degree 1-3)")
+    if sh_el.count != count:
+        raise GSError(f"{source}: 'sh' element has {sh_el.count:,} rows for {count:,} "
+                      "splats")
+    k = columns // 3
+    names = [f"f_rest_{i}" for i in range(columns)]
+    if sh_el.property_names() == names and all(c == "u1" for _, c in sh_el.properties):
+        sh_bytes = block.view(np.uint8).reshape(count, columns)
+    else:
+        sh_bytes = np.stack(_element_columns(block, sh_el, names, source=source,
+                                             kind="u1"), axis=1)  # [N, 3K]
+    # f_rest is channel-major (c·K + k); the set wants [N, K, 3].
+    return _sh_byte_table()[sh_bytes.reshape(count, 3, k).transpose(0, 2, 1)]
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -395,4 +417,4 @@ def write_compressed_ply(path: str | os.PathLike, splats: SplatSet, *,
                 sh_bytes = np.take(sh_bytes, order, axis=0).transpose(0, 2, 1)  # channel-major
                 fh.write(np.ascontiguousarray(sh_bytes).tobytes())
     except OSError as err:
-        raise GSError(f"{source}: cannot write file ({err.strerror or err})") from None
+        raise GSError.from_os_error(source, err, "write") from None

@@ -22,6 +22,7 @@ import os
 import re
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ from ..errors import GSError, Report, log_report
 from ..sh import degree_for_coeffs
 from ..splats import SplatSet
 from .ply_header import MAX_HEADER_BYTES, PlyElement, PlyHeader, read_ply_header
+from .reader_contract import ReadLimits, splat_reader
 
 __all__ = ["read_ply", "write_ply", "ply_property_names"]
 
@@ -64,49 +66,41 @@ def ply_property_names(splats: SplatSet, *, include_normals: bool = False) -> li
 
 
 # ---------------------------------------------------------------------------------- reading
-def read_ply(path: str | os.PathLike, *, nonfinite: str = "drop", keep_extra: bool = True,
-             report: Report = log_report) -> SplatSet:
-    """Read a 3DGS .ply file.
+def _read_ply(source: str, *, limits: ReadLimits, report: Report,
+              keep_extra: bool = True) -> tuple[SplatSet, bool]:
+    """Read a 3DGS .ply file: ``read_ply(path, *, nonfinite="drop", limits=None,
+    keep_extra=True, report=log_report)``.
 
     Args:
         path: the file.
-        nonfinite: ``"drop"`` splats with NaN/Inf (reported) or ``"error"``.
+        nonfinite: ``"drop"`` splats with NaN/Inf (reported) or ``"error"``; an opacity logit
+            of ±inf is kept, clamped (see :mod:`.reader_contract`).
+        limits: :class:`ReadLimits` (default: 50 M splats at most).
         keep_extra: keep unknown per-vertex properties in ``extra`` (reported as INFO); when
             False they are dropped with a WARNING.
     Returns:
         The splats, float32, in the file's order (minus dropped rows).
     Raises:
-        GSError naming the file for anything that is not a readable 3DGS .ply.
+        GSError naming the file for anything that is not a readable 3DGS .ply, a file with no
+        splats, or one declaring more than ``limits`` allow.
     """
-    source = os.fspath(path)
-    if nonfinite not in ("drop", "error"):
-        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
-    try:
-        fh = open(source, "rb")
-    except OSError as err:
-        raise GSError(f"{source}: cannot open ({err.strerror or err})") from None
-    with fh:
-        try:
-            file_size = os.fstat(fh.fileno()).st_size
-            header = read_ply_header(fh.read(MAX_HEADER_BYTES), source=source)
-        except OSError as err:
-            raise GSError(f"{source}: cannot read ({err.strerror or err})") from None
+    with open(source, "rb") as fh:
+        file_size = os.fstat(fh.fileno()).st_size
+        header = read_ply_header(fh.read(MAX_HEADER_BYTES), source=source)
         vertex, before, after = _split_elements(header, source)
+        if vertex.count == 0:
+            follow = file_size - header.header_size
+            raise GSError(f"{source}: the header declares no splats ('element vertex 0')"
+                          + (f" although {follow:,} bytes of data follow it" if follow > 0
+                             else ""))
         columns = _plan_columns(vertex, source, keep_extra=keep_extra, report=report)
         read_table = _read_ascii if header.format == "ascii" else _read_binary
-        try:
-            splats, suspicious = read_table(fh, header, vertex, before, after, columns,
-                                            file_size, source=source, report=report)
-        except OSError as err:
-            raise GSError(f"{source}: cannot read ({err.strerror or err})") from None
-    splats.validate(name=source)
-    if splats.count == 0:
-        report({"WARNING"}, f"{source}: the file contains no splats")
-        return splats
-    if not suspicious:
-        return splats
-    with np.errstate(over="ignore", invalid="ignore"):  # quaternion norms of huge values
-        return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
+        splats, suspicious = read_table(fh, header, vertex, before, after, columns,
+                                        file_size, source=source, limits=limits, report=report)
+    return splats, not suspicious
+
+
+read_ply = splat_reader(_read_ply)
 
 
 def _split_elements(header: PlyHeader, source: str
@@ -126,7 +120,7 @@ class _Columns:
     fields: dict[str, np.ndarray]  # field name → [m] property indices, in the field's order
     rest_count: int  # K
     extra: list[str]  # extra property names kept
-    extra_index: list[int]  # their property indices
+    extra_index: np.ndarray  # [E] their property indices
 
 
 def _plan_columns(vertex: PlyElement, source: str, *, keep_extra: bool,
@@ -160,30 +154,41 @@ def _plan_columns(vertex: PlyElement, source: str, *, keep_extra: bool,
     known = {n for group in groups.values() for n in group} | set(_NORMALS)
     extra = [n for n in names if n not in known]
     if extra and keep_extra:
-        report({"INFO"}, f"{source}: kept extra per-splat properties {', '.join(extra)}")
+        report({"INFO"}, f"{source}: kept extra per-splat properties {_name_list(extra)}")
     elif extra:
-        report({"WARNING"}, f"{source}: dropped extra per-splat properties {', '.join(extra)}")
+        report({"WARNING"}, f"{source}: dropped extra per-splat properties {_name_list(extra)}")
         extra = []
-    return _Columns(fields, k, extra, [position[n] for n in extra])
+    return _Columns(fields, k, extra, np.asarray([position[n] for n in extra], np.intp))
 
 
-def _empty_result(count: int, columns: _Columns) -> SplatSet:
+def _name_list(names: Sequence[str], *, shown: int = 12) -> str:
+    """'a, b, c' — or the first ``shown`` names and how many more (a header may have 20,000)."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f" … and {len(names) - shown:,} more"
+
+
+def _empty_result(count: int, columns: _Columns) -> tuple[SplatSet, np.ndarray]:
+    """The result to fill, and its extras as one [E, N] block (each ``extra`` is a row of it,
+    so thousands of extra properties are filled by one copy per chunk, not one each)."""
     k = columns.rest_count
-    return SplatSet(
+    extra_block = np.empty((len(columns.extra), count), np.float32)  # [E, N]
+    out = SplatSet(
         positions=np.empty((count, 3), np.float32), log_scales=np.empty((count, 3), np.float32),
         rotations=np.empty((count, 4), np.float32), opacity_logits=np.empty(count, np.float32),
         sh_dc=np.empty((count, 3), np.float32), sh_rest=np.empty((count, k, 3), np.float32),
-        extra={name: np.empty(count, np.float32) for name in columns.extra},
+        extra=dict(zip(columns.extra, extra_block)),
     )
+    return out, extra_block
 
 
-def _destinations(out: SplatSet, columns: _Columns) -> list[tuple[np.ndarray, np.ndarray]]:
+def _destinations(out: SplatSet, extra_block: np.ndarray,
+                  columns: _Columns) -> list[tuple[np.ndarray, np.ndarray]]:
     """(2-D destination [N, m], property indices [m]) for every field of ``out``."""
     count = out.count
     dests = [(getattr(out, f).reshape(count, idx.size), idx)
              for f, idx in columns.fields.items()]
-    dests += [(out.extra[n].reshape(count, 1), np.asarray([i], np.intp))
-              for n, i in zip(columns.extra, columns.extra_index)]
+    dests.append((extra_block.T, columns.extra_index))  # [N, E] view
     return [(d, i) for d, i in dests if i.size]
 
 
@@ -220,7 +225,7 @@ def _element_bytes(el: PlyElement, byte_order: str) -> int:
 
 def _read_binary(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyElement],
                  after: list[PlyElement], columns: _Columns, file_size: int, *, source: str,
-                 report: Report) -> tuple[SplatSet, bool]:
+                 limits: ReadLimits, report: Report) -> tuple[SplatSet, bool]:
     """The vertex table of a binary file, and whether it may hold non-finite rows."""
     order = header.byte_order
     offset = header.header_size
@@ -235,6 +240,7 @@ def _read_binary(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyElem
         raise GSError(f"{source}: header claims {vertex.count:,} vertices ({row.itemsize} bytes "
                       f"each, data ending at byte {need:,}) but the file has only "
                       f"{file_size:,} bytes (truncated or a lying header)")
+    limits.check_count(vertex.count, source=source)
     if not any(el.has_list and el.count for el in after):
         end = need + sum(_element_bytes(el, order) for el in after)
         if end < file_size:
@@ -243,11 +249,9 @@ def _read_binary(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyElem
         elif end > file_size:
             report({"WARNING"}, f"{source}: elements after the vertex data are truncated "
                                 "(ignored; the splats are complete)")
-    out = _empty_result(vertex.count, columns)
-    if not vertex.count:
-        return out, False
-    suspicious = _fill_binary(source, offset, vertex.count, row, _destinations(out, columns),
-                              out.rotations)
+    out, extra_block = _empty_result(vertex.count, columns)
+    suspicious = _fill_binary(source, offset, vertex.count, row,
+                              _destinations(out, extra_block, columns), out.rotations)
     return out, suspicious
 
 
@@ -333,7 +337,7 @@ def _line_starts(data: bytes, start: int, lines: int, *, source: str, what: str)
 
 def _read_ascii(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyElement],
                 after: list[PlyElement], columns: _Columns, file_size: int, *, source: str,
-                report: Report) -> tuple[SplatSet, bool]:
+                limits: ReadLimits, report: Report) -> tuple[SplatSet, bool]:
     props = len(vertex.properties)
     # Each value needs at least one character and one separator: refuse lying counts before
     # reading or allocating anything.
@@ -341,6 +345,7 @@ def _read_ascii(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyEleme
         raise GSError(f"{source}: header claims {vertex.count:,} vertices with {props} values "
                       f"each but the file has only {file_size:,} bytes (truncated or a lying "
                       "header)")
+    limits.check_count(vertex.count, source=source)
     fh.seek(0)
     data = fh.read()
     pos = header.header_size
@@ -351,6 +356,7 @@ def _read_ascii(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyEleme
         pos = _line_starts(data, pos, el.count, source=source, what=f"element {el.name!r}")
     end = _line_starts(data, pos, vertex.count, source=source, what="vertex data")
     text = data[pos:end]
+    _check_values_per_line(text, props, source=source)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy warns (instead of failing) on unparsable text
         try:
@@ -360,14 +366,44 @@ def _read_ascii(fh, header: PlyHeader, vertex: PlyElement, before: list[PlyEleme
     if values is None or values.size != vertex.count * props:
         raise GSError(f"{source}: ascii vertex data is malformed (expected {props} numbers on "
                       f"each of {vertex.count:,} lines)")
+    if not text.endswith(b"\n"):
+        last = text.split()[-1].decode("ascii", errors="replace")[:40]
+        report({"WARNING"}, f"{source}: the file ends inside the last line of the vertex data "
+                            f"(no newline after {last!r}): it may be cut short, and that value "
+                            "incomplete")
     table = values.reshape(vertex.count, props).astype(np.float32)
-    out = _empty_result(vertex.count, columns)
-    for dest, index in _destinations(out, columns):
-        np.take(table, index, axis=1, out=dest)
+    out, extra_block = _empty_result(vertex.count, columns)
+    for dest, index in _destinations(out, extra_block, columns):
+        dest[...] = np.take(table, index, axis=1)
     trailing = len(data[end:].strip())
     if trailing and not any(el.count for el in after):
         report({"WARNING"}, f"{source}: ignored {trailing:,} trailing bytes after the PLY data")
     return out, True
+
+
+def _check_values_per_line(text: bytes, props: int, *, source: str) -> None:
+    """Every line of ascii vertex data must hold ``props`` values: a line with one too few and
+    another with one too many would otherwise read as shifted rows. Works through the text in
+    blocks of whole lines of about 4 MB, so its temporaries stay small."""
+    raw = np.frombuffer(text, np.uint8)
+    first_line, start = 0, 0
+    while start < raw.size:
+        cut = text.find(b"\n", start + (1 << 22))
+        stop = raw.size if cut < 0 else cut + 1
+        part = raw[start:stop]
+        space = (part == 32) | (part == 9) | (part == 10) | (part == 13)
+        newline = part == 10
+        starts = np.flatnonzero(~space & np.concatenate(([True], space[:-1])))  # tokens
+        lines = int(np.count_nonzero(newline)) + (part[-1] != 10)
+        per_line = np.bincount(np.cumsum(newline)[starts], minlength=lines)
+        wrong = np.flatnonzero(per_line != props)
+        if wrong.size:
+            line = int(wrong[0])
+            raise GSError(f"{source}: ascii vertex line {first_line + line + 1:,} holds "
+                          f"{int(per_line[line])} values, expected {props} (corrupt or cut "
+                          "file)")
+        first_line += lines
+        start = stop
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -384,6 +420,8 @@ def write_ply(path: str | os.PathLike, splats: SplatSet, *, include_normals: boo
     if byte_order not in ("<", ">"):
         raise GSError(f"byte_order must be '<' or '>', got {byte_order!r}")
     splats.validate(name=target)
+    if splats.count == 0:
+        raise GSError(f"{target}: no splats to write (readers refuse a file without splats)")
     names = ply_property_names(splats, include_normals=include_normals)
     for name in splats.extra:
         if not _EXTRA_NAME.fullmatch(name) or name in names[:len(names) - len(splats.extra)] \
@@ -411,7 +449,7 @@ def write_ply(path: str | os.PathLike, splats: SplatSet, *, include_normals: boo
                 else:
                     rows.astype(byte_order + "f4", copy=False).tofile(fh)
     except OSError as err:
-        raise GSError(f"{target}: cannot write ({err.strerror or err})") from None
+        raise GSError.from_os_error(target, err, "write") from None
 
 
 def _pack_rows(splats: SplatSet, start: int, stop: int, rows: np.ndarray, *,

@@ -29,6 +29,11 @@ tests/test_format_splat.py):
   angle between q and q + e is ≤ arcsin(1/128), and the rotation (twice the quaternion angle)
   is off by at most 2·arcsin(1/128) ≈ 0.01563 rad ≈ 0.895°. Files from other writers
   (which truncate instead of rounding) can be up to twice as far off.
+
+Truncation: the format has no header and no splat count. A file whose size is not a multiple
+of 32 bytes is refused (cut inside a record), but a file cut — or extended — by whole records
+reads as a smaller (larger) set of splats: no reader of this format can tell. Prefer .ply or
+.spz to move files over unreliable channels.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import numpy as np
 from ..errors import GSError, Report, log_report
 from ..sh import SH_C0
 from ..splats import SplatSet
+from .reader_contract import ReadLimits, splat_reader
 
 __all__ = ["read_splat", "write_splat", "splat_sort_order", "SPLAT_DTYPE", "ROTATION_ERROR_BOUND"]
 
@@ -59,35 +65,32 @@ _LOG_SCALE_RANGE = (float(np.log(np.finfo(np.float32).tiny)),
                     float(np.log(np.finfo(np.float32).max)))
 
 
-def read_splat(path: str | os.PathLike, *, nonfinite: str = "drop",
-               report: Report = log_report) -> SplatSet:
-    """Read an antimatter15 .splat file (SH degree 0, quaternions normalised)."""
-    source = os.fspath(path)
-    if nonfinite not in ("drop", "error"):
-        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
-    try:
-        with open(source, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size % SPLAT_DTYPE.itemsize:
-                raise GSError(f"{source}: {size:,} bytes is not a multiple of 32; not a .splat "
-                              "file (or truncated)")
-            records = np.fromfile(fh, dtype=SPLAT_DTYPE, count=size // SPLAT_DTYPE.itemsize)
-    except OSError as err:
-        raise GSError(f"{source}: cannot read ({err.strerror or err})") from None
-    if records.shape[0] != size // SPLAT_DTYPE.itemsize:
+def _read_splat(source: str, *, limits: ReadLimits, report: Report) -> tuple[SplatSet, bool]:
+    """Read an antimatter15 .splat file (SH degree 0, quaternions normalised):
+    ``read_splat(path, *, nonfinite="drop", limits=None, report=log_report)``.
+
+    The format stores no splat count: a size that is not a multiple of 32 bytes (a cut inside
+    a record) is an error, but a file cut (or extended) by whole records cannot be told from
+    a smaller (larger) one by any reader.
+    """
+    with open(source, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise GSError(f"{source}: the file is empty (0 bytes): no splats")
+        if size % SPLAT_DTYPE.itemsize:
+            raise GSError(f"{source}: {size:,} bytes is not a multiple of 32; not a .splat "
+                          f"file, or cut inside splat {size // SPLAT_DTYPE.itemsize + 1:,}")
+        count = size // SPLAT_DTYPE.itemsize
+        limits.check_count(count, source=source)
+        records = np.fromfile(fh, dtype=SPLAT_DTYPE, count=count)
+    if records.shape[0] != count:
         raise GSError(f"{source}: file ended early (read {records.shape[0]:,} splats)")
-    count = records.shape[0]
-    if count == 0:
-        report({"WARNING"}, f"{source}: the file contains no splats")
-        return SplatSet.empty(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_scales = np.log(records["scale"].astype(np.float64))  # ≤ 0 → -inf/NaN → dropped
+    log_scales = np.log(records["scale"].astype(np.float64))  # ≤ 0 → -inf/NaN → dropped
     rgba = records["rgba"].astype(np.float64) / 255.0
     alpha = np.clip(rgba[:, 3], *_ALPHA_CLAMP)
     quats = records["rotation"].astype(np.float64) - 128.0
     norms = np.linalg.norm(quats, axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quats = quats / norms  # byte pattern 128,128,128,128 → NaN → dropped as non-finite
+    quats = quats / norms  # byte pattern 128,128,128,128 → NaN → dropped as non-finite
     splats = SplatSet(
         positions=np.ascontiguousarray(records["position"], dtype=np.float32),
         log_scales=log_scales.astype(np.float32),
@@ -96,8 +99,10 @@ def read_splat(path: str | os.PathLike, *, nonfinite: str = "drop",
         sh_dc=((rgba[:, :3] - 0.5) / SH_C0).astype(np.float32),
         sh_rest=np.zeros((count, 0, 3), np.float32),
     )
-    splats.validate(name=source)
-    return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
+    return splats, False
+
+
+read_splat = splat_reader(_read_splat)
 
 
 def splat_sort_order(splats: SplatSet) -> np.ndarray:
@@ -143,15 +148,16 @@ def write_splat(path: str | os.PathLike, splats: SplatSet, *, nonfinite: str = "
     """
     target = os.fspath(path)
     splats.validate(name=target)
+    if splats.count == 0:
+        raise GSError(f"{target}: no splats to write (readers refuse a file without splats)")
     if splats.sh_degree:
         report({"WARNING"}, f"{target}: .splat stores no view-dependent colour; dropped "
                             f"{splats.sh_degree} SH band(s) (degree {splats.sh_degree} → 0)")
     if splats.extra:
         report({"WARNING"}, f"{target}: .splat has no room for extra properties; dropped "
                             + ", ".join(splats.extra))
-    if splats.count:
-        with np.errstate(over="ignore"):  # float32 quaternion norms of huge components
-            splats = splats.drop_nonfinite(source=target, policy=nonfinite, report=report)
+    with np.errstate(over="ignore"):  # float32 quaternion norms of huge components
+        splats = splats.drop_nonfinite(source=target, policy=nonfinite, report=report)
     outside = (splats.log_scales > _LOG_SCALE_RANGE[1]) | (splats.log_scales < _LOG_SCALE_RANGE[0])
     if outside.any():
         report({"WARNING"}, f"{target}: {int(outside.any(axis=1).sum()):,} splats have scales "
@@ -161,4 +167,4 @@ def write_splat(path: str | os.PathLike, splats: SplatSet, *, nonfinite: str = "
     try:
         records.tofile(target)
     except OSError as err:
-        raise GSError(f"{target}: cannot write ({err.strerror or err})") from None
+        raise GSError.from_os_error(target, err, "write") from None

@@ -32,9 +32,12 @@ version 3: each stored component ≤ √½/1022 ≈ 6.9e-4, version 2: ≤ 1/255
 ≤ 8/128 (5-bit buckets), bands 2–3 ≤ 16/128, plus 1/256 of rounding, within [−1, 127/128].
 
 Bad input never allocates from the header alone: the claimed point count is checked against
-what the compressed size can hold (deflate cannot exceed ~1032:1; for zstd the reference's own
-1024:1 limit), decompression is bounded by the size the header implies, and the result must
-be exactly that size.
+:class:`~.reader_contract.ReadLimits` (at most ``max_splats``; compressed data may not expand
+more than ``max_expansion`` times — real files expand 1.2–4.5×, bombs ~1000× — and deflate
+cannot exceed 1032:1 at all) before anything is inflated. Each block is then inflated to exactly the
+size the header implies and decoded straight into the result, so peak memory is the result
+plus one block; anything after the last block is reported. Version 4 streams are written with
+zstd content checksums, and checksums are verified on read where the writer stored them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -51,6 +55,7 @@ from ..errors import GSError, Report, log_report
 from ..quaternions import normalize_quat
 from ..sh import rotate_sh_rest
 from ..splats import SplatSet
+from .reader_contract import ReadLimits, splat_reader
 
 __all__ = ["read_spz", "write_spz", "SH_SIGNS_RUB_FROM_RDF", "SPZ_MAGIC"]
 
@@ -65,8 +70,6 @@ _COLOR_SCALE = 0.15
 _SQRT1_2 = np.sqrt(0.5)
 _ALPHA_EDGE = 0.25 / 255.0  # end bytes 0 / 255 decode here instead of ∓inf
 _MAX_DEFLATE_RATIO = 1032  # deflate's hard limit on decompressed / compressed size
-_MAX_ZSTD_RATIO = 1024  # the reference loader's limit for version 4
-_MIN_BYTES_PER_POINT = 9  # positions alone
 _SH_DIMS = {0: 0, 1: 3, 2: 8, 3: 15, 4: 24}
 _OTHER_SLOTS = np.array([[j for j in range(4) if j != i] for i in range(4)], dtype=np.intp)
 
@@ -89,18 +92,23 @@ SH_SIGNS_RUB_FROM_RDF = _sh_signs()  # its own inverse (a 180° turn)
 
 
 # ---------------------------------------------------------------------------------- reading
+_DECODE_STEP = 1 << 20  # splats decoded per step: float64 temporaries stay ~100 MB at most
+# Byte → value tables of the reference decoder (same float64 arithmetic, then float32).
+def _alpha_table() -> np.ndarray:
+    p = np.clip(np.arange(256) / 255.0, _ALPHA_EDGE, 1 - _ALPHA_EDGE)
+    return np.log(p / (1.0 - p)).astype(np.float32)
+
+
+_ALPHA_TABLE = _alpha_table()
+_COLOR_TABLE = ((np.arange(256) / 255.0 - 0.5) / _COLOR_SCALE).astype(np.float32)
+_SCALE_TABLE = (np.arange(256) / 16.0 - 10.0).astype(np.float32)
+_SH_TABLE = (np.arange(256, dtype=np.float32) - np.float32(128.0)) / np.float32(128.0)
+
+
 def _expected_sizes(version: int, count: int, sh_dim: int) -> list[int]:
     """Byte sizes of positions, alphas, colours, scales, rotations, SH."""
     return [count * (6 if version == 1 else 9), count, count * 3, count * 3,
             count * (4 if version >= 3 else 3), count * sh_dim * 3]
-
-
-def _read_file(source: str) -> bytes:
-    try:
-        with open(source, "rb") as fh:
-            return fh.read()
-    except OSError as err:
-        raise GSError(f"{source}: cannot read file ({err.strerror or err})") from None
 
 
 def _check_header(source: str, version: int, count: int, degree: int, *,
@@ -129,16 +137,14 @@ def _legacy_header(source: str, head: bytes) -> tuple[tuple, list[int]]:
                                                                        _SH_DIMS[degree])
 
 
-def _split(payload: bytes, sizes: list[int]) -> list[bytes]:
-    blocks, offset = [], 0
-    for size in sizes:
-        blocks.append(payload[offset:offset + size])
-        offset += size
-    return blocks
+def _ignored_tail(source: str, size: str, report: Report) -> None:
+    report({"WARNING"}, f"{source}: ignored {size} after the last .spz block: the header's "
+                        "splat count or version may not match the data (check the result)")
 
 
-def _inflate_legacy(source: str, data: bytes, report: Report) -> tuple[tuple, list[bytes]]:
-    """gzip (versions 1–3) → (header fields, [six attribute blocks]), bounded."""
+def _gzip_blocks(source: str, data: bytes, limits: ReadLimits,
+                 report: Report) -> tuple[tuple, Iterator[bytes]]:
+    """gzip (versions 1–3) → (header fields, the six attribute blocks, inflated one by one)."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         head = inflater.decompress(data, _LEGACY_HEADER.size)
@@ -151,18 +157,35 @@ def _inflate_legacy(source: str, data: bytes, report: Report) -> tuple[tuple, li
     if total > _MAX_DEFLATE_RATIO * len(data):
         raise GSError(f"{source}: header claims {header[1]:,} splats ({total:,} bytes) but "
                       f"the {len(data):,}-byte file cannot hold that much (corrupt header)")
-    try:
-        payload = inflater.decompress(inflater.unconsumed_tail, total)
-    except zlib.error as err:
-        raise GSError(f"{source}: corrupt gzip stream ({err})") from None
-    if len(payload) < total:
-        what = "the gzip stream ends" if inflater.eof else "the file is truncated"
-        raise GSError(f"{source}: header claims {header[1]:,} splats ({total:,} bytes of "
-                      f"data) but {what} after {len(payload):,} bytes")
+    limits.check_claim(header[1], bytes_per_splat=total // header[1], available=len(data),
+                       source=source, compressed=True)
+    return header, _inflate_blocks(source, inflater, header, sizes, report)
+
+
+def _inflate_blocks(source: str, inflater, header: tuple, sizes: list[int],
+                    report: Report) -> Iterator[bytes]:
+    done = 0
+    for size in sizes:
+        block = b""
+        try:
+            while len(block) < size:
+                more = inflater.decompress(inflater.unconsumed_tail, size - len(block))
+                if not more:
+                    break
+                block += more
+        except zlib.error as err:
+            raise GSError(f"{source}: corrupt gzip stream ({err})") from None
+        if len(block) < size:
+            what = "the gzip stream ends" if inflater.eof else "the file is truncated"
+            raise GSError(f"{source}: header claims {header[1]:,} splats ({sum(sizes):,} "
+                          f"bytes of data) but {what} after {done + len(block):,} bytes")
+        done += size
+        yield block
     # Read on (boundedly) to the end of the stream, so zlib checks the gzip CRC and length,
     # and to reach extension records.
     try:
-        tail = inflater.decompress(inflater.unconsumed_tail, 1 << 16)
+        # (Once at the end, zlib would append its unconsumed input to unused_data again.)
+        tail = b"" if inflater.eof else inflater.decompress(inflater.unconsumed_tail, 1 << 16)
     except zlib.error as err:
         raise GSError(f"{source}: corrupt gzip stream ({err})") from None
     if not inflater.eof and not inflater.unconsumed_tail:
@@ -170,23 +193,29 @@ def _inflate_legacy(source: str, data: bytes, report: Report) -> tuple[tuple, li
     if header[4] & _FLAG_EXTENSIONS:
         _check_extensions(source, tail, report)
     elif tail:
-        report({"WARNING"}, f"{source}: ignored data after the last .spz block")
-    return header, _split(payload, sizes)
+        _ignored_tail(source, f"{len(tail):,} bytes" if inflater.eof else "more than "
+                      f"{len(tail):,} bytes", report)
+    if inflater.unused_data:
+        report({"WARNING"}, f"{source}: ignored {len(inflater.unused_data):,} bytes after the "
+                            "end of the gzip stream")
 
 
-def _raw_legacy(source: str, data: bytes, report: Report) -> tuple[tuple, list[bytes]]:
+def _raw_blocks(source: str, data: bytes, limits: ReadLimits,
+                report: Report) -> tuple[tuple, Iterator[memoryview]]:
     """An ungzipped version 1–3 payload (not in the spec; PlayCanvas reads these too)."""
     if len(data) < _LEGACY_HEADER.size:
         raise GSError(f"{source}: file too short for an .spz header")
     header, sizes = _legacy_header(source, data[:_LEGACY_HEADER.size])
     total = sum(sizes)
-    payload = data[_LEGACY_HEADER.size:]
-    if len(payload) < total:
-        raise GSError(f"{source}: header claims {header[1]:,} splats ({total:,} bytes of "
-                      f"data) but the file is truncated after {len(payload):,} bytes")
+    payload = memoryview(data)[_LEGACY_HEADER.size:]
+    limits.check_claim(header[1], bytes_per_splat=total // header[1], available=len(payload),
+                       source=source)
     if header[4] & _FLAG_EXTENSIONS:
-        _check_extensions(source, payload[total:total + (1 << 16)], report)
-    return header, _split(payload, sizes)
+        _check_extensions(source, bytes(payload[total:total + (1 << 16)]), report)
+    elif len(payload) > total:
+        _ignored_tail(source, f"{len(payload) - total:,} bytes", report)
+    offsets = np.cumsum([0, *sizes])
+    return header, (payload[a:b] for a, b in zip(offsets[:-1], offsets[1:]))
 
 
 def _load_zstandard(source: str):
@@ -199,17 +228,16 @@ def _load_zstandard(source: str):
     return zstandard
 
 
-def _read_ngsp(source: str, data: bytes, report: Report) -> tuple[tuple, list[bytes]]:
-    """Version 4 container → (header fields, [six attribute blocks]), bounded."""
+def _ngsp_blocks(source: str, data: bytes, limits: ReadLimits,
+                 report: Report) -> tuple[tuple, Iterator[bytes]]:
+    """Version 4 container → (header fields, the six attribute blocks, decompressed lazily)."""
     if len(data) < _NGSP_HEADER.size:
         raise GSError(f"{source}: file too short for an .spz version 4 header")
     magic, version, count, degree, frac_bits, flags, n_streams, toc = _NGSP_HEADER.unpack_from(
         data)
     _check_header(source, version, count, degree, known=(4,))
+    limits.check_count(count, source=source)
     sizes = _expected_sizes(version, count, _SH_DIMS[degree])
-    if count > len(data) * _MAX_ZSTD_RATIO // _MIN_BYTES_PER_POINT:
-        raise GSError(f"{source}: header claims {count:,} splats, more than a "
-                      f"{len(data):,}-byte file can hold (corrupt header)")
     wanted = [s for s in sizes if s]
     if n_streams != len(wanted):
         raise GSError(f"{source}: has {n_streams} data streams, expected {len(wanted)} for SH "
@@ -217,10 +245,23 @@ def _read_ngsp(source: str, data: bytes, report: Report) -> tuple[tuple, list[by
     toc_end = toc + 16 * n_streams
     if toc < _NGSP_HEADER.size or toc_end > len(data):
         raise GSError(f"{source}: table of contents at byte {toc} lies outside the file")
+    spans = _stream_spans(source, data, toc, wanted, count)
+    limits.check_claim(count, bytes_per_splat=sum(sizes) // count,
+                       available=sum(b - a for a, b in spans), source=source, compressed=True)
     if flags & _FLAG_EXTENSIONS:
         _check_extensions(source, data[_NGSP_HEADER.size:toc], report)
-    entries = struct.unpack_from(f"<{2 * n_streams}Q", data, toc)
-    offset = toc_end
+    zstandard = _load_zstandard(source)
+    streams = (_unzstd(zstandard, source, i, data[a:b], size)
+               for i, ((a, b), size) in enumerate(zip(spans, wanted)))
+    header = (version, count, degree, frac_bits, flags)
+    return header, (next(streams) if size else b"" for size in sizes)
+
+
+def _stream_spans(source: str, data: bytes, toc: int, wanted: list[int],
+                  count: int) -> list[tuple[int, int]]:
+    """(start, stop) of each zstd stream, checked against the table of contents."""
+    entries = struct.unpack_from(f"<{2 * len(wanted)}Q", data, toc)
+    offset = toc + 16 * len(wanted)
     spans = []
     for i, size in enumerate(wanted):
         packed, unpacked = entries[2 * i], entries[2 * i + 1]
@@ -235,27 +276,35 @@ def _read_ngsp(source: str, data: bytes, report: Report) -> tuple[tuple, list[by
     if offset != len(data):
         raise GSError(f"{source}: {len(data) - offset:,} unexpected bytes after the last "
                       "stream (corrupt table of contents)")
-    zstandard = _load_zstandard(source)
-    decompressor = zstandard.ZstdDecompressor()
-    streams = []
-    for i, ((start, stop), size) in enumerate(zip(spans, wanted)):
-        try:
-            reader = decompressor.stream_reader(io.BytesIO(data[start:stop]))
-            out = reader.read(size)
-            while len(out) < size:  # a reader may return short reads
-                more = reader.read(size - len(out))
-                if not more:
-                    break
-                out += more
-        except zstandard.ZstdError as err:
-            raise GSError(f"{source}: stream {i} is not valid zstd data ({err})") from None
-        if len(out) != size:
-            raise GSError(f"{source}: stream {i} decompresses to {len(out):,} bytes, "
-                          f"expected {size:,} (truncated or corrupt)")
-        streams.append(out)
-    blocks = iter(streams)
-    return (version, count, degree, frac_bits, flags), [next(blocks) if s else b""
-                                                       for s in sizes]
+    return spans
+
+
+def _unzstd(zstandard, source: str, index: int, frame: bytes, size: int) -> bytes:
+    """Exactly ``size`` bytes from one zstd stream, never more; its checksum (when the writer
+    stored one) is verified, and anything after the frame is an error."""
+    where = f"{source}: stream {index}"
+    try:
+        declared = zstandard.get_frame_parameters(frame).content_size
+    except zstandard.ZstdError as err:
+        raise GSError(f"{where} is not valid zstd data ({err})") from None
+    if declared not in (zstandard.CONTENTSIZE_UNKNOWN, size):
+        raise GSError(f"{where}'s frame declares {declared:,} bytes, expected {size:,}")
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(frame),
+                                                             read_across_frames=True)
+        out = b""
+        while len(out) < size:  # a reader may return short reads
+            more = reader.read(size - len(out))
+            if not more:
+                break
+            out += more
+        extra = reader.read(1)
+    except zstandard.ZstdError as err:
+        raise GSError(f"{where} is corrupt ({err})") from None
+    if len(out) != size or extra:
+        raise GSError(f"{where} decompresses to {'more than ' if extra else ''}"
+                      f"{len(out):,} bytes, expected {size:,} (truncated or corrupt)")
+    return out
 
 
 def _check_extensions(source: str, records: bytes, report: Report) -> None:
@@ -275,90 +324,132 @@ def _check_extensions(source: str, records: bytes, report: Report) -> None:
         offset += 8 + length
 
 
-def _decode(blocks: list[bytes], version: int, count: int, degree: int, frac_bits: int,
-            source: str, report: Report) -> SplatSet:
-    pos_b, alpha_b, color_b, scale_b, rot_b, sh_b = blocks
+def _table_lookup(table: np.ndarray, raw, out: np.ndarray) -> None:
+    """out[...] = table[raw] for a uint8 buffer, in steps (np.take makes intp indices)."""
+    codes = np.frombuffer(raw, np.uint8)
+    flat = out.reshape(-1)
+    step = 4 * _DECODE_STEP
+    for s in range(0, codes.size, step):
+        np.take(table, codes[s:s + step], out=flat[s:s + step])
+
+
+def _decode_positions(raw, version: int, frac_bits: int, out: np.ndarray) -> None:
+    """out [N, 3] float32 ← positions block, RUB (file) → RDF: (x, −y, −z)."""
+    flip = np.array([1.0, -1.0, -1.0])
+    count = out.shape[0]
     if version == 1:
-        positions = np.frombuffer(pos_b, "<f2").reshape(count, 3).astype(np.float64)
+        half = np.frombuffer(raw, "<f2").reshape(count, 3)
     else:
-        raw = np.frombuffer(pos_b, np.uint8).reshape(count, 3, 3).astype(np.int32)
-        fixed = raw[..., 0] | (raw[..., 1] << 8) | (raw[..., 2] << 16)
-        fixed = (fixed ^ 0x800000) - 0x800000  # sign-extend 24 → 32 bits
-        positions = fixed * 2.0 ** -frac_bits
-    alpha = np.clip(np.frombuffer(alpha_b, np.uint8) / 255.0, _ALPHA_EDGE, 1 - _ALPHA_EDGE)
-    colors = (np.frombuffer(color_b, np.uint8).reshape(count, 3) / 255.0 - 0.5) / _COLOR_SCALE
-    log_scales = np.frombuffer(scale_b, np.uint8).reshape(count, 3) / 16.0 - 10.0
+        triples = np.frombuffer(raw, np.uint8).reshape(count, 3, 3)
+    for s in range(0, count, _DECODE_STEP):
+        if version == 1:
+            values = half[s:s + _DECODE_STEP].astype(np.float64)
+        else:
+            b = triples[s:s + _DECODE_STEP].astype(np.int32)
+            fixed = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+            fixed = (fixed ^ 0x800000) - 0x800000  # sign-extend 24 → 32 bits
+            values = fixed * 2.0 ** -frac_bits
+        out[s:s + _DECODE_STEP] = values * flip
 
-    xyzw = np.empty((count, 4), np.float64)
+
+def _decode_rotations(raw, version: int, out: np.ndarray) -> None:
+    """out [N, 4] float32 (w, x, y, z) in RDF ← rotations block (x, y, z, w in RUB)."""
+    count = out.shape[0]
     if version >= 3:
-        packed = np.frombuffer(rot_b, "<u4").astype(np.uint32)
-        largest = (packed >> np.uint32(30)).astype(np.intp)
-        small = np.empty((count, 3), np.float64)
-        for k, shift in enumerate((20, 10, 0)):
-            field = packed >> np.uint32(shift)
-            mag = (field & np.uint32(0x1FF)) * (_SQRT1_2 / 511.0)
-            small[:, k] = np.where(field & np.uint32(0x200), -mag, mag)
-        np.put_along_axis(xyzw, _OTHER_SLOTS[largest], small, axis=1)
-        rebuilt = np.sqrt(np.maximum(0.0, 1.0 - (small * small).sum(axis=1)))
-        np.put_along_axis(xyzw, largest[:, None], rebuilt[:, None], axis=1)
+        packed_all = np.frombuffer(raw, "<u4")
     else:
-        xyz = np.frombuffer(rot_b, np.uint8).reshape(count, 3) / 127.5 - 1.0
-        xyzw[:, :3] = xyz
-        xyzw[:, 3] = np.sqrt(np.maximum(0.0, 1.0 - (xyz * xyz).sum(axis=1)))
+        bytes_all = np.frombuffer(raw, np.uint8).reshape(count, 3)
+    for s in range(0, count, _DECODE_STEP):
+        n = min(_DECODE_STEP, count - s)
+        xyzw = np.empty((n, 4), np.float64)
+        if version >= 3:
+            packed = packed_all[s:s + n].astype(np.uint32)
+            largest = (packed >> np.uint32(30)).astype(np.intp)
+            small = np.empty((n, 3), np.float64)
+            for k, shift in enumerate((20, 10, 0)):
+                field = packed >> np.uint32(shift)
+                mag = (field & np.uint32(0x1FF)) * (_SQRT1_2 / 511.0)
+                small[:, k] = np.where(field & np.uint32(0x200), -mag, mag)
+            np.put_along_axis(xyzw, _OTHER_SLOTS[largest], small, axis=1)
+            rebuilt = np.sqrt(np.maximum(0.0, 1.0 - (small * small).sum(axis=1)))
+            np.put_along_axis(xyzw, largest[:, None], rebuilt[:, None], axis=1)
+        else:
+            xyz = bytes_all[s:s + n] / 127.5 - 1.0
+            xyzw[:, :3] = xyz
+            xyzw[:, 3] = np.sqrt(np.maximum(0.0, 1.0 - (xyz * xyz).sum(axis=1)))
+        out[s:s + n] = np.stack([xyzw[:, 3], xyzw[:, 0], -xyzw[:, 1], -xyzw[:, 2]], axis=1)
 
+
+def _decode_sh(raw, dim: int, out: np.ndarray) -> None:
+    """out [N, K, 3] float32 ← SH block [N, dim, 3] (K = min(dim, 15)), RUB → RDF signs."""
+    count, k = out.shape[:2]
+    if not k:
+        return
+    codes = np.frombuffer(raw, np.uint8).reshape(count, dim, 3)
+    step = max(1, 4 * _DECODE_STEP // (3 * dim))
+    for s in range(0, count, step):
+        np.take(_SH_TABLE, codes[s:s + step, :k], out=out[s:s + step])
+    out *= SH_SIGNS_RUB_FROM_RDF[:k, None]
+
+
+def _decode(blocks: Iterator, version: int, count: int, degree: int, frac_bits: int,
+            source: str, report: Report) -> SplatSet:
+    """Decode the six blocks one at a time straight into the result (a block is dropped as
+    soon as it is decoded, so peak memory is the result plus one block)."""
     dim = _SH_DIMS[degree]
-    sh = (np.frombuffer(sh_b, np.uint8).reshape(count, dim, 3).astype(np.float32) - 128.0) / 128.0
     if degree == 4:
         report({"WARNING"}, f"{source}: SH band 4 dropped (only bands up to 3 are supported)")
-        sh = np.ascontiguousarray(sh[:, :15])
+    out = SplatSet(
+        positions=np.empty((count, 3), np.float32), log_scales=np.empty((count, 3), np.float32),
+        rotations=np.empty((count, 4), np.float32), opacity_logits=np.empty(count, np.float32),
+        sh_dc=np.empty((count, 3), np.float32),
+        sh_rest=np.empty((count, min(dim, 15), 3), np.float32))
+    _decode_positions(next(blocks), version, frac_bits, out.positions)
+    _table_lookup(_ALPHA_TABLE, next(blocks), out.opacity_logits)
+    _table_lookup(_COLOR_TABLE, next(blocks), out.sh_dc)
+    _table_lookup(_SCALE_TABLE, next(blocks), out.log_scales)
+    _decode_rotations(next(blocks), version, out.rotations)
+    _decode_sh(next(blocks), dim, out.sh_rest)
+    for _ in blocks:  # runs the stream's end checks (gzip CRC, trailing data)
+        pass
+    return out
 
-    # RUB (file) → RDF (SplatSet): a 180° turn about X.
-    positions = positions * np.array([1.0, -1.0, -1.0])
-    rotations = np.stack([xyzw[:, 3], xyzw[:, 0], -xyzw[:, 1], -xyzw[:, 2]], axis=1)
-    sh *= SH_SIGNS_RUB_FROM_RDF[: sh.shape[1], None]
-    return SplatSet(
-        positions=positions.astype(np.float32),
-        log_scales=log_scales.astype(np.float32),
-        rotations=rotations.astype(np.float32),
-        opacity_logits=np.log(alpha / (1.0 - alpha)).astype(np.float32),
-        sh_dc=colors.astype(np.float32),
-        sh_rest=sh,
-    )
 
-
-def read_spz(path: str | os.PathLike, *, nonfinite: str = "drop",
-             report: Report = log_report) -> SplatSet:
-    """Read a Niantic .spz file (versions 1–3 gzip, version 4 zstd).
+def _read_spz(source: str, *, limits: ReadLimits, report: Report) -> tuple[SplatSet, bool]:
+    """Read a Niantic .spz file (versions 1–3 gzip, version 4 zstd):
+    ``read_spz(path, *, nonfinite="drop", limits=None, report=log_report)``.
 
     Args:
         path: the file.
         nonfinite: 'drop' or 'error' for splats with NaN/Inf (only possible from float16
             positions of version 1 files).
+        limits: :class:`ReadLimits`: the claimed count and the expansion of the compressed
+            data are checked before anything is inflated.
         report: ``report({'WARNING'}, msg)`` callback.
     Returns:
         SplatSet in the 3DGS (RDF) frame; SH degree 4 files lose band 4 (with a warning).
     Raises:
         GSError naming the file: bad magic, unknown version, truncated or oversized streams,
-        a header inconsistent with the data, SH degree > 4, version 4 without ``zstandard``.
+        a header inconsistent with the data, a failed zstd checksum, SH degree > 4, version 4
+        without ``zstandard``, or a claim beyond ``limits``.
     """
-    source = os.fspath(path)
-    if nonfinite not in ("drop", "error"):
-        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
-    data = _read_file(source)
+    with open(source, "rb") as fh:
+        data = fh.read()
     if data[:2] == b"\x1f\x8b":
-        header, blocks = _inflate_legacy(source, data, report)
+        header, blocks = _gzip_blocks(source, data, limits, report)
     elif len(data) >= 8 and struct.unpack_from("<II", data) in ((SPZ_MAGIC, 1), (SPZ_MAGIC, 2),
                                                                  (SPZ_MAGIC, 3)):
-        header, blocks = _raw_legacy(source, data, report)
+        header, blocks = _raw_blocks(source, data, limits, report)
     elif len(data) >= 4 and struct.unpack_from("<I", data)[0] == SPZ_MAGIC:
-        header, blocks = _read_ngsp(source, data, report)
+        header, blocks = _ngsp_blocks(source, data, limits, report)
     else:
         raise GSError(f"{source}: not an .spz file (neither gzip data nor an NGSP header)")
     version, count, degree, frac_bits, _flags = header
     splats = _decode(blocks, version, count, degree, frac_bits, source, report)
-    if version == 1:
-        return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
-    return splats  # every value of versions 2–4 is finite by construction
+    return splats, version != 1  # every value of versions 2–4 is finite by construction
+
+
+read_spz = splat_reader(_read_spz)
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -492,8 +583,9 @@ def write_spz(path: str | os.PathLike, splats: SplatSet, *, version: int = 3,
                          report)
     degree = splats.sh_degree
     if version == 4:
-        compressor = zstandard.ZstdCompressor(level=3 if compression_level is None
-                                              else compression_level)
+        # Checksums: without them a corrupted stream decodes silently (gzip has its CRC).
+        compressor = zstandard.ZstdCompressor(
+            level=3 if compression_level is None else compression_level, write_checksum=True)
         streams = [compressor.compress(b) for b in blocks if b]
         toc = b"".join(struct.pack("<QQ", len(c), len(b))
                        for c, b in zip(streams, [b for b in blocks if b]))
@@ -512,4 +604,4 @@ def write_spz(path: str | os.PathLike, splats: SplatSet, *, version: int = 3,
             for part in parts:
                 fh.write(part)
     except OSError as err:
-        raise GSError(f"{source}: cannot write file ({err.strerror or err})") from None
+        raise GSError.from_os_error(source, err, "write") from None

@@ -101,13 +101,14 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
 
 
 def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None = None,
-                        device: str = "auto") -> list:
+                        device: str = "auto", allow_outside_paths: bool = False) -> list:
     """Render a splat file from every frame of a NeRF-synthetic transforms file to PNGs.
 
     PNGs are RGBA (transparent film) and named after the frames' file names, so they can be
     compared with the data set's own images. ``resolution`` rescales the longer side (the
     intrinsics scale with it). Rendered with our exact rasterizer; the command line renders
-    EEVEE and Cycles frames through the Blender side (``scene.render_engine``) instead.
+    EEVEE and Cycles frames through the Blender side (``scene.render_engine``) instead. The
+    frames' image paths must lie inside the cameras file's folder unless ``allow_outside_paths``.
     """
     from pathlib import Path
 
@@ -119,7 +120,8 @@ def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None
     from ..formats import read_splats
 
     splats = splats_file_to_world(read_splats(splats_path))
-    dataset = read_transforms(cameras, check_images=False)
+    dataset = read_transforms(cameras, check_images=False,
+                              allow_outside_paths=allow_outside_paths)
     if not dataset.views:
         raise GSError(f"{cameras}: no frames to render")
     out = Path(out_dir)

@@ -78,6 +78,7 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
                 weights: str | None = None, device: str = "auto", seed: int = 0,
                 preset: str | None = None, offline: bool | None = None,
                 variant: str = "big", dtype: str | None = None,
+                allow_outside_paths: bool = False,
                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                 report: Report = log_report) -> dict:
     """Reconstruct the capture folder ``capture`` and write the splats to ``out``.
@@ -86,7 +87,8 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
     ``dtype`` the model's precision ("fp16", "bf16", "fp32"; default fp16 on CUDA, fp32 on
     CPU). ``should_stop`` is polled between stages (after reading, after LGM, before the
     evaluation, before writing) and at every fit step; once it says yes, nothing more is
-    written and the result has ``cancelled`` True.
+    written and the result has ``cancelled`` True. The capture's images must lie inside its
+    folder unless ``allow_outside_paths`` (see :func:`.datasets.camera_views.check_inside`).
 
     Returns a JSON-able dict: splats (path), count, sh_degree, backend, device, seconds,
     steps, stopped (why the fit stopped early, "" if it did not), cancelled, and psnr/ssim on
@@ -106,7 +108,7 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
     if out_path.suffix.lower() not in (".ply", ".splat", ".spz"):
         raise GSError(f"{out}: the output must be a .ply, .compressed.ply, .splat or .spz file")
     start = time.perf_counter()
-    dataset = read_transforms(capture, report=report)
+    dataset = read_transforms(capture, allow_outside_paths=allow_outside_paths, report=report)
     device = resolve_device(device)
     result = {"backend": backend, "device": device, "steps": 0, "stopped": "",
               "cancelled": False}
