@@ -42,8 +42,9 @@ __all__ = [
     "POSITION", "SCALE", "ROTATION", "OPACITY", "SH_DC", "SH_REST_PREFIX", "EXTRA_PREFIX",
     "SH_DEGREE_PROP", "UP_AXIS_PROP", "MAX_ATTRIBUTE_NAME_BYTES", "AttributeSpec",
     "sh_rest_attribute", "extra_attribute", "attribute_specs", "splat_attribute_arrays",
-    "release_attribute_arrays", "splat_fields", "SH_GROUP_BYTES",
-    "find_layout", "splats_from_attributes", "MAX_EXTRA_ATTRIBUTES", "cap_extra_properties",
+    "release_attribute_arrays", "attribute_arrays", "splat_fields", "SH_GROUP_BYTES",
+    "find_layout", "splats_from_attributes", "sh_rest_columns", "scatter_sh_rest",
+    "MAX_EXTRA_ATTRIBUTES", "cap_extra_properties",
 ]
 
 POSITION = "position"
@@ -138,7 +139,7 @@ def splat_attribute_arrays(splats: SplatSet) -> Iterator[tuple[AttributeSpec, np
     Core fields come as views of the set's own arrays; the SH-rest columns are transposed out
     of ``sh_rest`` a few coefficients at a time (at most :data:`SH_GROUP_BYTES` extra memory).
     """
-    yield from _attribute_arrays(splat_fields(splats), release=False)
+    yield from attribute_arrays(splat_fields(splats), release=False)
 
 
 def release_attribute_arrays(fields: dict[str, object]
@@ -146,7 +147,7 @@ def release_attribute_arrays(fields: dict[str, object]
     """Like :func:`splat_attribute_arrays` for a dict from :func:`splat_fields` that nothing
     else references: each array is dropped from the dict as soon as it has been yielded, so
     an importer's memory moves from the SplatSet into Blender instead of doubling."""
-    yield from _attribute_arrays(fields, release=True)
+    yield from attribute_arrays(fields, release=True)
 
 
 def splat_fields(splats: SplatSet) -> dict[str, object]:
@@ -162,7 +163,10 @@ SH_GROUP_BYTES = 64 << 20
 _RGB = np.dtype((np.void, 12))  # one float32 RGB triple as a single item
 
 
-def _attribute_arrays(fields: dict, *, release: bool):
+def attribute_arrays(fields: dict, *, release: bool
+                     ) -> Iterator[tuple[AttributeSpec, np.ndarray]]:
+    """(spec, flat float32 array) for every attribute of ``fields`` (from :func:`splat_fields`);
+    with ``release`` each array leaves the dict once yielded."""
     extra = fields["extra"]
     sh_rest = fields["sh_rest"]
     count, rest_count = sh_rest.shape[:2]
@@ -178,7 +182,7 @@ def _attribute_arrays(fields: dict, *, release: bool):
     del sh_rest
     for start in range(0, rest_count, step):
         source = fields.pop("sh_rest") if release else fields["sh_rest"]
-        columns = _sh_rest_columns(source, start, min(start + step, rest_count))  # [G, N, 3]
+        columns = sh_rest_columns(source, start, min(start + step, rest_count))  # [G, N, 3]
         del source
         for offset in range(columns.shape[0]):
             yield rest_specs[start + offset], columns[offset].reshape(-1)
@@ -190,7 +194,7 @@ def _attribute_arrays(fields: dict, *, release: bool):
         del values
 
 
-def _sh_rest_columns(sh_rest: np.ndarray, start: int, stop: int) -> np.ndarray:
+def sh_rest_columns(sh_rest: np.ndarray, start: int, stop: int) -> np.ndarray:
     """``sh_rest[:, start:stop, :]`` ([N, K, 3]) as a C-contiguous [G, N, 3] array.
 
     A plain strided copy per coefficient moves 4-byte floats three at a time and re-reads the
@@ -214,7 +218,7 @@ def _sh_rest_columns(sh_rest: np.ndarray, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def _scatter_sh_rest(columns: np.ndarray, sh_rest: np.ndarray, start: int) -> None:
+def scatter_sh_rest(columns: np.ndarray, sh_rest: np.ndarray, start: int) -> None:
     """``sh_rest[:, start:start + G, :] = columns`` ([G, N, 3] into [N, K, 3]), blocked."""
     groups, count = columns.shape[:2]
     target = sh_rest.view(_RGB).reshape(count, sh_rest.shape[1])  # [N, K] RGB items
@@ -292,7 +296,7 @@ def splats_from_attributes(attributes: Mapping[str, str], count: int,
         columns = np.empty((stop - start, count, 3), np.float32)  # [G, N, 3]
         for k in range(start, stop):
             fetch(by_name[sh_rest_attribute(k)], columns[k - start].reshape(-1))
-        _scatter_sh_rest(columns, sh_rest, start)
+        scatter_sh_rest(columns, sh_rest, start)
     extra = {spec.name[len(EXTRA_PREFIX):]: read(spec, (count,))
              for spec in specs if spec.name.startswith(EXTRA_PREFIX)}
     out = SplatSet(sh_rest=sh_rest, extra=extra, **fields)

@@ -14,14 +14,34 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProp
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..blender_gs_addon.conventions.frames import UP_AXES
-from ..blender_gs_addon.mesh_layout import UP_AXIS_PROP
+from ..blender_gs_addon.errors import GSError
+from ..blender_gs_addon.formats import EXTENSIONS, detect_format
 from ..preferences import read_limits
 from ..scene import splat_object
 from .reporting import reports_gs_errors
 
-__all__ = ["GS_OT_import_splats", "GS_OT_export_splats", "GS_FH_splats", "CLASSES", "MENUS"]
+__all__ = ["GS_OT_import_splats", "GS_OT_export_splats", "GS_FH_splats", "CLASSES", "MENUS",
+           "BLENDER_READS_SPLATS", "BLENDER_CLAIMS", "drop_extensions"]
 
 MENU_LABEL = "Gaussian Splats (.ply/.splat/.spz)"
+
+# Drag-and-drop: which handler serves which extension. Every extension our readers take
+# (formats.EXTENSIONS, the one list: a new reader joins by being added there) is ours, except
+# - those Blender's own importers read as native splats from a version on: Blender's handler
+#   serves them there, so a drop never offers two importers that do the same;
+# - those Blender's importers claim for other content (glTF: mostly meshes; from 5.3 its
+#   importer also reads KHR_gaussian_splatting): ours would put a menu before every glTF drop.
+# Blender matches a handler's extensions against the end of the file name, so its .ply handler
+# also claims *.compressed.ply: such a drop shows Blender's menu of the two, and ours imports at
+# once (no second prompt: options are in Adjust Last Operation).
+BLENDER_READS_SPLATS = {".ply": (5, 3, 0), ".spz": (5, 3, 0)}
+BLENDER_CLAIMS = {".glb", ".gltf"}
+
+
+def drop_extensions(version: tuple[int, ...]) -> list[str]:
+    """The extensions our file handler claims on Blender ``version`` (a version tuple)."""
+    return [ext for ext in EXTENSIONS if ext not in BLENDER_CLAIMS
+            and tuple(version) < BLENDER_READS_SPLATS.get(ext, (10**6,))]
 
 _UP_AXIS_ITEMS = [(key, key, description) for key, description in UP_AXES.items()]
 
@@ -54,7 +74,7 @@ class GS_OT_import_splats(bpy.types.Operator, ImportHelper):
     bl_options = {'REGISTER', 'UNDO'}
 
     filename_ext = ".ply"
-    filter_glob: StringProperty(default="*.ply;*.splat;*.spz", options={'HIDDEN'})
+    filter_glob: StringProperty(default=";".join("*" + e for e in EXTENSIONS), options={'HIDDEN'})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement,
                               options={'HIDDEN', 'SKIP_PRESET'})
     directory: StringProperty(subtype='DIR_PATH', options={'HIDDEN', 'SKIP_PRESET'})
@@ -83,9 +103,10 @@ class GS_OT_import_splats(bpy.types.Operator, ImportHelper):
         return {'FINISHED'}
 
     def invoke(self, context, event):
-        # A drop from the file handler sets filepath/files: confirm in a popup, else browse.
-        if hasattr(ImportHelper, "invoke_popup"):
-            return self.invoke_popup(context)
+        # A drop (the file handler sets filepath/files) imports at once: Blender may already
+        # have asked which importer to use, and the options stay in Adjust Last Operation.
+        if self.filepath or any(f.name for f in self.files):
+            return self.execute(context)
         return super().invoke(context, event)
 
 
@@ -97,7 +118,7 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
     bl_options = {'REGISTER'}
 
     filename_ext = ".ply"
-    filter_glob: StringProperty(default="*.ply;*.splat;*.spz", options={'HIDDEN'})
+    filter_glob: StringProperty(default=";".join("*" + e for e in EXTENSIONS), options={'HIDDEN'})
 
     format: EnumProperty(
         name="Format",
@@ -111,7 +132,13 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
         description="Bake the object's location, rotation and uniform scale into the splats",
         default=True,
     )
-    up_axis: _up_axis_property("Up axis of the written file (−Y: the 3DGS convention)")
+    up_axis: EnumProperty(
+        name="Up Axis", description="Up axis of the written file",
+        items=[("AUTO", "Automatic", "The axis the object was imported with; for splats from "
+                "Blender's own importers, the axes Blender's importer of this format uses, so "
+                "the file's values come back"), *_UP_AXIS_ITEMS],
+        default="AUTO",
+    )
     spz_version: EnumProperty(name="SPZ Version", items=_SPZ_VERSION_ITEMS, default="3",
                               description="Version of .spz files written (other formats "
                                           "ignore it)")
@@ -126,11 +153,23 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
     def _extension(self) -> str:
         return _EXPORT_FORMATS[self.format][0]
 
+    def _format_from_name(self) -> str | None:
+        """The format the file name asks for (None when its extension is not a splat one)."""
+        try:
+            return detect_format(self.filepath, for_writing=True)
+        except GSError:
+            return None
+
     def check(self, context):
-        # ExportHelper.check only swaps the last suffix; .compressed.ply has two.
+        # A name typed with a splat extension picks the format unless one was chosen; otherwise
+        # the name follows the format. (ExportHelper.check only swaps the last suffix;
+        # .compressed.ply has two.)
         directory, name = os.path.split(self.filepath)
         if not name:
             return False
+        named = self._format_from_name()
+        if named is not None and not self.properties.is_property_set("format"):
+            self.format = named
         base = name
         for ext in sorted((e for e, _l, _d in _EXPORT_FORMATS.values()), key=len, reverse=True):
             if base.lower().endswith(ext):
@@ -145,9 +184,6 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
 
     def invoke(self, context, event):
         obj = context.active_object
-        stored_axis = obj.data.get(UP_AXIS_PROP) if obj is not None else None
-        if not self.properties.is_property_set("up_axis") and stored_axis in UP_AXES:
-            self.up_axis = stored_axis
         if not self.filepath:
             folder = os.path.dirname(bpy.data.filepath) if bpy.data.filepath else ""
             self.filepath = os.path.join(folder, bpy.path.clean_name(obj.name)
@@ -158,18 +194,24 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
     def execute(self, context):
         keywords = self.as_keywords(ignore=("filepath", "check_existing", "filter_glob"))
         keywords["spz_version"] = int(keywords["spz_version"])
+        if keywords["up_axis"] == "AUTO":
+            keywords["up_axis"] = None
+        if not self.properties.is_property_set("format"):
+            # Format from the file name (x.spz writes .spz); the default for other names.
+            keywords["format"] = self._format_from_name() or self.format
         splat_object.export_splats(context.active_object, self.filepath,
                                    report=self.report, **keywords)
         return {'FINISHED'}
 
 
 class GS_FH_splats(bpy.types.FileHandler):
-    """Dropping splat files on the 3D viewport (or the outliner) imports them."""
+    """Dropping splat files on the 3D viewport (or the outliner) imports them (the extensions
+    of :func:`drop_extensions`)."""
 
     bl_idname = "GS_FH_splats"
     bl_label = "Gaussian Splats"
     bl_import_operator = "gs.import_splats"
-    bl_file_extensions = ".ply;.splat;.spz"
+    bl_file_extensions = ";".join(drop_extensions(bpy.app.version))
 
     @classmethod
     def poll_drop(cls, context):

@@ -17,11 +17,12 @@ from mathutils import Matrix
 
 from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.conventions.frames import file_to_blender_matrix
-from ..blender_gs_addon.errors import GSError
+from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.splats import SplatSet
 
-__all__ = ["REQUIRED", "missing_attributes", "has_splat_attributes", "new_object",
-           "read_splats", "positions", "splat_count", "splat_sh_degree", "remove_object"]
+__all__ = ["REQUIRED", "missing_attributes", "has_splat_attributes", "refusal", "new_object",
+           "read_splats", "positions", "splat_count", "splat_sh_degree", "splat_fields",
+           "attribute_arrays", "remove_object"]
 
 REQUIRED = (layout.SCALE, layout.ROTATION, layout.OPACITY, layout.SH_DC)
 
@@ -42,6 +43,18 @@ def has_splat_attributes(mesh) -> bool:
     return isinstance(mesh, bpy.types.Mesh) and not missing_attributes(mesh)
 
 
+def refusal(data, name: str) -> str | None:
+    """Why object ``name`` with this mesh is not a splat object (None for other data, or for a
+    valid splat mesh)."""
+    if not isinstance(data, bpy.types.Mesh):
+        return None
+    missing = missing_attributes(data)
+    if not missing:
+        return None
+    return (f"Object {name!r} has no splat attributes (missing {', '.join(missing)}); "
+            "import a splat file to make a splat object")
+
+
 def splat_count(mesh: bpy.types.Mesh) -> int:
     return len(mesh.vertices)
 
@@ -59,14 +72,25 @@ def positions(mesh: bpy.types.Mesh) -> np.ndarray:
     return out.reshape(-1, 3)
 
 
-def read_splats(mesh: bpy.types.Mesh, *, source: str) -> SplatSet:
-    """The SplatSet a mesh holds (its raw attribute values; no transform)."""
+def read_splats(mesh: bpy.types.Mesh, *, source: str, report: Report = log_report) -> SplatSet:
+    """The SplatSet a mesh holds (its raw attribute values; no transform). ``report`` is unused:
+    the mesh layout holds the raw values, so nothing is ever derived or dropped."""
     attributes = {a.name: a.data_type for a in mesh.attributes if a.domain == 'POINT'}
 
     def fetch(spec: layout.AttributeSpec, out: np.ndarray) -> None:
         mesh.attributes[spec.name].data.foreach_get(spec.foreach_key, out)
 
     return layout.splats_from_attributes(attributes, len(mesh.vertices), fetch, source=source)
+
+
+def splat_fields(splats: SplatSet) -> dict[str, object]:
+    """The arrays of ``splats`` in a dict :func:`attribute_arrays` can release."""
+    return layout.splat_fields(splats)
+
+
+def attribute_arrays(fields: dict, *, release: bool):
+    """(AttributeSpec, flat float32 array) pairs for :func:`new_object`."""
+    return layout.attribute_arrays(fields, release=release)
 
 
 def remove_object(obj: bpy.types.Object) -> None:

@@ -4,18 +4,28 @@ or a file, reading them back (original or evaluated), exporting them.
 Every other module asks this one: :func:`is_splat_object` / :func:`require_splat_object` (the
 error names what is missing), :func:`read_stored_splats`, :func:`evaluated_splats`,
 :func:`splat_positions`, :func:`object_to_splats` (world transform baked). A splat object stores
-its splats in one of the layouts of :data:`_LAYOUTS` (today the mesh layout of
-:mod:`.mesh_splats`); a new layout is one more module with the same functions.
+its splats in one of the layouts of :data:`_LAYOUTS`: Blender 5.3's native Gaussian splat point
+cloud (:mod:`.native_splats`; what Blender's own importers make, drawn by Blender itself) or a
+mesh with ``gs_*`` attributes and the splat display (:mod:`.mesh_splats`; Blender 4.2–5.2, and
+what rigging binds). Each layout module answers the same questions; a new layout is one more
+module with the same functions. What this extension creates uses :func:`creation_layout`:
+native on 5.3+, the mesh before.
 
-Frames: the mesh holds the file's values; the object's matrix is
-``axes.file_to_blender_matrix(up_axis)``, so a 3DGS file (−Y up) shows upright. Export undoes
-the same rotation after the world matrix: M = file_to_blender(up_axis)⁻¹ · matrix_world. Blender
+Frames: the data holds the file's values; the object's matrix is
+``file_to_blender_matrix(up_axis)``, so a 3DGS file (−Y up) shows upright, and the up axis is
+kept on the data (``gs_up_axis``). Blender's .ply importer also keeps the file's values and puts
+its axis options in the matrix (identity by default); its .spz importer turns the data itself
+into Blender's Z-up world. Export undoes a rotation after the world matrix:
+M = file_to_blender(up_axis)⁻¹ · matrix_world, with ``up_axis`` by default the object's own,
+and for objects that never had one (Blender's importers, scripts) the one under which Blender's
+own importer of the written format places a file (:func:`default_up_axis`), so a file imported
+by Blender and exported here gives back the file's values. Blender
 keeps the rotation as float32 Euler angles, so a 90° turn comes back with 7.5e-8 in its zero
 entries; entries of M's 3×3 part within :data:`SNAP_TOLERANCE` of −1, 0 or 1 are snapped, and
 when M is then exactly the identity the stored values are written untouched (bit-exact round
 trips). Otherwise the set is moved with ``SplatSet.transformed(M)``.
 
-Export reads the ORIGINAL mesh attributes, never the evaluated mesh: a display modifier
+Export reads the ORIGINAL data, never the evaluated geometry: a display modifier
 (Geometry Nodes turning points into quads) or an Armature modifier changes the evaluated
 geometry, and the file must hold the splats themselves.
 
@@ -34,44 +44,84 @@ from typing import Literal
 import bpy
 import numpy as np
 
-from ..blender_gs_addon import mesh_layout as layout
-from ..blender_gs_addon.conventions.frames import file_to_blender_matrix
+from ..blender_gs_addon.conventions.frames import (
+    BLENDER_IMPORTER_UP_AXIS,
+    UNTAGGED_UP_AXIS,
+    UP_AXES,
+    file_to_blender_matrix,
+)
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.formats import ReadLimits, read_splats, write_splats
+from ..blender_gs_addon.formats import (
+    EXTENSIONS,
+    ReadLimits,
+    detect_format,
+    read_splats,
+    write_splats,
+)
+from ..blender_gs_addon.mesh_layout import UP_AXIS_PROP, cap_extra_properties
 from ..blender_gs_addon.splats import SplatSet
-from . import mesh_splats
+from . import mesh_splats, native_splats
 
 __all__ = [
-    "SNAP_TOLERANCE", "Layout", "create_splat_object", "import_splats", "import_splat_files",
-    "splat_layout", "is_splat_object", "require_splat_object", "splat_count", "splat_sh_degree",
-    "splat_positions", "read_stored_splats", "evaluated_splats", "object_to_splats",
-    "export_splats", "export_matrix",
+    "SNAP_TOLERANCE", "Layout", "creation_layout", "create_splat_object", "import_splats",
+    "import_splat_files", "splat_layout", "is_splat_object", "require_splat_object",
+    "splat_count", "splat_sh_degree", "splat_positions", "read_stored_splats",
+    "evaluated_splats", "default_up_axis", "object_to_splats", "export_splats", "export_matrix",
+    "remove_splat_object",
 ]
 
 SNAP_TOLERANCE = 1e-6
 
-Layout = Literal["MESH"]
+Layout = Literal["NATIVE", "MESH"]
 # Layout name → the module that reads and writes it; each answers has_splat_attributes(data),
-# splat_count, splat_sh_degree, positions and read_splats(data, source=...).
-_LAYOUTS = {"MESH": mesh_splats}
+# missing_attributes(data), refusal(data, name), splat_count, splat_sh_degree, positions,
+# read_splats(data, source=..., report=...), splat_fields / attribute_arrays / new_object /
+# remove_object (building objects).
+_LAYOUTS = {"NATIVE": native_splats, "MESH": mesh_splats}
+
+
+def creation_layout() -> Layout:
+    """The layout this extension makes splat objects in: Blender's native Gaussian splats from
+    5.3 on (drawn by Blender in every view), the mesh with the splat display before."""
+    return "NATIVE" if native_splats.supported() else "MESH"
+
+
+def _new_object(splats_or_fields, *, layout: Layout, release: bool, count: int,
+                sh_degree: int, name: str, up_axis: str, collection) -> bpy.types.Object:
+    module = _LAYOUTS[layout]
+    fields = (module.splat_fields(splats_or_fields) if isinstance(splats_or_fields, SplatSet)
+              else splats_or_fields)
+    return module.new_object(module.attribute_arrays(fields, release=release), count=count,
+                             sh_degree=sh_degree, name=name, up_axis=up_axis,
+                             collection=collection)
+
+
+def remove_splat_object(obj: bpy.types.Object) -> None:
+    """Remove a splat object this module made, and its data (what failures undo)."""
+    module = native_splats if native_splats.is_point_cloud(obj.data) else mesh_splats
+    module.remove_object(obj)
 
 
 # ---------------------------------------------------------------------- building objects
 def create_splat_object(splats: SplatSet, *, name: str, up_axis: str = "-Y",
                         collection: bpy.types.Collection | None = None,
-                        display: bool = True) -> bpy.types.Object:
-    """New mesh object holding ``splats`` (file frame) with the file → Blender rotation.
+                        display: bool = True, layout: Layout | None = None
+                        ) -> bpy.types.Object:
+    """New splat object holding ``splats`` (file frame) with the file → Blender rotation.
 
-    Linked into ``collection`` (default: the active collection). The mesh is filled completely
-    before the object is linked; on any error the new mesh and object are removed again.
-    With ``display`` the object gets the Gaussian splat display (:mod:`.display`).
+    ``layout``: "NATIVE" or "MESH" (default :func:`creation_layout`). Linked into
+    ``collection`` (default: the active collection). The data is filled completely before the
+    object is linked; on any error the new data and object are removed again. With
+    ``display`` a mesh-layout object gets the Gaussian splat display (:mod:`.display`); native
+    splats need none.
     """
     file_to_blender_matrix(up_axis)  # GSError for an unknown axis before anything is made
     splats.validate(name=name)
-    obj = mesh_splats.new_object(layout.splat_attribute_arrays(splats), count=splats.count,
-                            sh_degree=splats.sh_degree, name=name, up_axis=up_axis,
-                            collection=collection)
-    if display:
+    layout = layout or creation_layout()
+    obj = _new_object(splats, layout=layout, release=False, count=splats.count,
+                      sh_degree=splats.sh_degree, name=name, up_axis=up_axis,
+                      collection=collection)
+    if display and layout == "MESH":
         _with_display([obj])
     return obj
 
@@ -93,13 +143,13 @@ def _with_display(objects: list[bpy.types.Object], *, report: Report = log_repor
             add_display(obj, report=report)
     except BaseException:
         for obj in objects:
-            mesh_splats.remove_object(obj)
+            remove_splat_object(obj)
         raise
 
 
 def _default_name(filepath: str) -> str:
     name = Path(filepath).name
-    for suffix in (".compressed.ply", ".ply", ".splat", ".spz"):
+    for suffix in sorted(EXTENSIONS, key=len, reverse=True):  # .compressed.ply before .ply
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or name
     return Path(name).stem or name
@@ -125,35 +175,40 @@ def _select_only(objects: list[bpy.types.Object]) -> None:
 
 def import_splats(filepath: str | os.PathLike, *, up_axis: str = "-Y", name: str | None = None,
                   nonfinite: str = "drop", collection: bpy.types.Collection | None = None,
-                  display: bool = True, limits: ReadLimits | None = None,
+                  display: bool = True, layout: Layout | None = None,
+                  limits: ReadLimits | None = None,
                   report: Report = log_report) -> bpy.types.Object:
     """Read a splat file (.ply, compressed .ply, .splat, .spz) into a new, selected object.
 
     Args:
-        up_axis: the file's up axis (see ``axes.UP_AXES``); "-Y" shows 3DGS files upright.
-        name: object and mesh name (default: the file name without its extension).
+        up_axis: the file's up axis (see ``frames.UP_AXES``); "-Y" shows 3DGS files upright.
+        name: object and data name (default: the file name without its extension).
         nonfinite: "drop" splats with NaN/Inf values (reported) or "error" to refuse the file.
+        layout: "NATIVE" or "MESH" (default :func:`creation_layout`).
         limits: what a file may make the reader allocate (default: 50 M splats at most; the
             import operator passes the *Max Splats* preference).
     Reports "Imported N splats (SH d) in t s". GSError (bpy.data unchanged) for bad files.
     """
     return import_splat_files([filepath], up_axis=up_axis, name=name, nonfinite=nonfinite,
-                              collection=collection, display=display, limits=limits,
+                              collection=collection, display=display, layout=layout,
+                              limits=limits,
                               report=report)[0]
 
 
 def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str = "-Y",
                        name: str | None = None, nonfinite: str = "drop",
                        collection: bpy.types.Collection | None = None,
-                       display: bool = True, limits: ReadLimits | None = None,
+                       display: bool = True, layout: Layout | None = None,
+                       limits: ReadLimits | None = None,
                        report: Report = log_report) -> list[bpy.types.Object]:
     """Import several files, all or nothing: if one fails, the objects made so far are removed.
 
     The new objects end up selected, the last one active. ``name`` applies to every object
     (Blender appends .001 … when more than one is made). At most
-    ``layout.MAX_EXTRA_ATTRIBUTES`` extra properties per file become attributes (warned).
+    ``mesh_layout.MAX_EXTRA_ATTRIBUTES`` extra properties per file become attributes (warned).
     """
     file_to_blender_matrix(up_axis)  # refuse a bad axis before reading anything
+    layout = layout or creation_layout()
     paths = [os.fspath(p) for p in filepaths]
     if not paths:
         raise GSError("no splat files given to import")
@@ -162,23 +217,23 @@ def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str =
         for path in paths:
             start = time.perf_counter()
             splats = read_splats(path, nonfinite=nonfinite, limits=limits, report=report)
-            splats = layout.cap_extra_properties(splats, source=path, report=report)
+            splats = cap_extra_properties(splats, source=path, report=report)
             splats.validate(name=path)
             count, degree = splats.count, splats.sh_degree
             # Hand the arrays over so each is freed once Blender has its copy: peak memory
             # stays near one copy of the splats instead of two.
-            arrays = layout.release_attribute_arrays(layout.splat_fields(splats))
+            fields = _LAYOUTS[layout].splat_fields(splats)
             del splats
-            created.append(mesh_splats.new_object(
-                arrays, count=count, sh_degree=degree, name=name or _default_name(path),
-                up_axis=up_axis, collection=collection))
+            created.append(_new_object(
+                fields, layout=layout, release=True, count=count, sh_degree=degree,
+                name=name or _default_name(path), up_axis=up_axis, collection=collection))
             report({'INFO'}, f"Imported {count:,} splats (SH {degree}) from "
                              f"{Path(path).name} in {time.perf_counter() - start:.2f} s")
     except BaseException:
         for obj in created:
-            mesh_splats.remove_object(obj)
+            remove_splat_object(obj)
         raise
-    if display:
+    if display and layout == "MESH":
         _with_display(created, report=report)
     _select_only(created)
     return created
@@ -213,13 +268,13 @@ def require_splat_object(obj: bpy.types.Object | None, *, allow_empty: bool = Tr
 
 
 def _not_a_splat_object(obj: bpy.types.Object) -> str:
-    data = obj.data
-    if isinstance(data, bpy.types.Mesh):
-        missing = mesh_splats.missing_attributes(data)
-        return (f"Object {obj.name!r} has no splat attributes (missing {', '.join(missing)}); "
-                "import a splat file to make a splat object")
-    return (f"Object {obj.name!r} is a {obj.type.lower()}, not a splat object (a mesh with "
-            "splat attributes)")
+    for layout_module in _LAYOUTS.values():
+        reason = layout_module.refusal(obj.data, obj.name)
+        if reason is not None:
+            return reason
+    what = ("a Gaussian splat point cloud or a mesh with splat attributes"
+            if native_splats.supported() else "a mesh with splat attributes")
+    return f"Object {obj.name!r} is a {obj.type.lower()}, not a splat object ({what})"
 
 
 def _layout_module(obj: bpy.types.Object):
@@ -240,33 +295,51 @@ def splat_positions(obj: bpy.types.Object) -> np.ndarray:
     return _layout_module(obj).positions(obj.data)
 
 
-def read_stored_splats(obj: bpy.types.Object) -> SplatSet:
+def read_stored_splats(obj: bpy.types.Object, *, report: Report = log_report) -> SplatSet:
     """The splats of the ORIGINAL data of ``obj`` (object space, no modifiers, no transform)."""
     if obj.mode == 'EDIT':
         obj.update_from_editmode()
-    return _layout_module(obj).read_splats(obj.data, source=f"Object {obj.name!r}")
+    return _layout_module(obj).read_splats(obj.data, source=f"Object {obj.name!r}",
+                                           report=report)
 
 
-def evaluated_splats(obj_eval: bpy.types.Object) -> SplatSet | None:
+def evaluated_splats(obj_eval: bpy.types.Object, *, report: Report = log_report
+                     ) -> SplatSet | None:
     """The splats of an EVALUATED object (object space; modifiers applied), or None without.
 
-    With the splat display the evaluated geometry is the display's quads; the splats are the
-    instance the display keeps, read while the geometry set that owns it is alive.
+    A native splat object evaluates to its point cloud. With the mesh display the evaluated
+    geometry is the display's quads and the splats are the instance the display keeps; a mesh
+    whose Geometry Nodes make a Gaussian splat point cloud evaluates to that point cloud. Both
+    are read while the geometry set that owns them is alive.
     """
     source = f"Object {obj_eval.name!r}"
     for layout_module in _LAYOUTS.values():
         if layout_module.has_splat_attributes(obj_eval.data):
-            return layout_module.read_splats(obj_eval.data, source=source)
+            return layout_module.read_splats(obj_eval.data, source=source, report=report)
     geometry = obj_eval.evaluated_geometry()
+    candidates = [getattr(geometry, "pointcloud", None)]
     for ref in geometry.instance_references():
+        candidates += [getattr(ref, "mesh", None), getattr(ref, "pointcloud", None)]
+    for data in candidates:
         for layout_module in _LAYOUTS.values():
-            data = getattr(ref, "mesh", None) or getattr(ref, "pointcloud", None)
             if data is not None and layout_module.has_splat_attributes(data):
-                return layout_module.read_splats(data, source=source)
+                return layout_module.read_splats(data, source=source, report=report)
     return None
 
 
 # ---------------------------------------------------------------------- reading objects back
+def default_up_axis(obj: bpy.types.Object, format: str | None = None) -> str:
+    """The up axis export uses for ``obj`` unless told otherwise: the one it was imported or
+    made with (``gs_up_axis`` on its data); for a splat object without one (made by Blender's
+    own importers or by a script) the axis under which Blender's importer of ``format`` places
+    a file (``frames.BLENDER_IMPORTER_UP_AXIS``), so the file's values come back."""
+    data = obj.data
+    stored = data.get(UP_AXIS_PROP) if data is not None else None
+    if stored in UP_AXES:
+        return stored
+    return BLENDER_IMPORTER_UP_AXIS.get(format, UNTAGGED_UP_AXIS)
+
+
 def export_matrix(obj: bpy.types.Object, *, up_axis: str = "-Y") -> np.ndarray:
     """[4, 4] float64 M = file_to_blender(up_axis)⁻¹ · matrix_world, rotation part snapped."""
     to_file = np.linalg.inv(file_to_blender_matrix(up_axis))
@@ -281,18 +354,24 @@ def export_matrix(obj: bpy.types.Object, *, up_axis: str = "-Y") -> np.ndarray:
 
 
 def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
-                     up_axis: str = "-Y") -> SplatSet:
+                     up_axis: str | None = None, format: str | None = None,
+                     report: Report = log_report) -> SplatSet:
     """The splats of a splat object, in the file frame of ``up_axis``.
 
     With ``apply_transform`` the object's world matrix is baked in (positions, rotations,
-    scales and SH bands); without it the stored values come back as they are. Reads the
-    original mesh, not the evaluated one (modifiers are for display and rigging).
+    scales and SH bands); without it the stored values come back as they are. ``up_axis``
+    defaults to :func:`default_up_axis` for ``format``. Reads the original data, not the
+    evaluated one (modifiers are for display and rigging). Splats with NaN or infinite values
+    (possible in data written by other tools) are left out with a warning; GSError when every
+    splat has them.
     """
     source = f"Object {obj.name!r}"
-    splats = read_stored_splats(obj)
+    splats = read_stored_splats(obj, report=report)
+    if splats.count:
+        splats = splats.drop_nonfinite(source=source, report=report)
     if not apply_transform:
         return splats
-    matrix = export_matrix(obj, up_axis=up_axis)
+    matrix = export_matrix(obj, up_axis=up_axis or default_up_axis(obj, format))
     if np.array_equal(matrix, np.eye(4)):
         return splats
     try:
@@ -303,14 +382,18 @@ def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
 
 
 def export_splats(obj: bpy.types.Object, filepath: str | os.PathLike, *,
-                  format: str | None = None, apply_transform: bool = True, up_axis: str = "-Y",
-                  spz_version: int = 3, report: Report = log_report) -> None:
-    """Write the splats of ``obj`` to ``filepath`` (format from ``format`` or the file name:
-    "ply", "compressed_ply", "splat", "spz"; ``spz_version`` 2, 3 or 4 for .spz). Reports
-    "Exported N splats … in t s"."""
+                  format: str | None = None, apply_transform: bool = True,
+                  up_axis: str | None = None, spz_version: int = 3,
+                  report: Report = log_report) -> None:
+    """Write the splats of ``obj`` to ``filepath``: the format is ``format`` ("ply",
+    "compressed_ply", "splat", "spz", …) or, when None, the file name's; ``up_axis`` defaults to
+    :func:`default_up_axis`; ``spz_version`` 2, 3 or 4 for .spz. Reports "Exported N splats …
+    in t s"."""
     start = time.perf_counter()
-    splats = object_to_splats(obj, apply_transform=apply_transform, up_axis=up_axis)
     path = os.fspath(filepath)
-    write_splats(path, splats, format=format, spz_version=spz_version, report=report)
+    fmt = format or detect_format(path, for_writing=True)
+    splats = object_to_splats(obj, apply_transform=apply_transform, up_axis=up_axis,
+                              format=fmt, report=report)
+    write_splats(path, splats, format=fmt, spz_version=spz_version, report=report)
     report({'INFO'}, f"Exported {splats.count:,} splats (SH {splats.sh_degree}) to "
                      f"{Path(path).name} in {time.perf_counter() - start:.2f} s")

@@ -49,8 +49,8 @@ def assert_bit_exact(a: SplatSet, b: SplatSet) -> None:
         assert np.array_equal(a.extra[name].view(np.uint32), b.extra[name].view(np.uint32))
 
 
-def data_counts(bpy) -> tuple[int, int]:
-    return len(bpy.data.objects), len(bpy.data.meshes)
+def data_counts(bpy) -> tuple[int, int, int]:
+    return len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.pointclouds)
 
 
 @pytest.fixture
@@ -75,7 +75,12 @@ def test_registered_classes_menus_and_file_handler(blender):
         assert hasattr(bpy.types, name), name
     handler = bpy.types.GS_FH_splats
     assert handler.bl_import_operator == "gs.import_splats"
-    assert set(handler.bl_file_extensions.split(";")) == {".ply", ".splat", ".spz"}
+    # Blender 5.3's own importers serve .ply/.spz drops there (native splats), ours the rest;
+    # glTF stays Blender's everywhere. Version tuples, never strings.
+    assert io_splats.drop_extensions((5, 2, 3)) == [".ply", ".compressed.ply", ".splat", ".spz"]
+    assert io_splats.drop_extensions((5, 3, 0)) == [".compressed.ply", ".splat"]
+    assert io_splats.drop_extensions((10, 0, 0)) == [".compressed.ply", ".splat"]
+    assert handler.bl_file_extensions.split(";") == io_splats.drop_extensions(bpy.app.version)
     assert handler.poll_drop(SimpleNamespace(area=SimpleNamespace(type='VIEW_3D')))
     assert not handler.poll_drop(SimpleNamespace(area=SimpleNamespace(type='IMAGE_EDITOR')))
     assert not handler.poll_drop(SimpleNamespace(area=None))
@@ -96,7 +101,7 @@ def test_registered_classes_menus_and_file_handler(blender):
 def test_object_layout(blender, api, degree):
     bpy = blender
     splats = make_splats(50, degree, extra=("t", "a"))
-    obj = api.create_splat_object(splats, name="cloud")
+    obj = api.create_splat_object(splats, name="cloud", layout="MESH")  # riggable everywhere
     mesh = obj.data
     assert obj.type == 'MESH' and len(mesh.vertices) == 50 and len(mesh.edges) == 0
     attrs = {a.name: (a.data_type, a.domain) for a in mesh.attributes
@@ -206,7 +211,7 @@ def test_multi_file_import_and_report(blender, api, tmp_path):
         {"name": "part0.ply"}, {"name": "part1.ply"}])
     assert result == {'FINISHED'}
     objects = sorted(bpy.context.selected_objects, key=lambda o: o.name)
-    assert [(o.name, len(o.data.vertices)) for o in objects] == [("part0", 10), ("part1", 11)]
+    assert [(o.name, api.splat_count(o)) for o in objects] == [("part0", 10), ("part1", 11)]
 
     messages = []
     api.import_splats(tmp_path / "part1.ply", name="named",
@@ -244,7 +249,7 @@ def test_imported_file_shows_upright(blender, api, tmp_path):
     world = np.array(obj.matrix_world)
 
     def world_position(index):
-        co = obj.data.vertices[index].co
+        co = api.splat_positions(obj)[index]
         return (world @ np.array([*co, 1.0]))[:3]
 
     np.testing.assert_allclose(world_position(1), [0, 0, 1], atol=1e-6)  # up is +Z
@@ -348,13 +353,42 @@ def test_export_format_and_extension(blender, api, tmp_path):
                                np.sort(splats.positions, axis=0), atol=1e-6)
     # check() keeps the file name in step with the format, .compressed.ply included.
     io_splats = sys.modules["gaussian_splats.operators.io_splats"]
-    fake = SimpleNamespace(filepath="/x/name.ply", format="compressed_ply")
+    chosen = {"format"}
+    fake = SimpleNamespace(filepath="/x/name.ply", format="compressed_ply",
+                           properties=SimpleNamespace(is_property_set=chosen.__contains__))
     fake._extension = lambda: io_splats._EXPORT_FORMATS[fake.format][0]
+    fake._format_from_name = lambda: io_splats.GS_OT_export_splats._format_from_name(fake)
     assert io_splats.GS_OT_export_splats.check(fake, None)
     assert fake.filepath == "/x/name.compressed.ply"
     fake.format = "spz"
     io_splats.GS_OT_export_splats.check(fake, None)
     assert fake.filepath == "/x/name.spz"
+    chosen.clear()  # no format chosen: a typed extension picks it
+    fake.filepath = "/x/name.splat"
+    assert not io_splats.GS_OT_export_splats.check(fake, None)
+    assert (fake.format, fake.filepath) == ("splat", "/x/name.splat")
+
+
+def test_export_takes_the_format_from_the_file_name(blender, api, tmp_path):
+    """Without ``format=`` the file name decides, on every Blender version (it used to write
+    PLY bytes into x.spz)."""
+    bpy = blender
+    splats = make_splats(100, 1)
+    obj = api.create_splat_object(splats, name="named")
+    bpy.context.view_layer.objects.active = obj
+    for name in ("x.spz", "x.splat", "x.compressed.ply", "x.ply"):
+        path = tmp_path / name
+        assert bpy.ops.gs.export_splats(filepath=str(path)) == {'FINISHED'}
+        back = read_splats(path)  # reads by content for .ply, by name otherwise
+        assert back.count == 100, name
+    assert (tmp_path / "x.spz").read_bytes()[:2] == b"\x1f\x8b"  # gzip, not "ply"
+    # An explicit format still wins (the name is the user's).
+    assert bpy.ops.gs.export_splats(filepath=str(tmp_path / "y.bin"), format="splat") == {
+        'FINISHED'}
+    assert read_splats(tmp_path / "y.bin", format="splat").count == 100
+    path = tmp_path / "x2.spz"
+    api.export_splats(obj, path)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
 
 
 # ------------------------------------------------------------------------------ failures
@@ -422,7 +456,7 @@ def test_non_finite_rows(blender, api, tmp_path):
     write_splats(path, splats)
     messages = []
     obj = api.import_splats(path, report=lambda levels, msg: messages.append((levels, msg)))
-    assert len(obj.data.vertices) == 19
+    assert api.splat_count(obj) == 19
     assert any(levels == {'WARNING'} and "dropped 1" in msg for levels, msg in messages)
     before = data_counts(bpy)
     with pytest.raises(RuntimeError, match="NaN"):
@@ -494,7 +528,7 @@ def test_every_format_through_the_operators(blender, api, tmp_path, filename):
 
 def test_empty_set(blender, api):
     obj = api.create_splat_object(SplatSet.empty(0, 3), name="empty")
-    assert len(obj.data.vertices) == 0
+    assert api.splat_count(obj) == 0
     back = api.object_to_splats(obj)
     assert back.count == 0 and back.sh_degree == 3
 

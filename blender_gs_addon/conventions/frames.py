@@ -21,6 +21,8 @@ from ..splats import SplatSet
 __all__ = [
     "UP_AXES",
     "FILE_TO_WORLD_UP",
+    "BLENDER_IMPORTER_UP_AXIS",
+    "UNTAGGED_UP_AXIS",
     "RUB_FROM_RDF",
     "Y_UP_FROM_BLENDER",
     "BLENDER_FROM_Y_UP",
@@ -52,6 +54,15 @@ _BLENDER_FROM_FILE = {
 # The up axis that maps splat files onto the Blender world of data sets: what the importer uses
 # by default, and what reconstruction writes its results in (so a result imports aligned).
 FILE_TO_WORLD_UP = "-Y"
+
+# The up axis under which Blender's own importer of a format places a file in its world. Export
+# uses it for splat objects that carry no up axis of their own (made by Blender's importers or by
+# scripts), so a file imported by Blender and exported here gives back the file's values. Blender
+# 5.3's .ply importer keeps the file's axes (identity by default: "+Z"); its .spz importer turns
+# the data into Z-up, as this project's "-Y" does (measured). Formats Blender cannot read
+# follow its .ply rule: the file's axes are the world's.
+BLENDER_IMPORTER_UP_AXIS = {"ply": "+Z", "compressed_ply": "+Z", "splat": "+Z", "spz": "-Y"}
+UNTAGGED_UP_AXIS = "+Z"  # the same rule when no format is named
 
 # .spz stores right-up-back; 3DGS files are right-down-forward: a 180° turn about X.
 RUB_FROM_RDF = np.diag([1.0, -1.0, -1.0])
