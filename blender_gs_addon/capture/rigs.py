@@ -40,6 +40,7 @@ __all__ = [
     "look_at_origin",
     "camera_position",
     "normalisation_transform",
+    "subject_bounds_from_cameras",
 ]
 
 
@@ -268,3 +269,31 @@ def normalisation_transform(bbox_min, bbox_max, *, target_size: float = 1.0) -> 
     out[:3, :3] *= scale
     out[:3, 3] = -scale * 0.5 * (lo + hi)
     return out
+
+
+def subject_bounds_from_cameras(camera_to_world, fov_rad, *, hint: str = "") -> tuple:
+    """Bounding box ([3], [3]) of what posed cameras look at, for framing a data set that has
+    no object to measure (photos, COLMAP models).
+
+    The centre is the point nearest to every optical axis (least squares: Σ (I − d dᵀ) p =
+    Σ (I − d dᵀ) o over camera origins o and viewing directions d); the half size is
+    ``0.6 · D · tan(fov/2)`` at the cameras' median distance D from it, the size of something
+    that fills most of the views. ``camera_to_world``: [V, 4, 4] with OpenGL camera axes;
+    ``fov_rad``: [V] each view's smaller field of view. ``hint`` ends the error messages.
+    """
+    c2ws = np.asarray(camera_to_world, dtype=np.float64)  # [V, 4, 4]
+    origins = c2ws[:, :3, 3]  # [V, 3]
+    dirs = -c2ws[:, :3, 2]  # [V, 3] OpenGL cameras look along −z
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # [V, 3, 3]
+    lhs, rhs = proj.sum(0), np.einsum("vij,vj->i", proj, origins)
+    suffix = f"; {hint}" if hint else ""
+    if len(c2ws) < 2 or np.linalg.cond(lhs) > 1e8:
+        raise GSError("the cameras' optical axes are parallel, so where they look is "
+                      f"undefined{suffix}")
+    centre = np.linalg.solve(lhs, rhs)  # [3]
+    if (np.einsum("vi,vi->v", centre - origins, dirs) <= 0).any():
+        raise GSError(f"the point the cameras look at lies behind some of them{suffix}")
+    distance = float(np.median(np.linalg.norm(centre - origins, axis=1)))
+    half = 0.6 * distance * math.tan(0.5 * float(np.min(fov_rad)))
+    return centre - half, centre + half
