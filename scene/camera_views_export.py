@@ -78,27 +78,6 @@ def _image_file(obj, image: bpy.types.Image) -> Path:
     return path
 
 
-def _subject_from_cameras(c2ws: np.ndarray, fovs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box of what the cameras look at: [3], [3] (see the module docstring)."""
-    origins = c2ws[:, :3, 3]  # [V, 3]
-    dirs = -c2ws[:, :3, 2]  # [V, 3] OpenGL cameras look along −z
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    # Σ (I − d dᵀ) p = Σ (I − d dᵀ) o: the least-squares point nearest to every axis.
-    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # [V, 3, 3]
-    a, b = proj.sum(0), np.einsum("vij,vj->i", proj, origins)
-    if len(c2ws) < 2 or np.linalg.cond(a) > 1e8:
-        raise GSError("the cameras' optical axes are parallel, so where they look is undefined; "
-                      "select the objects to frame instead")
-    centre = np.linalg.solve(a, b)
-    ahead = np.einsum("vi,vi->v", centre - origins, dirs)
-    if (ahead <= 0).any():
-        raise GSError("the point the cameras look at lies behind some of them; select the "
-                      "objects to frame instead")
-    distance = float(np.median(np.linalg.norm(centre - origins, axis=1)))
-    half = 0.6 * distance * math.tan(0.5 * float(fovs.min()))
-    return centre - half, centre + half
-
-
 @dataclass
 class _Photo:
     """One camera's photo, measured in the user's world."""
@@ -147,8 +126,9 @@ def _subject_bounds(photos: list[_Photo], objects, depsgraph) -> tuple[np.ndarra
     from .capture import selection_bounds
 
     if not objects:
-        return _subject_from_cameras(np.stack([p.camera_to_world for p in photos]),
-                                     np.array([p.fov for p in photos]))
+        return capture_rigs.subject_bounds_from_cameras(
+            np.stack([p.camera_to_world for p in photos]), np.array([p.fov for p in photos]),
+            hint="select the objects to frame instead")
     bounds = selection_bounds(objects, depsgraph)
     if bounds is None:
         raise GSError("the selected objects have no geometry to frame")
