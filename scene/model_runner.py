@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -203,8 +204,20 @@ def check_environment(settings: Settings = DEFAULTS, *, timeout: float = 120.0) 
             info["worker"] = client.run("check", timeout=timeout)
     except GSError as err:
         info["worker_error"] = str(err)
-    info["summary"] = _summary(settings, info, launch.get("command") or launch["python"])
+    info["summary"] = _summary(settings, info, _label(launch))
     return info
+
+
+def _label(launch: dict) -> str:
+    """'ssh gpu-box' for a worker command, the interpreter's path for a local worker."""
+    from ..blender_gs_addon.worker.client import command_label
+
+    if "python" in launch:
+        return launch["python"]
+    try:
+        return command_label(shlex.split(launch["command"]))
+    except ValueError:  # unbalanced quotes: the error line says so
+        return launch["command"]
 
 
 def _summary(settings: Settings, info: dict, worker: str) -> list[str]:

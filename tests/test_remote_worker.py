@@ -342,3 +342,12 @@ def test_dropped_connection_mid_reconstruction_leaves_the_scene_as_it_was(blende
     assert session.stage == "failed" and job.active_session() is None
     assert scene_state(bpy) == before and not session.job_dir.exists()
     assert _gone(worker_pid, timeout=10.0) and remote.wait_clean() == []
+
+
+@pytest.mark.bpy
+def test_check_worker_button_reports_the_remote_torch(blender, scene):
+    assert blender.ops.gs.check_worker() == {'FINISHED'}
+    text = blender.context.window_manager.gs_reconstruct.check_text
+    assert f"Worker ssh 127.0.0.1 (Python {'.'.join(map(str, sys.version_info[:3]))}: " \
+           f"torch {torch.__version__}" in text, text
+    assert "Reconstruction will run in the worker process" in text

@@ -54,7 +54,7 @@ from .protocol import (
 )
 from .transfer import Bundle, BundleReceiver, bundle_messages, format_megabytes
 
-__all__ = ["WorkerClient", "WorkerJob", "JobEvent"]
+__all__ = ["WorkerClient", "WorkerJob", "JobEvent", "command_label"]
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 _PROGRESS_EVERY = 0.2  # seconds between download progress events
@@ -177,7 +177,7 @@ def _command_launch(command: str, env: dict | None):
     return argv, {**os.environ, **(env or {})}, None
 
 
-def _command_label(argv: list[str]) -> str:
+def command_label(argv: list[str]) -> str:
     """How messages name a worker command: 'ssh HOST' for ssh, else the command, shortened."""
     if Path(argv[0]).name == "ssh":
         takes_value = set("BbcDEeFIiJLlmOopQRSWw")  # ssh's options that take an argument
@@ -215,7 +215,7 @@ class WorkerClient:
         self.python = None if self.command else (python or sys.executable)
         if self.command:
             self.argv, run_env, cwd = _command_launch(self.command, env)
-            self.label = _command_label(self.argv)
+            self.label = command_label(self.argv)
         else:
             self.argv, run_env, cwd = _python_launch(self.python, env)
             self.label = self.python
