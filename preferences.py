@@ -1,5 +1,6 @@
-"""Add-on preferences: where reconstruction runs (in Blender's Python or a worker process on
-another Python environment), on which device, with which weights and default backend.
+"""Add-on preferences: where reconstruction runs (in Blender's Python, or a worker process on
+another Python environment of this machine or, through a command such as ``ssh``, of another
+one), on which device, with which weights and default backend.
 
 Blender looks the preferences up by the add-on's module name:
 ``bl_ext.user_default.gaussian_splats`` when installed as an extension, ``gaussian_splats``
@@ -61,8 +62,9 @@ class Settings:
 
     execution: str = "AUTO"        # AUTO | IN_PROCESS | SUBPROCESS
     worker_python: str = ""        # "" → this Python (sys.executable)
+    worker_command: str = ""       # "" → the local worker Python; else what starts a worker
     device: str = "AUTO"           # AUTO | CUDA | CPU
-    weights: str = ""              # "" → the default weights location of the core
+    weights: str = ""              # "" → the default weights location (on the worker's side)
     offline: bool = False          # no Hugging Face Hub downloads
     default_backend: str = "FIT"   # FIT | LGM | LGM_FIT
     max_splats: int = DEFAULT_MAX_SPLATS  # splat files declaring more: refused unread
@@ -80,6 +82,12 @@ class GS_AddonPreferences(bpy.types.AddonPreferences):
         name="Worker Python", subtype='FILE_PATH', default=DEFAULTS.worker_python,
         description="Python executable of an environment with torch (and ideally gsplat and "
                     "CUDA), e.g. /home/me/venvs/splats/bin/python. Empty: Blender's own Python")
+    worker_command: StringProperty(
+        name="Worker Command", default=DEFAULTS.worker_command,
+        description="Command that starts a worker, e.g. on a remote GPU machine: ssh gpu-box "
+                    "/opt/splats/bin/python -m blender_gs_addon.worker. Captures, splats and "
+                    "renders travel over its pipe; weights are looked up over there. Empty: "
+                    "the Worker Python on this machine")
     device: EnumProperty(name="Device", items=DEVICES, default=DEFAULTS.device)
     weights: StringProperty(
         name="Weights", subtype='FILE_PATH', default=DEFAULTS.weights,
@@ -103,7 +111,10 @@ class GS_AddonPreferences(bpy.types.AddonPreferences):
         col.prop(self, "execution")
         sub = col.column()
         sub.active = self.execution != 'IN_PROCESS'
-        sub.prop(self, "worker_python")
+        sub.prop(self, "worker_command")
+        python = sub.column()
+        python.active = not self.worker_command.strip()
+        python.prop(self, "worker_python")
         col.prop(self, "device")
         col.prop(self, "default_backend")
         col.prop(self, "weights")

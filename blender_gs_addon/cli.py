@@ -161,22 +161,43 @@ def _progress_printer():
 
 
 def cmd_reconstruct(args) -> int:
-    from .reconstruction.pipeline import reconstruct
+    from .reconstruction.pipeline import held_out_summary, reconstruct
+    from .worker.protocol import json_safe
 
-    result = reconstruct(
-        capture=args.capture, out=args.out, backend=args.backend, steps=args.steps,
-        weights=args.weights, device=args.device, seed=args.seed, preset=args.preset,
-        offline=True if args.offline else None, dtype=args.dtype,
-        allow_outside_paths=args.allow_outside_paths,
-        progress=_progress_printer(), report=_stdout_report,
-    )
+    options = {"backend": args.backend, "steps": args.steps, "weights": args.weights,
+               "device": args.device, "seed": args.seed, "preset": args.preset,
+               "offline": True if args.offline else None, "dtype": args.dtype}
+    if args.worker_command:
+        from .worker.offload import reconstruct_in_worker
+
+        result = reconstruct_in_worker(
+            capture=args.capture, out=args.out, params=options, command=args.worker_command,
+            progress=_progress_printer(), report=_stdout_report)
+    else:
+        result = reconstruct(capture=args.capture, out=args.out, **options,
+                             allow_outside_paths=args.allow_outside_paths,
+                             progress=_progress_printer(), report=_stdout_report)
     summary = {k: v for k, v in result.items() if k != "normalisation"}
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(json_safe(summary)))
     else:
-        extra = f", held-out PSNR {result['psnr']:.2f} dB" if "psnr" in result else ""
+        extra = held_out_summary(result)
         print(f"Reconstructed {result['count']:,} splats with {args.backend} on "
-              f"{result['device']} in {result['seconds']:.1f} s{extra}: {result['splats']}")
+              f"{result['device']} in {result['seconds']:.1f} s{', ' + extra if extra else ''}"
+              f": {result['splats']}")
+    return 0
+
+
+def cmd_check_worker(args) -> int:
+    from .worker.client import WorkerClient
+    from .worker.offload import STARTUP_TIMEOUT, describe_environment
+
+    with WorkerClient(command=args.worker_command, startup_timeout=STARTUP_TIMEOUT) as client:
+        info = client.run("check", timeout=STARTUP_TIMEOUT)
+    print(f"Worker {client.label} (version {client.info.get('version')}, pid "
+          f"{client.info.get('pid')}): {describe_environment(info)}")
+    if not info.get("torch"):
+        raise GSError(f"the worker cannot import torch ({info.get('torch_error', 'missing')})")
     return 0
 
 
@@ -518,7 +539,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="splat file to write (.ply, .spz, ...)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _outside_paths_option(p)
+    p.add_argument("--worker-command", metavar="CMD",
+                   help="run the model in a worker started by this command, e.g. 'ssh gpu-box "
+                        "/opt/splats/bin/python -m blender_gs_addon.worker' (the data set and "
+                        "the splats travel over its pipe; --weights is a path over there)")
     p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("check-worker", help="start a worker by a command and report its "
+                                            "torch, gsplat and CUDA")
+    p.add_argument("--worker-command", metavar="CMD", required=True,
+                   help="e.g. 'ssh gpu-box /opt/splats/bin/python -m blender_gs_addon.worker'")
+    p.set_defaults(func=cmd_check_worker)
 
     _batch_parser(sub)
 

@@ -2,8 +2,9 @@
 
 - :func:`use_in_process` decides, from the preferences' execution mode, whether the model runs in
   Blender's own Python (torch imports there) or in the worker
-  (:mod:`blender_gs_addon.worker.client`) on the Python the preferences point to
-  (:func:`worker_python`).
+  (:mod:`blender_gs_addon.worker.client`); :func:`worker_launch` says how that worker starts:
+  on the local Python the preferences point to (:func:`worker_python`) or through their worker
+  command (``ssh gpu-box …``: a remote GPU machine; everything travels over the pipe).
 - The worker stays warm between jobs (models stay loaded): :func:`get_worker` /
   :func:`warm_worker` / :func:`start_worker` hand out the one warm worker, starting it on first
   use; :func:`stop_worker` stops it (add-on unregister, interpreter exit), and it exits by
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -28,15 +30,17 @@ import bpy
 
 from ..blender_gs_addon.devices import torch_available, torch_unavailable_reason
 from ..blender_gs_addon.errors import GSError
+from ..blender_gs_addon.worker.offload import STARTUP_TIMEOUT, describe_environment, require_torch
 from ..preferences import DEFAULTS, Settings
 
 __all__ = [
-    "WORKER_STARTUP_TIMEOUT", "CANCEL_GRACE", "use_in_process", "worker_python", "get_worker",
+    "WORKER_STARTUP_TIMEOUT", "CANCEL_GRACE", "use_in_process", "worker_python",
+    "worker_launch", "get_worker",
     "warm_worker", "start_worker", "current_worker", "release_job", "stop_worker",
     "sweep_once", "check_environment",
 ]
 
-WORKER_STARTUP_TIMEOUT = 120.0  # seconds: first torch + CUDA import on a cold disk is slow
+WORKER_STARTUP_TIMEOUT = STARTUP_TIMEOUT  # seconds: first torch + CUDA import is slow
 CANCEL_GRACE = 1.0              # seconds a worker job gets to stop before the worker is killed
 
 
@@ -67,6 +71,14 @@ def worker_python(settings: Settings) -> str:
     return os.path.abspath(os.path.expanduser(bpy.path.abspath(path)))
 
 
+def worker_launch(settings: Settings) -> dict:
+    """How the worker starts: {"command": …} when the preferences give a worker command (a
+    remote machine through ssh), else {"python": :func:`worker_python`}; the keyword arguments
+    of :class:`~blender_gs_addon.worker.client.WorkerClient`."""
+    command = settings.worker_command.strip()
+    return {"command": command} if command else {"python": worker_python(settings)}
+
+
 # ---------------------------------------------------------------------------- the warm worker
 _WORKER: dict = {"client": None}
 _WORKER_LOCK = threading.Lock()
@@ -77,40 +89,37 @@ _WORKER_LOCK = threading.Lock()
 _OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gs-worker-owner")
 
 
-def get_worker(python: str):
-    """The warm worker for ``python`` (started on first use; blocks for its start-up). Call it
-    on the owner thread (:func:`start_worker`, :func:`warm_worker`) unless the caller outlives
-    the worker anyway (tests, scripts)."""
+def get_worker(launch: dict):
+    """The warm worker started as ``launch`` says (:func:`worker_launch`; started on first use,
+    blocks for its start-up). Call it on the owner thread (:func:`start_worker`,
+    :func:`warm_worker`) unless the caller outlives the worker anyway (tests, scripts)."""
     from ..blender_gs_addon.worker.client import WorkerClient
 
     with _WORKER_LOCK:
         client = _WORKER["client"]
-        if client is not None and (client.python != python or not client.alive):
+        same = client is not None and (client.python, client.command) == (
+            launch.get("python"), launch.get("command"))
+        if client is not None and (not same or not client.alive):
             client.close(timeout=2.0)
             client = _WORKER["client"] = None
         if client is None:
-            client = WorkerClient(python=python, startup_timeout=WORKER_STARTUP_TIMEOUT)
-            if not client.info.get("torch"):
-                why = client.info.get("torch_error", "no torch module")
-                client.close()
-                raise GSError(f"the worker Python {python} (Python "
-                              f"{client.info.get('python', '?')}) cannot import torch ({why}); "
-                              "point the add-on preferences at an environment with torch")
+            client = WorkerClient(**launch, startup_timeout=WORKER_STARTUP_TIMEOUT)
+            require_torch(client)
             _WORKER["client"] = client
         return client
 
 
-def start_worker(python: str) -> Future:
-    """The warm worker for ``python`` as a Future, started on the owner thread: returns at once
-    (for Blender's main thread, which polls the Future)."""
-    return _OWNER.submit(get_worker, python)
+def start_worker(launch: dict) -> Future:
+    """The warm worker for ``launch`` as a Future, started on the owner thread: returns at
+    once (for Blender's main thread, which polls the Future)."""
+    return _OWNER.submit(get_worker, launch)
 
 
-def warm_worker(python: str):
-    """The warm worker for ``python``, started from the owner thread when there is none;
+def warm_worker(launch: dict):
+    """The warm worker for ``launch``, started from the owner thread when there is none;
     blocks until it is up (for callers that already run off Blender's main thread or can
     wait, such as a render)."""
-    return start_worker(python).result()
+    return start_worker(launch).result()
 
 
 def current_worker():
@@ -167,7 +176,7 @@ def sweep_once() -> None:
     if _SWEPT["done"]:
         return
     _SWEPT["done"] = True
-    from ..blender_gs_addon.worker.server import sweep_stale_job_dirs
+    from ..blender_gs_addon.worker.job_dirs import sweep_stale_job_dirs
 
     try:
         sweep_stale_job_dirs()
@@ -177,7 +186,8 @@ def sweep_once() -> None:
 
 # ------------------------------------------------------------------------ the Check button
 def check_environment(settings: Settings = DEFAULTS, *, timeout: float = 120.0) -> dict:
-    """What the model would run with: this Python's torch, and the worker's torch / gsplat / CUDA.
+    """What the model would run with: this Python's torch, and the worker's torch / gsplat / CUDA
+    (over the link, for a worker command).
 
     Returns {"in_process": bool, "in_process_note": str, "worker": {python, torch, gsplat,
     cuda, device_name} or None, "worker_error": str, "summary": [lines]}. Uses a fresh worker
@@ -188,28 +198,36 @@ def check_environment(settings: Settings = DEFAULTS, *, timeout: float = 120.0) 
     here = torch_available()
     info = {"in_process": here, "in_process_note": "" if here else torch_unavailable_reason(),
             "worker": None, "worker_error": ""}
-    python = worker_python(settings)
+    launch = worker_launch(settings)
     try:
-        with WorkerClient(python=python, startup_timeout=timeout) as client:
+        with WorkerClient(**launch, startup_timeout=timeout) as client:
             info["worker"] = client.run("check", timeout=timeout)
     except GSError as err:
         info["worker_error"] = str(err)
-    info["summary"] = _summary(settings, info, python)
+    info["summary"] = _summary(settings, info, _label(launch))
     return info
 
 
-def _summary(settings: Settings, info: dict, python: str) -> list[str]:
+def _label(launch: dict) -> str:
+    """'ssh gpu-box' for a worker command, the interpreter's path for a local worker."""
+    from ..blender_gs_addon.worker.client import command_label
+
+    if "python" in launch:
+        return launch["python"]
+    try:
+        return command_label(shlex.split(launch["command"]))
+    except ValueError:  # unbalanced quotes: the error line says so
+        return launch["command"]
+
+
+def _summary(settings: Settings, info: dict, worker: str) -> list[str]:
     here = info["in_process"]
     lines = [f"Blender's Python {sys.version.split()[0]}: "
              + ("torch imports" if here else info["in_process_note"] or "no torch")]
-    worker = info["worker"]
-    if worker is not None:
-        cuda = f"yes ({worker.get('device_name')})" if worker.get("cuda") else "no"
-        lines.append(f"Worker {python} (Python {worker.get('python')}): "
-                     f"torch {worker.get('torch') or 'missing'}, "
-                     f"gsplat {worker.get('gsplat') or 'missing'}, CUDA {cuda}")
+    if info["worker"] is not None:
+        lines.append(f"Worker {worker} ({describe_environment(info['worker'])})")
     else:
-        lines.append(f"Worker {python}: {info['worker_error']}")
+        lines.append(f"Worker {worker}: {info['worker_error']}")
     try:
         lines.append("Reconstruction will run " + (
             "inside Blender" if use_in_process(settings) else "in the worker process"))

@@ -11,7 +11,9 @@ scripts). The model runs
 which one, and the worker's lifecycle, is :mod:`.model_runner`'s business.
 
 Files: every job gets a private folder (``tempfile.mkdtemp``: mode 0700) holding the capture
-data set and the splat file; it is removed when the session closes.
+data set and the splat file; it is removed when the session closes. A worker gets the data set
+and sends the splats back over its pipe (it may run on another machine), so it never reads or
+writes this folder itself.
 
 Scene state: the capture restores everything it touches; the splats are imported in a single
 all-or-nothing call at the very end, so a cancel or a failure at any stage leaves the scene as
@@ -51,7 +53,9 @@ from mathutils import Matrix
 from ..blender_gs_addon.capture.options import CaptureOptions
 from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
 from ..blender_gs_addon.errors import Cancelled, GSError, Report, log_report
+from ..blender_gs_addon.reconstruction.pipeline import held_out_summary
 from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
+from ..blender_gs_addon.worker.transfer import dataset_bundle
 from ..preferences import DEFAULTS, Settings, backend_from_item
 from . import model_runner
 from .capture import CaptureCancelled, CaptureSession
@@ -119,6 +123,16 @@ def _online_access() -> bool:
     return bool(getattr(bpy.app, "online_access", True))
 
 
+def _use_lgm_rig(options: CaptureOptions, backend: str, report: Report) -> CaptureOptions:
+    """LGM reads exactly its own 4 views; any other rig would feed it wrong cameras."""
+    if options.rig == "lgm":
+        return options
+    resolution = options.resolution
+    report({'INFO'}, f"the {backend} backend needs LGM's 4 views: capturing with the LGM rig")
+    return replace(options, rig="lgm", fov=None, radius=None,
+                   resolution=resolution if isinstance(resolution, int) else LGM_RESOLUTION)
+
+
 class ReconstructSession:
     """Capture ``objects`` → reconstruct → import, steppable or synchronous.
 
@@ -167,17 +181,13 @@ class ReconstructSession:
         self.report = report
         if self.backend not in ("fit", "lgm", "lgm+fit"):
             raise GSError(f"unknown backend {self.backend!r}; choose fit, lgm or lgm+fit")
-        if self.dataset is None and self.backend != "fit" and \
-                self.capture_options.rig != "lgm":
-            # LGM reads exactly its own 4 views; any other rig would feed it wrong cameras.
-            resolution = self.capture_options.resolution
-            self.capture_options = replace(
-                self.capture_options, rig="lgm", fov=None, radius=None,
-                resolution=resolution if isinstance(resolution, int) else LGM_RESOLUTION)
-            report({'INFO'}, f"the {self.backend} backend needs LGM's 4 views: capturing with "
-                             "the LGM rig")
+        if self.dataset is None and self.backend != "fit":
+            self.capture_options = _use_lgm_rig(self.capture_options, self.backend, report)
         self.in_process = model_runner.use_in_process(settings)
-        self.python = None if self.in_process else model_runner.worker_python(settings)
+        # How the worker starts (a local Python or a command such as ssh), None in-process.
+        self.worker = None if self.in_process else model_runner.worker_launch(settings)
+        self.python = None if self.worker is None else (
+            self.worker.get("python") or self.worker["command"])
 
         self.stage = "idle"
         self.stage_fraction = 0.0
@@ -285,12 +295,15 @@ class ReconstructSession:
 
     # ------------------------------------------------------------------------- the model
     def _params(self) -> dict:
+        """The model's options; the worker gets its data set and sends the splats in-band,
+        so paths (capture, out) are added only for the in-process run."""
         settings = self.settings
+        weights = settings.weights.strip() or None
+        if weights and (self.worker is None or "python" in self.worker):
+            weights = os.path.abspath(os.path.expanduser(bpy.path.abspath(weights)))
+        # else: a path on the remote worker's machine, expanded over there.
         return {
-            "capture": str(self._capture_dir), "out": str(self.job_dir / "splats.ply"),
-            "backend": self.backend, "steps": self.steps,
-            "weights": (os.path.abspath(os.path.expanduser(bpy.path.abspath(settings.weights)))
-                        if settings.weights.strip() else None),
+            "backend": self.backend, "steps": self.steps, "weights": weights,
             "device": settings.device.lower(), "seed": self.seed,
             # Blender's "Allow Online Access" off (Preferences › System) means no downloads,
             # as the extension platform asks of every add-on.
@@ -300,7 +313,8 @@ class ReconstructSession:
     def _launch(self) -> None:
         """Start the model: a thread running reconstruct() here, or a thread starting the
         worker (its torch import takes seconds) after which the job is submitted."""
-        params = self._params()
+        params = {**self._params(), "capture": str(self._capture_dir),
+                  "out": str(self.job_dir / "splats.ply")}
         events, stop, outcome = self._events, self._stop, self._thread_outcome
 
         def in_process():
@@ -326,7 +340,7 @@ class ReconstructSession:
             self._thread.start()
         else:
             self.message = f"starting the worker ({self.python})"
-            self._worker_start = model_runner.start_worker(self.python)
+            self._worker_start = model_runner.start_worker(self.worker)
 
     def _writer_done(self) -> None:
         # A cancelled session may have closed while the model was finishing its step; the
@@ -366,7 +380,10 @@ class ReconstructSession:
                 return
             if self._stop.is_set():
                 raise ReconstructCancelled("reconstruction cancelled")
-            self._job = client.submit("reconstruct", self._params())
+            self._job = client.submit(
+                "reconstruct", self._params(),
+                upload=dataset_bundle(self._capture_dir, report=self.report),
+                download_dir=self.job_dir / "result")
             self.message = f"worker pid {client.info.get('pid')}: reconstructing"
             return
         deadline = time.monotonic() + max(wait, budget)
@@ -416,9 +433,13 @@ class ReconstructSession:
         self.object = obj
         seconds = time.perf_counter() - self._started
         self.result["total_seconds"] = seconds
+        held_out = held_out_summary(self.result)
+        if self.result.get("psnr_note"):
+            self.report({'WARNING'}, f"Held-out PSNR not available: {self.result['psnr_note']}")
         self._set("done", 1.0, f"{self.result.get('count', 0):,} splats in {seconds:.1f} s "
                                f"({'in Blender' if self.in_process else 'worker'}, "
-                               f"{self.result.get('device', '?')})")
+                               f"{self.result.get('device', '?')})"
+                               + (f", {held_out}" if held_out else ""))
         _ACTIVE["last"] = {**self.result, "object": obj.name, "job_dir": str(self.job_dir),
                            "in_process": self.in_process, "python": self.python}
         self.close()

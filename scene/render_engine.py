@@ -15,8 +15,9 @@ Film: transparent film keeps the alpha; otherwise the world colour is composited
 Bad input: mesh objects without splat attributes are skipped with a warning; no splats renders
 a transparent (or world-coloured) image; no scene camera is a clear error; splats with NaN/Inf
 values are dropped with a warning. When torch cannot be imported in Blender's Python the frame
-is rendered by the reconstruction worker (the add-on preferences' Worker Python; the splats go
-through a private job folder as .ply, the image comes back as .npz), the same computation
+is rendered by the reconstruction worker (the add-on preferences' worker command or Worker
+Python, possibly on another machine; the splats go over its pipe as .ply, the image comes back
+as .npz), the same computation
 (:mod:`blender_gs_addon.render.still`); with no Worker Python set, the engine fails with a
 message saying what to configure (:data:`NO_TORCH_MESSAGE`).
 
@@ -141,30 +142,31 @@ def _world_color(scene) -> tuple[float, float, float]:
 
 
 def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report) -> dict:
-    """The still rendered by the reconstruction worker (the preferences' Worker Python)."""
+    """The still rendered by the reconstruction worker (the preferences' worker command or
+    Worker Python): the splats go over its pipe as a .ply, the image comes back as an .npz."""
     import shutil
 
     from ..blender_gs_addon.formats import write_splats
     from ..blender_gs_addon.render.still import read_still
-    from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
+    from ..blender_gs_addon.worker.job_dirs import make_job_dir
+    from ..blender_gs_addon.worker.transfer import Bundle
     from ..preferences import get_preferences, settings_from
     from . import model_runner
 
     settings = settings_from(get_preferences())
-    if not settings.worker_python.strip():
+    if not (settings.worker_python.strip() or settings.worker_command.strip()):
         raise GSError(NO_TORCH_MESSAGE.format(python=sys.executable))
-    python = model_runner.worker_python(settings)
     # The reconstruction's warm worker, started from its long-lived owner thread: a worker
     # dies with the thread that started it, and a render thread ends with the frame.
-    client = model_runner.warm_worker(python)
-    job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # private (0700)
+    client = model_runner.warm_worker(model_runner.worker_launch(settings))
+    job_dir = make_job_dir()  # private (0700)
     try:
         write_splats(job_dir / "splats.ply", splats, report=report)
         result = client.run("render", {
-            "splats": str(job_dir / "splats.ply"), "viewmat": np.asarray(viewmat).tolist(),
-            "K": np.asarray(k).tolist(), "width": int(width), "height": int(height),
-            "device": settings.device.lower(), "out": str(job_dir / "still.npz"),
-        }, timeout=600.0)
+            "viewmat": np.asarray(viewmat).tolist(), "K": np.asarray(k).tolist(),
+            "width": int(width), "height": int(height), "device": settings.device.lower(),
+        }, upload=Bundle.of_files(job_dir, ["splats.ply"]), download_dir=job_dir / "result",
+            timeout=600.0)
         if result is None:
             raise GSError("the worker's render was cancelled")
         return read_still(result["still"], width=width, height=height)

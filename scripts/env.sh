@@ -43,4 +43,7 @@ if [ -z "${GS_SKIP_PY313:-}" ] && [ "$(cat "$venv313/.gs-requirements" 2>/dev/nu
     echo "note: no Python 3.13 found; the Python 3.13 / bpy 5.2 test will be skipped" >&2
   fi
 fi
+# OpenSSH server binary for the remote-worker tests (they run their own sshd on 127.0.0.1);
+# installed from Debian when root with apt-get, else those tests skip with the reason.
+bash "$root/scripts/sshd_setup.sh" >&2 || true
 echo "$venv/bin/python"

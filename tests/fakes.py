@@ -74,3 +74,36 @@ class Reports:
 
     def at(self, level: str) -> list[str]:
         return [m for lv, m in self.messages if level in lv]
+
+def write_torus_dataset(root: Path, *, train: int = 12, test: int = 3, resolution: int = 32,
+                        test_views_see_nothing: bool = False, seed: int = 3) -> Path:
+    """A small NeRF-synthetic data set of a 400-splat torus rendered with our rasterizer
+    (RGBA on black; no Blender needed). With ``test_views_see_nothing`` the held-out cameras
+    stand far above the scene looking away from it, and their images are empty."""
+    import math
+
+    from blender_gs_addon.capture.rigs import sphere_rig
+    from blender_gs_addon.conventions.frames import splats_file_to_world
+    from blender_gs_addon.datasets.camera_views import ViewDataset
+    from blender_gs_addon.datasets.nerf_synthetic import write_transforms
+    from blender_gs_addon.reconstruction.evaluate import render_views
+    from blender_gs_addon.samples import sample_splats
+
+    root = Path(root)
+    truth = splats_file_to_world(sample_splats("torus", count=400, sh_degree=0, seed=seed))
+    truth.log_scales += np.float32(math.log(3.0))  # visible at 32 px
+    rig = sphere_rig(count=train, radius=2.5, fov_deg=40, width=resolution, height=resolution)
+    views = rig.to_views(root / "train", split="train")
+    held_out = sphere_rig(count=test, radius=2.5, fov_deg=40, width=resolution,
+                          height=resolution)
+    held_out.names = [f"t{i}" for i in range(test)]
+    if test_views_see_nothing:  # 100 units up, looking up (OpenGL camera: -Z forward)
+        away = np.diag([1.0, -1.0, -1.0, 1.0])
+        away[2, 3] = 100.0
+        held_out.camera_to_world = np.repeat(away[None], test, axis=0)
+    views += held_out.to_views(root / "test", split="test")
+    rgb, alpha = render_views(truth, views, background=(0.0, 0.0, 0.0))
+    for view, image, a in zip(views, rgb, alpha):
+        save_rgba(view.file_path, image, a)
+    write_transforms(ViewDataset(views=views), root)
+    return root

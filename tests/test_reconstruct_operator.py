@@ -50,7 +50,7 @@ def _no_worker_left():
         assert client.proc.poll() is not None
 
 
-def _toy(ext, bpy):
+def toy_scene(ext, bpy):
     objects = ext.samples.build_sample_scene("toy")
     for obj in objects:
         obj.select_set(True)
@@ -64,12 +64,12 @@ def _toy(ext, bpy):
     return objects
 
 
-def _tiny_capture():
+def tiny_capture():
     return {"rig": "orbit", "views": 8, "elevations": (15.0,), "resolution": 64,
             "engine": "WORKBENCH"}
 
 
-def _scene_state(bpy):
+def scene_state(bpy):
     bpy.context.view_layer.update()  # matrix_world of new objects is stale until evaluated
     scene = bpy.context.scene
     render = scene.render
@@ -98,7 +98,7 @@ def _world_bounds(objects):
     return points.min(axis=0), points.max(axis=0)
 
 
-def _wait_for(session, condition, *, timeout=120.0):
+def step_until(session, condition, *, timeout=120.0):
     """Step the session like the modal timer does until ``condition()``; returns the longest
     time one step() call took while the model was running."""
     longest, deadline = 0.0, time.monotonic() + timeout
@@ -144,16 +144,16 @@ def test_in_process_refused_with_clear_message_when_torch_is_missing(ext, monkey
 
 
 def test_lgm_backends_capture_with_the_lgm_rig(ext, blender):
-    objects = _toy(ext, blender)
+    objects = toy_scene(ext, blender)
     reports = []
     for backend in ("lgm", "lgm+fit"):
         session = ext.job.ReconstructSession(
-            blender.context, objects=objects, capture=_tiny_capture(), backend=backend,
+            blender.context, objects=objects, capture=tiny_capture(), backend=backend,
             report=lambda levels, message: reports.append(message))
         assert session.capture_options.rig == "lgm"
         assert session.capture_options.resolution == 64  # a square size is kept
     assert "LGM rig" in reports[-1]
-    fit = ext.job.ReconstructSession(blender.context, objects=objects, capture=_tiny_capture())
+    fit = ext.job.ReconstructSession(blender.context, objects=objects, capture=tiny_capture())
     assert fit.backend == "fit" and fit.capture_options.rig == "orbit"
     with pytest.raises(ext.job.GSError, match="unknown backend"):
         ext.job.ReconstructSession(blender.context, objects=objects, backend="nerf")
@@ -162,8 +162,8 @@ def test_lgm_backends_capture_with_the_lgm_rig(ext, blender):
 # --------------------------------------------------------------------------- the full run
 def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, blender):
     bpy = blender
-    objects = _toy(ext, bpy)
-    before = _scene_state(bpy)
+    objects = toy_scene(ext, bpy)
+    before = scene_state(bpy)
     source_lo, source_hi = _world_bounds(objects)
 
     assert bpy.app.background
@@ -197,7 +197,7 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
     assert np.all(overlap > 0.5 * (source_hi - source_lo)), (lo, hi, source_lo, source_hi)
 
     # Nothing else changed: one new object with its mesh, every other setting as it was.
-    after = _scene_state(bpy)
+    after = scene_state(bpy)
     assert after["objects"] == sorted(before["objects"] + [obj.name])
     # The importer may give the splats a display material of their own.
     own_materials = {m.name for m in obj.data.materials if m is not None}
@@ -214,7 +214,7 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
 @pytest.mark.parametrize("execution", ["IN_PROCESS", "SUBPROCESS"])
 def test_bad_capture_reports_the_dataset_readers_error(ext, blender, monkeypatch, execution):
     bpy = blender
-    _toy(ext, bpy)
+    toy_scene(ext, bpy)
     prefs = ext.preferences.ensure_preferences()
     prefs.execution = execution
     import sys
@@ -228,23 +228,23 @@ def test_bad_capture_reports_the_dataset_readers_error(ext, blender, monkeypatch
         return out
 
     monkeypatch.setattr(ext.capture.CaptureSession, "finish", finish_then_lose_an_image)
-    before = _scene_state(bpy)
+    before = scene_state(bpy)
     with pytest.raises(RuntimeError, match=r"transforms_train\.json.*view_003\.png is missing"):
         bpy.ops.gs.reconstruct(steps=1)
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
 
 
 # ----------------------------------------------------------------------------------- cancel
 def test_cancel_before_start_and_during_capture_changes_nothing(ext, blender):
     bpy = blender
-    objects = _toy(ext, bpy)
-    before = _scene_state(bpy)
+    objects = toy_scene(ext, bpy)
+    before = scene_state(bpy)
 
-    idle = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture())
+    idle = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture())
     assert idle.cancel() is True and idle.stage == "cancelled"
     assert idle.step() is False and idle.job_dir is None
 
-    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture())
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture())
     session.start()
     mode = stat.S_IMODE(os.stat(session.job_dir).st_mode)
     assert mode == 0o700, oct(mode)
@@ -253,7 +253,7 @@ def test_cancel_before_start_and_during_capture_changes_nothing(ext, blender):
     assert session.cancel() is True
     assert session.stage == "cancelled" and not session.running
     assert not session.job_dir.exists()
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
     assert session.cancel() is False  # nothing left to cancel
 
 
@@ -280,8 +280,8 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
 
     monkeypatch.setattr(fit_module, "fit_splats", fit_with_slow_steps)
     bpy = blender
-    objects = _toy(ext, bpy)
-    before = _scene_state(bpy)
+    objects = toy_scene(ext, bpy)
+    before = scene_state(bpy)
     op_class = ext.operators.GS_OT_reconstruct
     from fakes import RecordingWindowManager, plain_operator
 
@@ -292,7 +292,7 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
     reports = []
     op = plain_operator(op_class, lambda levels, message: reports.append((set(levels), message)))
     settings = ext.preferences.Settings(execution="AUTO")
-    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture(),
                                          settings=settings, steps=500, report=op.report)
     assert session.in_process
     assert op._start_modal(context, session) == {'RUNNING_MODAL'}
@@ -329,37 +329,37 @@ def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, ble
     assert wm.calls[-2:] == ["timer_remove", "progress_end"] and status_texts[-1] is None
     assert not status.running and reports[-1][0] == {'WARNING'}
     assert ext.job.active_session() is None and session.stage == "cancelled"
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
     # The model thread stops at its next fit step; its result is thrown away, its folder
     # removed, and the scene stays as it was.
     assert session.wait_released(timeout=60)
     assert not thread.is_alive() and not session.job_dir.exists()
     assert session.object is None and session.result is None
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
 
 
 def test_cancel_at_import_stage_imports_nothing(ext, blender):
     bpy = blender
-    objects = _toy(ext, bpy)
-    before = _scene_state(bpy)
-    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+    objects = toy_scene(ext, bpy)
+    before = scene_state(bpy)
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture(),
                                          steps=1)
     session.start()
-    _wait_for(session, lambda: session.stage == "import")
+    step_until(session, lambda: session.stage == "import")
     assert session.result["count"] > 0
     assert session.cancel() is True
     assert session.object is None and not session.job_dir.exists()
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
 
 
 def _worker_session(ext, bpy):
     """A 500-step fit of the toy in a worker subprocess (not started) and the scene before."""
     import sys
 
-    objects = _toy(ext, bpy)
-    before = _scene_state(bpy)
+    objects = toy_scene(ext, bpy)
+    before = scene_state(bpy)
     settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=sys.executable)
-    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
+    session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture(),
                                          settings=settings, steps=500)
     return session, before
 
@@ -369,19 +369,19 @@ def test_cancel_in_the_worker_keeps_it_warm_and_changes_nothing(ext, blender):
     session, before = _worker_session(ext, bpy)
     assert not session.in_process
     session.start()
-    _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
+    step_until(session, lambda: session._job is not None and session.message.startswith("fit:"))
     client = ext.runner.current_worker()
     start = time.monotonic()
     assert session.cancel() is True
     took = time.monotonic() - start
     assert took < 0.5, took  # the request goes out; the grace runs on the owner thread
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
     assert session.wait_released(timeout=ext.runner.CANCEL_GRACE + 0.5)
     assert time.monotonic() - start < ext.runner.CANCEL_GRACE + 0.5
     assert session._job.cancelled and client.alive  # cooperative cancel: worker stays warm
     assert ext.runner.current_worker() is client
     assert not session.job_dir.exists()
-    assert _scene_state(bpy) == before
+    assert scene_state(bpy) == before
     assert client.run("wait", {"seconds": 0.05}, timeout=30) == {"waited": 0.05}
 
 
@@ -391,7 +391,7 @@ def test_worker_job_outliving_the_grace_is_terminated(ext, blender, monkeypatch)
     bpy = blender
     session, before = _worker_session(ext, bpy)
     session.start()
-    _wait_for(session, lambda: session._job is not None and session.stage_fraction > 0.0)
+    step_until(session, lambda: session._job is not None and session.message.startswith("fit:"))
     client = ext.runner.current_worker()
     monkeypatch.setattr(ext.runner, "CANCEL_GRACE", 0.0)
     start = time.monotonic()
@@ -400,7 +400,33 @@ def test_worker_job_outliving_the_grace_is_terminated(ext, blender, monkeypatch)
     assert session.wait_released(timeout=5)
     assert time.monotonic() - start < 3.0  # close: 0.5 s for a clean exit, then terminate
     assert not client.alive and ext.runner.current_worker() is None
-    assert not session.job_dir.exists() and _scene_state(bpy) == before
+    assert not session.job_dir.exists() and scene_state(bpy) == before
+
+
+def test_a_stopped_worker_fails_the_session_within_seconds_and_changes_nothing(
+        ext, blender, monkeypatch):
+    """SIGSTOP: the worker's pipes stay open, so only its missing heartbeat tells."""
+    import signal
+
+    from blender_gs_addon.worker import protocol
+
+    monkeypatch.setattr(protocol, "HEARTBEAT_TIMEOUT", 2.0)
+    ext.runner.stop_worker()  # the next worker is made with the short timeout
+    bpy = blender
+    session, before = _worker_session(ext, bpy)
+    session.start()
+    step_until(session, lambda: session._job is not None and session.message.startswith("fit:"))
+    client = ext.runner.current_worker()
+    os.kill(client.info["pid"], signal.SIGSTOP)
+    start = time.monotonic()
+    with pytest.raises(ext.job.GSError, match=r"has sent nothing for 2\.\d s"):
+        while time.monotonic() - start < 30:
+            assert session.step()
+            time.sleep(0.05)
+    assert time.monotonic() - start < 3.0
+    assert session.stage == "failed" and "stopped or hangs" in session.error
+    assert scene_state(bpy) == before and not session.job_dir.exists()
+    assert not client.alive and client.proc.wait(timeout=5) == -signal.SIGKILL
 
 
 # ----------------------------------------------------------------------------- check worker
@@ -427,7 +453,7 @@ def test_check_worker_reports_torch_gsplat_and_cuda(ext, blender):
 def test_unregister_stops_the_worker(ext, blender, gs_extension):
     import sys
 
-    client = ext.runner.get_worker(sys.executable)
+    client = ext.runner.get_worker({"python": sys.executable})
     assert client.alive
     gs_extension.unregister()
     try:
@@ -497,13 +523,13 @@ def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, bl
     from blender_gs_addon.datasets.nerf_synthetic import read_transforms
 
     bpy = blender
-    objects = _toy(ext, bpy)
+    objects = toy_scene(ext, bpy)
     folder = ext.capture.capture_views(bpy.context, objects=objects, out_dir=tmp_path / "cap",
-                                       **_tiny_capture())
+                                       **tiny_capture())
     normalisation = read_transforms(folder).normalisation
     for obj in bpy.context.scene.objects:
         obj.select_set(False)
-    before = _scene_state(bpy)
+    before = scene_state(bpy)
     assert bpy.ops.gs.reconstruct(dataset=str(folder), steps=STEPS) == {'FINISHED'}
     result = ext.job.last_result()
     obj = bpy.data.objects[result["object"]]
@@ -514,7 +540,7 @@ def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, bl
                                atol=1e-5)
     assert (folder / "transforms_train.json").is_file()  # the user's data set is left alone
     assert not os.path.exists(result["job_dir"])
-    assert _scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
+    assert scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
 
     # The same through the panel's folder field (the operator called with no arguments).
     bpy.context.scene.gs_capture.reconstruct_dataset = str(folder)
@@ -529,5 +555,5 @@ def test_reconstruct_an_existing_data_set_places_it_by_its_normalisation(ext, bl
     (tmp_path / "empty_folder").mkdir()
     with pytest.raises(RuntimeError, match="empty_folder.*transforms"):
         bpy.ops.gs.reconstruct(dataset=str(tmp_path / "empty_folder"), steps=STEPS)
-    assert _scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
+    assert scene_state(bpy)["objects"] == sorted(before["objects"] + [obj.name])
     assert ext.job.active_session() is None

@@ -77,7 +77,8 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
     """PSNR and SSIM of world-frame ``splats`` on one split of ``dataset``.
 
     Both render and ground truth are composited on ``background`` (default: the data set's
-    background colour, else white). Returns {"psnr", "ssim", "views", "split", "per_view"}.
+    background colour, else white). Returns {"psnr", "ssim", "views", "split", "coverage"
+    (share of pixels a splat covers), "per_view"}; psnr is inf for identical images.
     """
     import torch
 
@@ -89,15 +90,17 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
         raise GSError(f"the data set has no {split!r} views to evaluate on (splits: "
                       f"{', '.join(dataset.splits) or 'none'})")
     bg = background or dataset.background or (1.0, 1.0, 1.0)
-    rendered, _ = render_views(splats, views, background=bg, device=device)
+    rendered, alphas = render_views(splats, views, background=bg, device=device)
     truth = np.stack([composite_on_background(load_view_image(v), bg) for v in views])
     per_view = []
     for i, view in enumerate(views):
         a, b = torch.from_numpy(rendered[i][None]), torch.from_numpy(truth[i][None])
         per_view.append({"name": view.name, "psnr": psnr(a, b), "ssim": float(ssim(a, b))})
     a, b = torch.from_numpy(rendered), torch.from_numpy(truth)
+    # Share of pixels any splat covers (alpha ≥ 1/255): 0 means the views see no splats.
+    coverage = float(np.mean(alphas >= 1.0 / 255.0))
     return {"psnr": psnr(a, b), "ssim": float(ssim(a, b)), "views": len(views), "split": split,
-            "per_view": per_view}
+            "coverage": coverage, "per_view": per_view}
 
 
 def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None = None,

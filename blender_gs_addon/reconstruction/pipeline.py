@@ -23,7 +23,7 @@ from pathlib import Path
 from ..devices import resolve_device, resolve_dtype
 from ..errors import GSError, Report, log_report
 
-__all__ = ["BACKENDS", "reconstruct"]
+__all__ = ["BACKENDS", "reconstruct", "held_out_metrics", "held_out_summary"]
 
 BACKENDS = ("fit", "lgm", "lgm+fit")
 
@@ -74,6 +74,29 @@ def _lgm_splats(dataset, *, weights, variant, dtype, device, offline, progress: 
     return splats
 
 
+def held_out_metrics(metrics: dict) -> dict:
+    """psnr / ssim / test_views of :func:`~.evaluate.evaluate_splats`' result, as JSON holds
+    them: an unbounded PSNR (render and ground truth identical) is None, with ``psnr_note``
+    saying why."""
+    psnr = metrics["psnr"]
+    out = {"psnr": psnr, "ssim": metrics["ssim"], "test_views": metrics["views"]}
+    if not math.isfinite(psnr):
+        out["psnr"] = None
+        out["psnr_note"] = ("the held-out views see no splats" if not metrics.get("coverage")
+                            else "the held-out views are matched exactly")
+    return out
+
+
+def held_out_summary(result: dict) -> str:
+    """'held-out PSNR 31.20 dB' / 'held-out PSNR n/a (the held-out views see no splats)', or
+    "" without held-out views."""
+    if "psnr" not in result:
+        return ""
+    if result["psnr"] is None:
+        return f"held-out PSNR n/a ({result.get('psnr_note') or 'not a finite number'})"
+    return f"held-out PSNR {result['psnr']:.2f} dB"
+
+
 def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | None = None,
                 weights: str | None = None, device: str = "auto", seed: int = 0,
                 preset: str | None = None, offline: bool | None = None,
@@ -92,7 +115,8 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
 
     Returns a JSON-able dict: splats (path), count, sh_degree, backend, device, seconds,
     steps, stopped (why the fit stopped early, "" if it did not), cancelled, and psnr/ssim on
-    the capture's test views when it has any.
+    the capture's test views when it has any (:func:`held_out_metrics`: psnr None with a
+    ``psnr_note`` when it is unbounded).
     """
     from ..conventions.frames import splats_world_to_file
     from ..datasets.nerf_synthetic import read_transforms
@@ -149,8 +173,8 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
 
     if dataset.split_views("test"):
         progress("eval", 0.0, "evaluating on held-out views")
-        metrics = evaluate_splats(splats, dataset, split="test", device=device)
-        result.update(psnr=metrics["psnr"], ssim=metrics["ssim"], test_views=metrics["views"])
+        result.update(held_out_metrics(evaluate_splats(splats, dataset, split="test",
+                                                       device=device)))
     if stop_requested():  # before writing: a cancelled job leaves no output behind
         result["cancelled"] = True
         return result
