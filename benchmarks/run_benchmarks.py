@@ -21,7 +21,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo", "fuzz", "batch", "remote"]
+BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo", "fuzz",
+           "batch", "remote"]
 
 
 def machine() -> str:

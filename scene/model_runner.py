@@ -46,7 +46,10 @@ CANCEL_GRACE = 1.0              # seconds a worker job gets to stop before the w
 
 # ------------------------------------------------------------------------ where the model runs
 def use_in_process(settings: Settings) -> bool:
-    """Decide where the model runs for ``settings.execution`` (AUTO / IN_PROCESS / SUBPROCESS)."""
+    """Decide where the model runs for ``settings.execution`` (AUTO / IN_PROCESS / SUBPROCESS).
+
+    AUTO runs in Blender's Python when torch imports there, except when a Worker Command is set:
+    someone who configured a remote worker (usually a GPU box) means it to be used."""
     mode = settings.execution
     if mode == "SUBPROCESS":
         return False
@@ -59,6 +62,8 @@ def use_in_process(settings: Settings) -> bool:
         return True
     if mode != "AUTO":
         raise GSError(f"unknown execution mode {mode!r}; choose AUTO, IN_PROCESS or SUBPROCESS")
+    if getattr(settings, "worker_command", "").strip():
+        return False
     return torch_available()
 
 

@@ -129,6 +129,9 @@ def test_preferences_fall_back_to_defaults_and_are_found_by_package_name(ext, bl
     blender.context.preferences.addons.remove(entry)
     assert prefs_module.get_preferences() is prefs_module.DEFAULTS
     assert ext.runner.use_in_process(prefs_module.DEFAULTS) is True  # torch imports in this venv
+    # A configured remote worker is what Automatic uses, even with torch here.
+    remote = ext.preferences.Settings(execution="AUTO", worker_command="ssh gpu-box python")
+    assert ext.runner.use_in_process(remote) is False
     prefs_module.ensure_preferences()
 
 
