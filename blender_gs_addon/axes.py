@@ -12,6 +12,19 @@ view, so such a file is shown upright by a −90° rotation about X:
 The importer keeps the file's values in the mesh and puts this rotation on the object (as other
 Blender splat add-ons do), so Blender → file → Blender round trips are bit-exact; the exporter
 bakes the object's world matrix and undoes the same rotation.
+
+Formats that store another frame convert on read and write, with these constants (each a 180°
+turn, so its own inverse; positions map as x_file = M · x_3DGS, rotations and SH turn along):
+
+==================  =================  =========================================================
+constant            file frame         used by
+==================  =================  =========================================================
+``RUB_FROM_RDF``    right, up, back    Niantic .spz (the reference library's storage frame)
+``GLTF_FROM_RDF``   left, up, forward  glTF KHR_gaussian_splatting: +Y up, +Z forward, −X right
+                                       (glTF's own axes); the 3DGS camera's right/down/forward
+                                       become glTF right/up/forward: (x, y, z) → (−x, −y, z),
+                                       as splat-transform and Niantic's spz library convert
+==================  =================  =========================================================
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ import numpy as np
 
 from .errors import GSError
 
-__all__ = ["UP_AXES", "file_to_blender_matrix", "RUB_FROM_RDF"]
+__all__ = ["UP_AXES", "file_to_blender_matrix", "RUB_FROM_RDF", "GLTF_FROM_RDF"]
 
 UP_AXES = {
     "-Y": "3DGS / COLMAP convention (Y down): most .ply, .splat and .spz files",
@@ -36,6 +49,8 @@ _MATRICES = {
 
 # .spz stores right-up-back; 3DGS files are right-down-forward: a 180° turn about X.
 RUB_FROM_RDF = np.diag([1.0, -1.0, -1.0])
+# glTF stores left-up-forward (+Y up, +Z forward); 3DGS files right-down-forward: 180° about Z.
+GLTF_FROM_RDF = np.diag([-1.0, -1.0, 1.0])
 
 
 def file_to_blender_matrix(up_axis: str) -> np.ndarray:
