@@ -20,7 +20,11 @@ from ..scene import splat_object
 
 __all__ = ["GS_OT_import_splats", "GS_OT_export_splats", "GS_FH_splats", "CLASSES", "MENUS"]
 
-MENU_LABEL = "Gaussian Splats (.ply/.splat/.spz)"
+MENU_LABEL = "Gaussian Splats (.ply/.splat/.spz/.glb/.sog)"
+# What the import dialog lists and what can be dropped on the viewport (an unbundled SOG is
+# opened through its meta.json, which is only offered in the dialog: every .json is no splat).
+IMPORT_GLOB = "*.ply;*.splat;*.spz;*.glb;*.gltf;*.sog;*meta.json"
+DROP_EXTENSIONS = ".ply;.splat;.spz;.glb;.gltf;.sog"
 
 _UP_AXIS_ITEMS = [(key, key, description) for key, description in UP_AXES.items()]
 
@@ -31,6 +35,10 @@ _EXPORT_FORMATS = {
                        "PlayCanvas / SuperSplat compressed .ply: about 4x smaller, lossy"),
     "splat": (".splat", "SPLAT", "antimatter15 .splat: 32 bytes per splat, no SH bands"),
     "spz": (".spz", "SPZ", "Niantic .spz: gzip-compressed, lossy"),
+    "gltf": (".glb", "glTF Binary (KHR_gaussian_splatting)",
+             "glTF 2.0 with the Khronos Gaussian splat extension: float data, every SH band"),
+    "sog": (".sog", "SOG (PlayCanvas)",
+            "PlayCanvas SOG: WebP images in a zip, about 15x smaller than .ply, lossy"),
 }
 
 
@@ -40,14 +48,14 @@ def _up_axis_property(description: str):
 
 
 class GS_OT_import_splats(bpy.types.Operator, ImportHelper):
-    """Import Gaussian splat files (3DGS .ply, compressed .ply, .splat, .spz)"""
+    """Import Gaussian splat files (3DGS .ply, compressed .ply, .splat, .spz, glTF, SOG)"""
 
     bl_idname = "gs.import_splats"
     bl_label = "Import Gaussian Splats"
     bl_options = {'REGISTER', 'UNDO'}
 
     filename_ext = ".ply"
-    filter_glob: StringProperty(default="*.ply;*.splat;*.spz", options={'HIDDEN'})
+    filter_glob: StringProperty(default=IMPORT_GLOB, options={'HIDDEN'})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement,
                               options={'HIDDEN', 'SKIP_PRESET'})
     directory: StringProperty(subtype='DIR_PATH', options={'HIDDEN', 'SKIP_PRESET'})
@@ -92,7 +100,7 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
     bl_options = {'REGISTER'}
 
     filename_ext = ".ply"
-    filter_glob: StringProperty(default="*.ply;*.splat;*.spz", options={'HIDDEN'})
+    filter_glob: StringProperty(default="*.ply;*.splat;*.spz;*.glb;*.sog", options={'HIDDEN'})
 
     format: EnumProperty(
         name="Format",
@@ -163,7 +171,7 @@ class GS_FH_splats(bpy.types.FileHandler):
     bl_idname = "GS_FH_splats"
     bl_label = "Gaussian Splats"
     bl_import_operator = "gs.import_splats"
-    bl_file_extensions = ".ply;.splat;.spz"
+    bl_file_extensions = DROP_EXTENSIONS
 
     @classmethod
     def poll_drop(cls, context):

@@ -127,6 +127,8 @@ def _new_splat_object(arrays, *, count: int, sh_degree: int, name: str, up_axis:
 
 def _default_name(filepath: str) -> str:
     name = Path(filepath).name
+    if name.lower() == "meta.json":  # an unbundled SOG: its folder names the scene
+        return Path(filepath).resolve().parent.name or "meta"
     for suffix in (".compressed.ply", ".ply", ".splat", ".spz"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or name
@@ -154,7 +156,8 @@ def _select_only(objects: list[bpy.types.Object]) -> None:
 def import_splats(filepath: str | os.PathLike, *, up_axis: str = "-Y", name: str | None = None,
                   nonfinite: str = "drop", collection: bpy.types.Collection | None = None,
                   display: bool = True, report: Report = log_report) -> bpy.types.Object:
-    """Read a splat file (.ply, compressed .ply, .splat, .spz) into a new, selected object.
+    """Read a splat file (.ply, compressed .ply, .splat, .spz, .glb/.gltf, .sog/meta.json) into
+    a new, selected object.
 
     Args:
         up_axis: the file's up axis (see ``axes.UP_AXES``); "-Y" shows 3DGS files upright.
