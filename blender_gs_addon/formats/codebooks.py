@@ -15,7 +15,8 @@ palette for a given ``seed``) and vectorised:
   points, then each coarse cluster gets its share of the k centroids (in proportion to its
   points) and its own k-means (stopping early once no label changes). Each point is compared
   with about 2·√k centroids instead of k; the result is a local optimum of the same objective,
-  as Lloyd's algorithm gives anyway.
+  as Lloyd's algorithm gives anyway. Vectors with at most k distinct values (SH read from a
+  SOG) are kept exactly.
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ def vector_palette(points: np.ndarray, size: int, *, iterations: int = 10, seed:
     n = len(x)
     if n <= size:
         return x.copy(), np.arange(n, dtype=np.int64)
+    exact = _distinct_rows(x, size)
+    if exact is not None:  # e.g. SH read from a SOG: saving it again loses nothing
+        return exact
     rng = np.random.default_rng(seed)
     coarse_k = int(min(size, max(1, 2 ** round(np.log2(np.sqrt(size))))))
     sample = x if n <= _COARSE_SAMPLE else x[np.sort(rng.choice(n, _COARSE_SAMPLE, replace=False))]
@@ -160,6 +164,19 @@ def vector_palette(points: np.ndarray, size: int, *, iterations: int = 10, seed:
         labels[members] = lab + base
         base += len(c)
     return np.concatenate(centroids).astype(np.float32), labels
+
+
+def _distinct_rows(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distinct rows, index of each row) when there are at most ``size``, else None. Tried
+    only when a sample of the first column is already that repetitive (cheap to rule out)."""
+    if len(np.unique(x[:4096, 0])) > min(size, 256):
+        return None
+    rows = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1])))[:, 0]
+    distinct, index = np.unique(rows, return_inverse=True)
+    if len(distinct) > size:
+        return None
+    return distinct.view(np.float32).reshape(len(distinct), x.shape[1]).copy(), index.astype(
+        np.int64).reshape(-1)
 
 
 def _split_count(sizes: np.ndarray, total: int) -> np.ndarray:
