@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_fuzz import mutate_json
 
 from blender_gs_addon.axes import GLTF_FROM_RDF
 from blender_gs_addon.errors import GSError
@@ -314,12 +315,11 @@ def test_reads_every_accessor_form_the_extension_allows(tmp_path, rng, rotation,
 def test_sparse_accessor_and_zero_scales(tmp_path, rng):
     s = random_splats(rng, 50, 0)
     g = in_gltf_frame(s)
-    attrs = gltf_attributes(g)
-    doc = build(tmp_path / "x.glb", [[attrs]])
-    # Make POSITION sparse: a zero base plus every 10th row replaced.
+    doc = build(tmp_path / "x.glb", [[gltf_attributes(g)]])
+    # Make the DC coefficients sparse: a zero base plus every 10th row replaced.
     _, blob = parse_glb(tmp_path / "x.glb")
     rows = np.arange(0, 50, 10, dtype=np.uint16)
-    values = g.positions[rows]
+    values = g.sh_dc[rows]
     blob = bytearray(blob)
     idx_view = {"buffer": 0, "byteOffset": len(blob), "byteLength": rows.nbytes}
     blob += rows.tobytes() + b"\0" * (-rows.nbytes % 4)
@@ -327,20 +327,25 @@ def test_sparse_accessor_and_zero_scales(tmp_path, rng):
     blob += values.tobytes()
     doc["bufferViews"] += [idx_view, val_view]
     n_views = len(doc["bufferViews"])
-    pos = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
-    del pos["bufferView"]
-    pos["sparse"] = {"count": 5, "indices": {"bufferView": n_views - 2, "componentType": 5123},
-                     "values": {"bufferView": n_views - 1}}
-    scale = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"][P + "SCALE"]]
+    attributes = doc["meshes"][0]["primitives"][0]["attributes"]
+    dc = doc["accessors"][attributes[P + "SH_DEGREE_0_COEF_0"]]
+    del dc["bufferView"]
+    dc["sparse"] = {"count": 5, "indices": {"bufferView": n_views - 2, "componentType": 5123},
+                    "values": {"bufferView": n_views - 1}}
+    scale = doc["accessors"][attributes[P + "SCALE"]]
     view = doc["bufferViews"][scale["bufferView"]]
     blob[view["byteOffset"]:view["byteOffset"] + 4] = np.float32(0).tobytes()  # a flat splat
     doc["buffers"][0]["byteLength"] = len(blob)
     write_container(tmp_path / "y.glb", doc, bytes(blob))
     back = read_gltf(tmp_path / "y.glb")
     expect = np.zeros((50, 3), np.float32)
-    expect[rows] = s.positions[rows]
-    np.testing.assert_allclose(back.positions, expect, atol=1e-6)
+    expect[rows] = s.sh_dc[rows]
+    np.testing.assert_array_equal(back.sh_dc, expect)
     assert back.count == 50 and np.isfinite(back.log_scales).all()  # the flat splat is kept
+    del doc["accessors"][attributes["POSITION"]]["bufferView"]
+    write_container(tmp_path / "z.glb", doc, bytes(blob))
+    with pytest.raises(GSError, match="POSITION has no buffer view"):
+        read_gltf(tmp_path / "z.glb")
 
 
 def test_node_transform_follows_the_extension_formula(tmp_path, rng):
@@ -540,3 +545,83 @@ def test_fuzzed_files_fail_cleanly_or_read_finite(tmp_path, data):
     except GSError:
         return
     s.validate(name="fuzz", require_finite=True)
+
+
+
+@settings(max_examples=150, deadline=2000, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_json_fails_cleanly_or_reads_finite(tmp_path, data):
+    """Any JSON value anywhere in the document: a GSError or a valid set, never a crash."""
+    doc, blob = _valid(tmp_path, np.random.default_rng(8))
+    mutate_json(doc, data)
+    path = tmp_path / "fuzz.glb"
+    write_container(path, doc, blob)
+    try:
+        s = read_gltf(path, report=lambda *a: None)
+    except GSError:
+        return
+    s.validate(name="fuzz", require_finite=True)
+
+
+# ------------------------------------------------------------------ Blender 5.3's own importer
+BLENDER_PROBE = r"""
+import json, sys
+import bpy
+import numpy as np
+sys.path.insert(0, sys.argv[-3])
+from blender_gs_addon.quaternions import quat_to_matrix
+from blender_gs_addon.sh import rotate_sh_rest
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.import_scene.gltf(filepath=sys.argv[-2])
+obj = next(o for o in bpy.data.objects if o.type == 'POINTCLOUD')
+cloud, n = obj.data, len(obj.data.points)
+def get(name, width, key):
+    out = np.empty(n * width, np.float32)
+    cloud.attributes[name].data.foreach_get(key, out)
+    return out.reshape(n, width).astype(np.float64)
+src = np.load(sys.argv[-1])
+turn = np.array([[-1.0, 0, 0], [0, 0, -1], [0, -1, 0]])  # 3DGS frame -> Blender (via glTF)
+world = np.array(obj.matrix_world)
+r = quat_to_matrix(get('rotation', 4, 'value')) * get('scale', 3, 'vector')[:, None, :]
+r0 = quat_to_matrix(src['rotations']) * np.exp(src['log_scales'])[:, None, :]
+cov, cov0 = r @ r.transpose(0, 2, 1), turn @ r0 @ r0.transpose(0, 2, 1) @ turn.T
+sh = np.stack([get(f'radiance:sh_{k}', 3, 'vector') for k in range(15)], 1)
+base = get('radiance:base', 4, 'vector')
+print(json.dumps({
+    "type": cloud.type, "count": n, "matrix_is_identity": bool(np.allclose(world, np.eye(4))),
+    "position": float(np.abs(get('position', 3, 'vector') - src['positions'] @ turn.T).max()),
+    "covariance": float((np.abs(cov - cov0) / np.abs(cov0).max(axis=(1, 2))[:, None, None]).max()),
+    "dc": float(np.abs(base[:, :3] - src['sh_dc']).max()),
+    "opacity": float(np.abs(base[:, 3] - 1 / (1 + np.exp(-src['opacity_logits']))).max()),
+    "sh": float(np.abs(sh - rotate_sh_rest(src['sh_rest'], turn)).max()),
+}))
+"""
+
+
+def test_blender_53_imports_our_glb_as_the_same_splats(tmp_path, rng):
+    """Blender 5.3's bundled glTF importer (an independent KHR_gaussian_splatting reader) turns
+    our .glb into a Gaussian-splat point cloud with the same splats, in Blender's Z-up world."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    python = os.environ.get("GS_BPY53_PYTHON")
+    if not python:
+        pytest.skip("set GS_BPY53_PYTHON to a Python with bpy 5.3 (python3.13 -m pip install "
+                    "bpy==5.3.0) to check our .glb against Blender's own importer")
+    s = random_splats(rng, 300, 3).normalized()
+    write_gltf(tmp_path / "x.glb", s)
+    np.savez(tmp_path / "src.npz", positions=s.positions.astype(np.float64),
+             rotations=s.rotations.astype(np.float64), log_scales=s.log_scales.astype(np.float64),
+             opacity_logits=s.opacity_logits.astype(np.float64),
+             sh_dc=s.sh_dc.astype(np.float64), sh_rest=s.sh_rest.astype(np.float64))
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([python, "-c", BLENDER_PROBE, root, str(tmp_path / "x.glb"),
+                           str(tmp_path / "src.npz")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["type"] == "GAUSSIAN_SPLAT" and result["count"] == 300
+    assert result["matrix_is_identity"]
+    assert result["position"] <= 1e-5 and result["covariance"] <= 1e-5
+    assert result["dc"] == 0 and result["opacity"] <= 1e-7 and result["sh"] <= 1e-5

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_fuzz import mutate_json
 from PIL import Image
 
 from blender_gs_addon.errors import GSError
@@ -366,6 +367,24 @@ def test_fuzzed_bundles_fail_cleanly_or_read_finite(tmp_path, data):
         else:
             del raw[i:i + data.draw(st.integers(1, 16))]
     files[name] = bytes(raw)
+    path = tmp_path / "fuzz.sog"
+    _rezip(path, files)
+    try:
+        s = read_sog(path, report=quiet)
+    except GSError:
+        return
+    s.validate(name="fuzz", require_finite=True)
+
+
+@settings(max_examples=120, deadline=3000, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_meta_json_fails_cleanly_or_reads_finite(tmp_path, data):
+    """Any JSON value anywhere in meta.json: a GSError or a valid set, never a crash."""
+    files = _bundle(tmp_path, np.random.default_rng(6), n=50, degree=1)
+    meta = json.loads(files["meta.json"])
+    mutate_json(meta, data)
+    files["meta.json"] = json.dumps(meta).encode()
     path = tmp_path / "fuzz.sog"
     _rezip(path, files)
     try:

@@ -245,7 +245,7 @@ def _accessor(doc: _Document, index, semantic: str, key: str, count: int | None 
     acc = doc.item("accessors", index, semantic)
     kind, allowed = _ATTRIBUTES[key]
     component, normalized = acc.get("componentType"), acc.get("normalized", False) is True
-    if acc.get("type") != kind or (component, normalized) not in allowed:
+    if acc.get("type") != kind or not _is_int(component) or (component, normalized) not in allowed:
         raise GSError(f"{doc.source}: {what} is {acc.get('type')!r} of component type "
                       f"{component!r}{' normalized' if normalized else ''}; "
                       f"KHR_gaussian_splatting allows {kind} of {_allowed_words(allowed)}")
@@ -320,11 +320,14 @@ def _mesh_instances(doc: _Document) -> list[tuple[int, np.ndarray]]:
     nodes = gltf.get("nodes") or []
     if not nodes:
         return [(i, np.eye(4)) for i in range(len(gltf.get("meshes") or []))]
+    if not isinstance(nodes, list):
+        raise GSError(f"{source}: 'nodes' must be a list")
     if gltf.get("scenes"):
         scene = doc.item("scenes", gltf.get("scene", 0), "the default scene")
-        roots = scene.get("nodes", [])
+        roots = _indices(scene.get("nodes", []), "the scene's nodes", source)
     else:
-        children = {c for n in nodes if isinstance(n, dict) for c in n.get("children", [])}
+        children = {c for i, n in enumerate(nodes) if isinstance(n, dict)
+                    for c in _indices(n.get("children", []), f"nodes[{i}].children", source)}
         roots = [i for i in range(len(nodes)) if i not in children]
     found, stack = [], [(r, np.eye(4), ()) for r in reversed(roots)]
     while stack:
@@ -338,8 +341,15 @@ def _mesh_instances(doc: _Document) -> list[tuple[int, np.ndarray]]:
         if len(found) + len(stack) > _MAX_INSTANCES:
             raise GSError(f"{source}: the scene instantiates more than {_MAX_INSTANCES:,} "
                           "nodes")
-        stack.extend((c, world, path + (index,)) for c in reversed(node.get("children", [])))
+        kids = _indices(node.get("children", []), f"nodes[{index}].children", source)
+        stack.extend((c, world, path + (index,)) for c in reversed(kids))
     return found
+
+
+def _indices(value, what: str, source: str) -> list[int]:
+    if not isinstance(value, list) or not all(_is_int(v) for v in value):
+        raise GSError(f"{source}: {what} must be a list of indices")
+    return value
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -384,6 +394,8 @@ def _primitive_splats(doc: _Document, prim: dict, where: str, report: Report) ->
     if missing:
         raise GSError(f"{source}: {where} lacks the required attribute(s) "
                       + ", ".join(missing))
+    if "bufferView" not in doc.item("accessors", attrs["POSITION"], where + " POSITION"):
+        raise GSError(f"{source}: {where} POSITION has no buffer view (no splat data)")
     positions = _accessor(doc, attrs["POSITION"], "POSITION", "POSITION")
     n = len(positions)
     xyzw = _accessor(doc, attrs[_PREFIX + "ROTATION"], "ROTATION", "ROTATION", n)
@@ -457,7 +469,10 @@ def _splat_primitives(doc: _Document, report: Report, max_splats: int
     found, total, skipped = [], 0, 0
     for mesh_index, world in _mesh_instances(doc):
         mesh = doc.item("meshes", mesh_index, "a node")
-        for p, prim in enumerate(mesh.get("primitives") or []):
+        primitives = mesh.get("primitives", [])
+        if not isinstance(primitives, list):
+            raise GSError(f"{doc.source}: meshes[{mesh_index}].primitives must be a list")
+        for p, prim in enumerate(primitives):
             if not isinstance(prim, dict):
                 raise GSError(f"{doc.source}: meshes[{mesh_index}].primitives[{p}] is not an "
                               "object")
@@ -503,11 +518,13 @@ def read_gltf(path: str | os.PathLike, *, nonfinite: str = "drop", report: Repor
         doc = _Document(source, *_parse_glb(data, source))
     else:
         doc = _Document(source, _parse_json(data, source), None)
-    parts = []
-    for prim, where, world in _splat_primitives(doc, report, max_splats):
-        splats = _primitive_splats(doc, prim, where, report)
-        if splats.count:
-            parts.append(_place(splats, world, where, source))
+    try:
+        parts = [_place(splats, world, where, source)
+                 for prim, where, world in _splat_primitives(doc, report, max_splats)
+                 if (splats := _primitive_splats(doc, prim, where, report)).count]
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        # A value of an unexpected JSON type that the checks above did not name.
+        raise GSError(f"{source}: malformed glTF document ({type(err).__name__}: {err})") from None
     if not parts:
         raise GSError(f"{source}: no {EXTENSION_NAME} splats in the scene")
     splats = parts[0] if len(parts) == 1 else concatenate(parts)

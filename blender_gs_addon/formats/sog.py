@@ -109,10 +109,11 @@ def _numbers(section: dict, key: str, where: str, source: str, *, length: int | 
     if ok:
         ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     array = np.asarray(value, dtype=np.float64) if ok else None
-    if array is None or not np.isfinite(array).all() or (length is None and len(array) > 65536):
+    if array is None or not (np.abs(array) <= np.finfo(np.float32).max).all() \
+            or (length is None and len(array) > 65536):
         size = f"{length} " if length else ""
         raise GSError(f"{source}: meta.json '{where}.{key}' must be a list of {size}finite "
-                      "numbers")
+                      "float32 numbers")
     return array
 
 
