@@ -297,8 +297,10 @@ def _encode_sh(rest: np.ndarray, palette_size: int, iterations: int, seed: int
     image = np.zeros((rows * _PALETTE_WIDTH * k, 4), np.uint8)
     image[:, 3] = 255
     image[:entries * k, :3] = index.reshape(entries * k, 3)
-    decoded = codebook[index][labels]  # [N, 3K]
-    rms = float(np.sqrt(np.mean((decoded.astype(np.float64) - vectors) ** 2)))
+    table = codebook[index]  # [E, 3K] the palette as it will decode
+    squares = sum(float(np.square(table[labels[i:i + 65536]] - vectors[i:i + 65536],
+                                  dtype=np.float64).sum()) for i in range(0, n, 65536))
+    rms = math.sqrt(squares / vectors.size)
     label_bytes = np.stack([labels & 0xFF, labels >> 8], axis=1).astype(np.uint8)
     section = {"count": entries, "bands": {3: 1, 8: 2, 15: 3}[k],
                "codebook": codebook.astype(np.float64).tolist()}
