@@ -38,6 +38,8 @@ def test_convert_picks_format_from_extension(sample_ply, tmp_path, suffix, fmt, 
     assert "Converted 3,000 splats" in proc.stdout
     info = json.loads(cli("info", out, "--json").stdout)
     assert (info["format"], info["count"], info["sh_degree"]) == (fmt, 3000, degree)
+    if suffix == "/meta.json":  # the folder of an unbundled SOG reads as the SOG
+        assert json.loads(cli("info", out.parent, "--json").stdout)["count"] == 3000
     # Every format keeps centres to within 1e-3 of the scene here (quantisation bounds are
     # tested per format); compare order-free via the bounding box.
     assert np.allclose(info["bbox_min"], splats.positions.min(0), atol=2e-3)

@@ -54,11 +54,13 @@ def _function(fmt: str, which: int):
 
 
 def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
-    """Format key from the file name; for reading a .ply, the header decides (chunk element)."""
+    """Format key from the file name; for reading a .ply, the header decides (chunk element),
+    and a folder holding a meta.json is an unbundled SOG."""
     name = Path(path).name.lower()
     if name.endswith(".compressed.ply"):
         return "compressed_ply"
-    if name.endswith("meta.json"):
+    if name.endswith("meta.json") or (not for_writing and os.path.isdir(path)
+                                      and os.path.isfile(os.path.join(path, "meta.json"))):
         return "sog"
     suffix = Path(name).suffix
     if suffix not in EXTENSIONS:
