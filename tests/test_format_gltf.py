@@ -183,6 +183,9 @@ def test_round_trip_within_documented_bounds(tmp_path, rng, degree, suffix):
     np.testing.assert_array_equal(back.positions, s.positions)
     np.testing.assert_array_equal(back.sh_dc, s.sh_dc)
     np.testing.assert_array_equal(back.sh_rest, s.sh_rest)
+    # the normalised quaternion as stored (float32), sign included: the frame change is exact
+    expect = normalize_quat(s.rotations.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(back.rotations, expect)
     assert same_rotation(back.rotations, s.rotations) <= 6e-8
     bound = 2.4e-7 + 2**-24 * np.abs(s.log_scales).max()
     assert np.abs(back.log_scales - s.log_scales).max() <= bound

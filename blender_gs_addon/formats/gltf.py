@@ -66,7 +66,7 @@ from .. import __version__
 from ..axes import GLTF_FROM_RDF
 from ..errors import GSError, Report, log_report
 from ..quaternions import matrix_to_quat, normalize_quat, quat_to_matrix
-from ..sh import SH_C0, rotate_sh_rest
+from ..sh import SH_C0, rotate_sh_rest, sh_basis
 from ..splats import SplatSet, concatenate, split_similarity
 
 __all__ = ["read_gltf", "write_gltf", "EXTENSION_NAME", "MAX_SPLATS"]
@@ -97,6 +97,34 @@ _FLIP = np.diag([*GLTF_FROM_RDF.diagonal(), 1.0])  # [4, 4]; a 180° turn, its o
 _SH_DEGREES = {1: 3, 2: 5, 3: 7}
 
 
+def _frame_sh_signs() -> np.ndarray:
+    """[15] ±1: the frame turn (diagonal) multiplies each SH basis function by ±1. The colour
+    seen along d afterwards is the colour seen along M·d before (M is its own inverse), so
+    each coefficient scales by Y(M·d)/Y(d) at any direction d where Y(d) ≠ 0."""
+    d = np.array([0.36, 0.48, 0.8])
+    basis = sh_basis(np.stack([d, GLTF_FROM_RDF @ d]), 3)[:, 1:]
+    return np.rint(basis[1] / basis[0]).astype(np.float32)
+
+
+_SH_SIGNS = _frame_sh_signs()
+
+
+def _change_frame(splats: SplatSet, *, to_gltf: bool, sh: bool = True) -> SplatSet:
+    """3DGS ↔ glTF frame: sign flips and a quaternion permutation, exact in float32 (the
+    quaternion turns by q_M = (0, 0, 0, 1) to glTF and by its inverse back, so a round trip
+    returns the same quaternion, not its negative). SH bands are flipped in place (the reader
+    owns them) unless ``sh`` is False (the writer flips each coefficient as it stores it)."""
+    w, x, y, z = splats.rotations.T
+    quats = np.stack([-z, -y, x, w] if to_gltf else [z, y, -x, -w], axis=1)
+    if sh:
+        splats.sh_rest *= _SH_SIGNS[:splats.sh_rest.shape[1], None]
+    return SplatSet(
+        positions=splats.positions * GLTF_FROM_RDF.diagonal().astype(np.float32),
+        log_scales=splats.log_scales, rotations=np.ascontiguousarray(quats),
+        opacity_logits=splats.opacity_logits, sh_dc=splats.sh_dc, sh_rest=splats.sh_rest,
+        extra=dict(splats.extra))
+
+
 # ---------------------------------------------------------------------------------- container
 def _parse_glb(data: bytes, source: str) -> tuple[dict, bytes | None]:
     if len(data) < 20:
@@ -115,12 +143,12 @@ def _parse_glb(data: bytes, source: str) -> tuple[dict, bytes | None]:
         if size > length - offset - 8:
             raise GSError(f"{source}: GLB chunk at byte {offset} ({size:,} bytes) runs past "
                           "the end of the file")
-        chunks.append((kind, data[offset + 8:offset + 8 + size]))
+        chunks.append((kind, memoryview(data)[offset + 8:offset + 8 + size]))  # no copy
         offset += 8 + size
     if not chunks or chunks[0][0] != _JSON_CHUNK:
         raise GSError(f"{source}: GLB file does not start with a JSON chunk")
     binary = chunks[1][1] if len(chunks) > 1 and chunks[1][0] == _BIN_CHUNK else None
-    return _parse_json(chunks[0][1], source), binary
+    return _parse_json(bytes(chunks[0][1]), source), binary
 
 
 def _parse_json(text: bytes, source: str) -> dict:
@@ -150,10 +178,10 @@ def _is_int(value) -> bool:
 class _Document:
     """A parsed glTF: JSON plus lazily loaded buffers, with checked element access."""
 
-    def __init__(self, source: str, doc: dict, binary: bytes | None):
+    def __init__(self, source: str, doc: dict, binary: bytes | memoryview | None):
         self.source, self.doc, self.binary = source, doc, binary
         self.folder = os.path.dirname(os.path.abspath(source))
-        self._buffers: dict[int, bytes] = {}
+        self._buffers: dict[int, bytes | memoryview] = {}
 
     def item(self, kind: str, index, what: str) -> dict:
         items = self.doc.get(kind)
@@ -163,7 +191,7 @@ class _Document:
                           "exist")
         return items[index]
 
-    def buffer(self, index: int) -> bytes:
+    def buffer(self, index: int) -> bytes | memoryview:
         if index not in self._buffers:
             info = self.item("buffers", index, "a buffer view")
             data = self._load_buffer(index, info)
@@ -174,7 +202,7 @@ class _Document:
             self._buffers[index] = data
         return self._buffers[index]
 
-    def _load_buffer(self, index: int, info: dict) -> bytes:
+    def _load_buffer(self, index: int, info: dict) -> bytes | memoryview:
         uri = info.get("uri")
         if uri is None:
             if index != 0 or self.binary is None:
@@ -205,7 +233,8 @@ class _Document:
 
 
 # ---------------------------------------------------------------------------------- accessors
-def _view_bytes(doc: _Document, view_index, what: str) -> tuple[bytes, int, int, int | None]:
+def _view_bytes(doc: _Document, view_index, what: str
+                ) -> tuple[bytes | memoryview, int, int, int | None]:
     """(buffer, start, length, byteStride) of a buffer view, checked to lie in its buffer."""
     view = doc.item("bufferViews", view_index, what)
     offset, length = view.get("byteOffset", 0), view.get("byteLength")
@@ -432,6 +461,8 @@ def _logits(opacity: np.ndarray, where: str, source: str, report: Report) -> np.
 
 def _place(splats: SplatSet, world: np.ndarray, where: str, source: str) -> SplatSet:
     """Apply a node's world matrix (in the glTF frame), then convert to the 3DGS frame."""
+    if np.array_equal(world, np.eye(4)):
+        return _change_frame(splats, to_gltf=False)
     matrix = _FLIP @ world
     if not np.isfinite(matrix).all():
         raise GSError(f"{source}: {where} has a non-finite node transform")
@@ -542,7 +573,7 @@ def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
 def _attribute_arrays(splats: SplatSet, rotation: RotationStorage, color_fallback: bool
                       ) -> list[tuple[str, np.ndarray, int, bool]]:
     """(semantic, [N, width] array, componentType, normalized) of each attribute, glTF frame."""
-    s = splats.transformed(_FLIP)
+    s = _change_frame(splats, to_gltf=True, sh=False)
     q = normalize_quat(s.rotations.astype(np.float64))[:, [1, 2, 3, 0]]  # xyzw
     if rotation == "float":
         rot = (q.astype(np.float32), 5126, False)
@@ -558,7 +589,8 @@ def _attribute_arrays(splats: SplatSet, rotation: RotationStorage, color_fallbac
     k = 0
     for degree in range(1, s.sh_degree + 1):
         for n in range(_SH_DEGREES[degree]):
-            out.append((f"{_PREFIX}SH_DEGREE_{degree}_COEF_{n}", s.sh_rest[:, k], 5126, False))
+            out.append((f"{_PREFIX}SH_DEGREE_{degree}_COEF_{n}", s.sh_rest[:, k] * _SH_SIGNS[k],
+                        5126, False))
             k += 1
     if color_fallback:
         rgb = _srgb_to_linear(np.clip(s.sh_dc.astype(np.float64) * SH_C0 + 0.5, 0.0, 1.0))
