@@ -1,7 +1,8 @@
 """glTF 2.0 Gaussian splats (KHR_gaussian_splatting): ``.glb`` and ``.gltf`` + ``.bin``.
 
-Facts from the ratified extension text (KhronosGroup/glTF,
-extensions/2.0/Khronos/KHR_gaussian_splatting, April 2026 revision):
+Facts from the extension text (KhronosGroup/glTF, extensions/2.0/Khronos/KHR_gaussian_splatting,
+after the April 2026 editorial revision, which made SCALE linear; an earlier draft stored log
+scales):
 
 * A splat primitive has ``mode`` POINTS (0), the extension object ``{"kernel": "ellipse",
   "colorSpace": "srgb_rec709_display" | "lin_rec709_display"}`` (optional ``projection``,
@@ -34,7 +35,9 @@ to sigmoid 2⁻²⁴ and 1 − 2⁻²⁴; NaN values follow the ``nonfinite`` po
 
 Writing: one node, one mesh, one primitive, tightly packed float accessors (rotation may be
 stored as normalised int16 or int8), COLOR_0 fallback (sRGB-decoded, as the extension asks),
-``colorSpace`` ``srgb_rec709_display`` (what 3DGS training produces).
+``colorSpace`` ``srgb_rec709_display`` (what 3DGS training produces). Blender 5.3's bundled
+glTF importer reads these files as the same splats (tests/test_format_gltf.py, with
+GS_BPY53_PYTHON set); splat-transform's .glb files read here as its own .ply decodes.
 
 Round-trip error bounds of this writer and reader (per value):
 
