@@ -479,7 +479,7 @@ BAD_DOCS = {
     "allows VEC4": _mutate_doc(lambda d: _attr(d, P + "ROTATION").update(componentType=5121,
                                                                          normalized=True)),
     "must be POINTS": _mutate_doc(lambda d: d["meshes"][0]["primitives"][0].update(mode=4)),
-    "own ancestor": _mutate_doc(lambda d: d["nodes"][0].update(children=[0])),
+    "appears twice": _mutate_doc(lambda d: d["nodes"][0].update(children=[0])),
     "does not exist": _mutate_doc(lambda d: d["meshes"][0]["primitives"][0]["attributes"].update(
         {"POSITION": 99})),
     "has count": _mutate_doc(lambda d: _attr(d, P + "OPACITY").update(count=3)),

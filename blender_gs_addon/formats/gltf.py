@@ -95,7 +95,6 @@ _ATTRIBUTES = {
 _SUPPORTED_REQUIRED = {EXTENSION_NAME, "KHR_mesh_quantization"}
 _OPACITY_EDGE = 2.0 ** -24
 _MIN_SCALE = 1e-30  # a zero scale (a flat splat) is kept as this, log −69
-_MAX_INSTANCES = 1 << 16
 _FLIP = np.diag([*GLTF_FROM_RDF.diagonal(), 1.0])  # [4, 4]; a 180° turn, its own inverse
 _SH_DEGREES = {1: 3, 2: 5, 3: 7}
 
@@ -361,20 +360,20 @@ def _mesh_instances(doc: _Document) -> list[tuple[int, np.ndarray]]:
         children = {c for i, n in enumerate(nodes) if isinstance(n, dict)
                     for c in _indices(n.get("children", []), f"nodes[{i}].children", source)}
         roots = [i for i in range(len(nodes)) if i not in children]
-    found, stack = [], [(r, np.eye(4), ()) for r in reversed(roots)]
+    # glTF node hierarchies are disjoint trees: a node met twice is a cycle or a shared child.
+    found, stack, seen = [], [(r, np.eye(4)) for r in reversed(roots)], set()
     while stack:
-        index, parent, path = stack.pop()
+        index, parent = stack.pop()
         node = doc.item("nodes", index, "the node hierarchy")
-        if index in path:
-            raise GSError(f"{source}: nodes[{index}] is its own ancestor (a cycle)")
+        if index in seen:
+            raise GSError(f"{source}: nodes[{index}] appears twice in the scene's hierarchy (a "
+                          "cycle, or a node with two parents)")
+        seen.add(index)
         world = parent @ _node_matrix(node, index, source)
         if "mesh" in node:
             found.append((node["mesh"], world))
-        if len(found) + len(stack) > _MAX_INSTANCES:
-            raise GSError(f"{source}: the scene instantiates more than {_MAX_INSTANCES:,} "
-                          "nodes")
         kids = _indices(node.get("children", []), f"nodes[{index}].children", source)
-        stack.extend((c, world, path + (index,)) for c in reversed(kids))
+        stack.extend((c, world) for c in reversed(kids))
     return found
 
 
