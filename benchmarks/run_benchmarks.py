@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo", "fuzz",
-           "batch", "remote"]
+           "batch", "remote", "formats"]
 
 
 def machine() -> str:

@@ -416,7 +416,8 @@ def _demo_formats(splats_path: Path, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     splats = read_splats(splats_path)
-    for name in ("splats.compressed.ply", "splats.spz", "splats.splat"):
+    names = ("splats.compressed.ply", "splats.spz", "splats.splat", "splats.glb", "splats.sog")
+    for name in names:
         write_splats(folder / name, splats, report=lambda *a: None)
         back = read_splats(folder / name)
         size = os.path.getsize(folder / name)

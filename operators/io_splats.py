@@ -23,7 +23,12 @@ from .reporting import reports_gs_errors
 __all__ = ["GS_OT_import_splats", "GS_OT_export_splats", "GS_FH_splats", "CLASSES", "MENUS",
            "BLENDER_READS_SPLATS", "BLENDER_CLAIMS", "drop_extensions"]
 
-MENU_LABEL = "Gaussian Splats (.ply/.splat/.spz)"
+MENU_LABEL = "Gaussian Splats (.ply/.splat/.spz/.glb/.sog)"
+# What the file browser lists: every splat file ending (an unbundled SOG is opened through its
+# meta.json, which is only offered in the dialog and never claimed on a drop: every .json is no
+# splat file).
+IMPORT_GLOB = ";".join("*" + ending for ending in EXTENSIONS)
+EXPORT_GLOB = ";".join("*" + ending for ending in EXTENSIONS if ending.startswith("."))
 
 # Drag-and-drop: which handler serves which extension. Every extension our readers take
 # (formats.EXTENSIONS, the one list: a new reader joins by being added there) is ours, except
@@ -40,8 +45,9 @@ BLENDER_CLAIMS = {".glb", ".gltf"}
 
 def drop_extensions(version: tuple[int, ...]) -> list[str]:
     """The extensions our file handler claims on Blender ``version`` (a version tuple)."""
-    return [ext for ext in EXTENSIONS if ext not in BLENDER_CLAIMS
+    return [ext for ext in EXTENSIONS if ext.startswith(".") and ext not in BLENDER_CLAIMS
             and tuple(version) < BLENDER_READS_SPLATS.get(ext, (10**6,))]
+
 
 _UP_AXIS_ITEMS = [(key, key, description) for key, description in UP_AXES.items()]
 
@@ -52,6 +58,10 @@ _EXPORT_FORMATS = {
                        "PlayCanvas / SuperSplat compressed .ply: about 4x smaller, lossy"),
     "splat": (".splat", "SPLAT", "antimatter15 .splat: 32 bytes per splat, no SH bands"),
     "spz": (".spz", "SPZ", "Niantic .spz: gzip-compressed, lossy"),
+    "gltf": (".glb", "glTF Binary (KHR_gaussian_splatting)",
+             "glTF 2.0 with the Khronos Gaussian splat extension: float data, every SH band"),
+    "sog": (".sog", "SOG (PlayCanvas)",
+            "PlayCanvas SOG: WebP images in a zip, about 15x smaller than .ply, lossy"),
 }
 _SPZ_VERSION_ITEMS = [
     ("3", "3 (gzip)", "Read by every .spz loader (the safest choice)"),
@@ -67,14 +77,14 @@ def _up_axis_property(description: str):
 
 
 class GS_OT_import_splats(bpy.types.Operator, ImportHelper):
-    """Import Gaussian splat files (3DGS .ply, compressed .ply, .splat, .spz)"""
+    """Import Gaussian splat files (3DGS .ply, compressed .ply, .splat, .spz, glTF, SOG)"""
 
     bl_idname = "gs.import_splats"
     bl_label = "Import Gaussian Splats"
     bl_options = {'REGISTER', 'UNDO'}
 
     filename_ext = ".ply"
-    filter_glob: StringProperty(default=";".join("*" + e for e in EXTENSIONS), options={'HIDDEN'})
+    filter_glob: StringProperty(default=IMPORT_GLOB, options={'HIDDEN'})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement,
                               options={'HIDDEN', 'SKIP_PRESET'})
     directory: StringProperty(subtype='DIR_PATH', options={'HIDDEN', 'SKIP_PRESET'})
@@ -118,7 +128,7 @@ class GS_OT_export_splats(bpy.types.Operator, ExportHelper):
     bl_options = {'REGISTER'}
 
     filename_ext = ".ply"
-    filter_glob: StringProperty(default=";".join("*" + e for e in EXTENSIONS), options={'HIDDEN'})
+    filter_glob: StringProperty(default=EXPORT_GLOB, options={'HIDDEN'})
 
     format: EnumProperty(
         name="Format",

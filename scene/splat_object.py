@@ -149,6 +149,8 @@ def _with_display(objects: list[bpy.types.Object], *, report: Report = log_repor
 
 def _default_name(filepath: str) -> str:
     name = Path(filepath).name
+    if name.lower() == "meta.json":  # an unbundled SOG: its folder names the scene
+        return Path(filepath).resolve().parent.name or "meta"
     for suffix in sorted(EXTENSIONS, key=len, reverse=True):  # .compressed.ply before .ply
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or name
@@ -178,7 +180,8 @@ def import_splats(filepath: str | os.PathLike, *, up_axis: str = "-Y", name: str
                   display: bool = True, layout: Layout | None = None,
                   limits: ReadLimits | None = None,
                   report: Report = log_report) -> bpy.types.Object:
-    """Read a splat file (.ply, compressed .ply, .splat, .spz) into a new, selected object.
+    """Read a splat file (.ply, compressed .ply, .splat, .spz, .glb/.gltf, .sog/meta.json) into
+    a new, selected object.
 
     Args:
         up_axis: the file's up axis (see ``frames.UP_AXES``); "-Y" shows 3DGS files upright.

@@ -77,10 +77,13 @@ def test_registered_classes_menus_and_file_handler(blender):
     assert handler.bl_import_operator == "gs.import_splats"
     # Blender 5.3's own importers serve .ply/.spz drops there (native splats), ours the rest;
     # glTF stays Blender's everywhere. Version tuples, never strings.
-    assert io_splats.drop_extensions((5, 2, 3)) == [".ply", ".compressed.ply", ".splat", ".spz"]
-    assert io_splats.drop_extensions((5, 3, 0)) == [".compressed.ply", ".splat"]
-    assert io_splats.drop_extensions((10, 0, 0)) == [".compressed.ply", ".splat"]
+    ours = [".ply", ".compressed.ply", ".splat", ".spz", ".sog"]
+    assert io_splats.drop_extensions((5, 2, 3)) == ours
+    assert io_splats.drop_extensions((5, 3, 0)) == [".compressed.ply", ".splat", ".sog"]
+    assert io_splats.drop_extensions((10, 0, 0)) == [".compressed.ply", ".splat", ".sog"]
     assert handler.bl_file_extensions.split(";") == io_splats.drop_extensions(bpy.app.version)
+    glob = bpy.ops.gs.import_splats.get_rna_type().properties["filter_glob"].default
+    assert "*meta.json" in glob.split(";") and "*.glb" in glob.split(";")
     assert handler.poll_drop(SimpleNamespace(area=SimpleNamespace(type='VIEW_3D')))
     assert not handler.poll_drop(SimpleNamespace(area=SimpleNamespace(type='IMAGE_EDITOR')))
     assert not handler.poll_drop(SimpleNamespace(area=None))
@@ -93,7 +96,7 @@ def test_registered_classes_menus_and_file_handler(blender):
     export_draws = bpy.types.TOPBAR_MT_file_export._dyn_ui_initialize()
     assert io_splats.menu_import in import_draws
     assert io_splats.menu_export in export_draws
-    assert io_splats.MENU_LABEL == "Gaussian Splats (.ply/.splat/.spz)"
+    assert io_splats.MENU_LABEL == "Gaussian Splats (.ply/.splat/.spz/.glb/.sog)"
 
 
 # ------------------------------------------------------------------------------ layout
@@ -507,18 +510,21 @@ def test_sidebar_panel_draws_count_and_buttons(blender, api):
     assert ("label", "1,234 splats") in log and ("label", "SH degree 2") in log
 
 
-@pytest.mark.parametrize("filename", ["s.splat", "s.spz", "s.compressed.ply"])
+@pytest.mark.parametrize("filename", ["s.splat", "s.spz", "s.compressed.ply", "s.glb", "s.sog",
+                                      "s/meta.json"])
 def test_every_format_through_the_operators(blender, api, tmp_path, filename):
     bpy = blender
     path = tmp_path / filename
+    path.parent.mkdir(exist_ok=True)
     write_splats(path, make_splats(300, 0 if filename.endswith(".splat") else 1))
     expected = read_splats(path)
     assert bpy.ops.gs.import_splats(filepath=str(path)) == {'FINISHED'}
     obj = bpy.context.active_object
     assert obj.name == "s"
     assert_bit_exact(api.object_to_splats(obj, apply_transform=False), expected)
-    fmt = {"s.splat": "splat", "s.spz": "spz", "s.compressed.ply": "compressed_ply"}[filename]
-    again = tmp_path / ("again" + filename[1:])
+    fmt = {"s.splat": "splat", "s.spz": "spz", "s.compressed.ply": "compressed_ply",
+           "s.glb": "gltf", "s.sog": "sog", "s/meta.json": "sog"}[filename]
+    again = tmp_path / ("again" + (filename[1:] if filename[1] == "." else ".sog"))
     assert bpy.ops.gs.export_splats(filepath=str(again), format=fmt) == {'FINISHED'}
     back = read_splats(again)
     assert back.count == 300

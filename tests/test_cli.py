@@ -27,14 +27,19 @@ def test_info_json_reports_count_degree_format_and_bbox(sample_ply):
 
 
 @pytest.mark.parametrize("suffix, fmt, degree", [(".compressed.ply", "compressed_ply", 3),
-                                                 (".spz", "spz", 3), (".splat", "splat", 0)])
+                                                 (".spz", "spz", 3), (".splat", "splat", 0),
+                                                 (".glb", "gltf", 3), (".gltf", "gltf", 3),
+                                                 (".sog", "sog", 3), ("/meta.json", "sog", 3)])
 def test_convert_picks_format_from_extension(sample_ply, tmp_path, suffix, fmt, degree):
     path, splats = sample_ply
     out = tmp_path / f"out{suffix}"
+    out.parent.mkdir(exist_ok=True)
     proc = cli("convert", path, out)
     assert "Converted 3,000 splats" in proc.stdout
     info = json.loads(cli("info", out, "--json").stdout)
     assert (info["format"], info["count"], info["sh_degree"]) == (fmt, 3000, degree)
+    if suffix == "/meta.json":  # the folder of an unbundled SOG reads as the SOG
+        assert json.loads(cli("info", out.parent, "--json").stdout)["count"] == 3000
     # Every format keeps centres to within 1e-3 of the scene here (quantisation bounds are
     # tested per format); compare order-free via the bounding box.
     assert np.allclose(info["bbox_min"], splats.positions.min(0), atol=2e-3)
@@ -87,7 +92,8 @@ def test_demo_captures_reconstructs_and_imports(tmp_path):
     proc = cli("demo", "--out", tmp_path, "--steps", "8", "--views", "6", "--test-views", "2",
                "--resolution", "48", "--backend", "fit")
     for name in ("splats.ply", "demo.blend", "preview.png", "metrics.json",
-                 "capture/transforms_train.json", "formats/splats.spz"):
+                 "capture/transforms_train.json", "formats/splats.spz", "formats/splats.sog",
+                 "formats/splats.glb"):
         assert (tmp_path / name).is_file(), proc.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["count"] == read_splats(tmp_path / "splats.ply").count

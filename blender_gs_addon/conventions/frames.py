@@ -24,6 +24,7 @@ __all__ = [
     "BLENDER_IMPORTER_UP_AXIS",
     "UNTAGGED_UP_AXIS",
     "RUB_FROM_RDF",
+    "GLTF_FROM_RDF",
     "Y_UP_FROM_BLENDER",
     "BLENDER_FROM_Y_UP",
     "OPENCV_FROM_OPENGL",
@@ -66,6 +67,9 @@ UNTAGGED_UP_AXIS = "+Z"  # the same rule when no format is named
 
 # .spz stores right-up-back; 3DGS files are right-down-forward: a 180° turn about X.
 RUB_FROM_RDF = np.diag([1.0, -1.0, -1.0])
+
+# glTF stores left-up-forward (+Y up, +Z forward); 3DGS files right-down-forward: 180° about Z.
+GLTF_FROM_RDF = np.diag([-1.0, -1.0, 1.0])
 
 # The Y-up world of OpenGL, glTF and LGM from Blender's Z-up world: (x, y, z)_yup = (x, z, −y).
 Y_UP_FROM_BLENDER = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)

@@ -7,12 +7,23 @@ format key          extension        module
 ``compressed_ply``  .compressed.ply  :mod:`.compressed_ply` (PlayCanvas / SuperSplat)
 ``splat``           .splat           :mod:`.splat` (antimatter15, 32 bytes/splat)
 ``spz``             .spz             :mod:`.spz` (Niantic; v1-v4 read, v2-v4 write)
+``gltf``            .glb, .gltf      :mod:`.gltf` (glTF 2.0 KHR_gaussian_splatting; .gltf + .bin)
+``sog``             .sog, meta.json  :mod:`.sog` (PlayCanvas SOG v2: zip bundle, or meta.json
+                                     with its WebP images beside it)
 ==================  ===============  ===========================================================
 
 Every reader returns a :class:`~blender_gs_addon.splats.SplatSet` in the 3DGS frame and raises
 :class:`~blender_gs_addon.errors.GSError` — and nothing else — naming the file and the problem
 for bad input, within the memory bounds of a :class:`ReadLimits` (:mod:`.reader_contract`
 holds that promise for every format).
+
+Frames: .ply, compressed .ply, .splat and .sog store the 3DGS frame as it is. .spz follows
+Niantic's reference library, which stores right-up-back (RUB) and converts from the .ply frame
+(a 180° turn about X, :data:`..conventions.frames.RUB_FROM_RDF`), so our .spz files match
+Niantic's and other RUB-aware tools. PlayCanvas's splat-transform writes and reads .spz
+*without* that conversion (the data as given): a file converted between the two tools comes out
+turned 180° about X. glTF is converted to its own +Y-up frame
+(:data:`..conventions.frames.GLTF_FROM_RDF`).
 """
 
 from __future__ import annotations
@@ -36,9 +47,12 @@ FORMATS = {
     "compressed_ply": ("compressed_ply", "read_compressed_ply", "write_compressed_ply"),
     "splat": ("splat", "read_splat", "write_splat"),
     "spz": ("spz", "read_spz", "write_spz"),
+    "gltf": ("gltf", "read_gltf", "write_gltf"),
+    "sog": ("sog", "read_sog", "write_sog"),
 }
+# File name endings → format; "meta.json" is matched on the whole name (an unbundled SOG).
 EXTENSIONS = {".ply": "ply", ".compressed.ply": "compressed_ply", ".splat": "splat",
-              ".spz": "spz"}
+              ".spz": "spz", ".glb": "gltf", ".gltf": "gltf", ".sog": "sog", "meta.json": "sog"}
 SPZ_VERSIONS = (2, 3, 4)  # .spz versions the writer makes; 3 is the default (every loader)
 
 
@@ -48,10 +62,14 @@ def _function(fmt: str, which: int):
 
 
 def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
-    """Format key from the file name; for reading a .ply, the header decides (chunk element)."""
+    """Format key from the file name; for reading a .ply, the header decides (chunk element),
+    and a folder holding a meta.json is an unbundled SOG."""
     name = Path(path).name.lower()
     if name.endswith(".compressed.ply"):
         return "compressed_ply"
+    if name.endswith("meta.json") or (not for_writing and os.path.isdir(path)
+                                      and os.path.isfile(os.path.join(path, "meta.json"))):
+        return "sog"
     suffix = Path(name).suffix
     if suffix not in EXTENSIONS:
         raise GSError(f"{path}: unknown splat file extension {suffix!r}; use "
@@ -83,6 +101,8 @@ def read_splats(path: str | os.PathLike, *, format: str | None = None, nonfinite
     """
     path = os.fspath(path)
     limits = resolve_limits(limits)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "meta.json")):
+        path = os.path.join(path, "meta.json")  # the folder of an unbundled SOG
     if os.path.isdir(path):
         raise GSError(f"{path}: is a folder, not a splat file")
     if not os.path.isfile(path):
