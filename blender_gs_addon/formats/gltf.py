@@ -16,8 +16,8 @@ scales):
 * Node transforms apply to the splats (covariance M·C·Cᵀ·Mᵀ) and SHOULD rotate the SH.
 * glTF is right-handed, +Y up, +Z forward: data here is converted between that frame and the
   3DGS frame with :data:`..conventions.frames.GLTF_FROM_RDF` (a 180° turn about Z, as
-  splat-transform and Niantic's spz library convert), so a file read here comes back in the 3DGS frame like every
-  other format, and Blender's own glTF importer shows a written file turned 180° about the
+  splat-transform and Niantic's spz library convert), so a file read here comes back in the
+  3DGS frame like every other format, and Blender's own glTF importer shows a written file turned 180° about the
   vertical relative to this add-on's import of the .ply (glTF's "forward" is the capture
   camera's forward).
 
