@@ -21,7 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo"]
+BENCHES = ["io", "native", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo"]
+# Benchmarks that need another interpreter than this one: bench_native measures Blender 5.3's
+# native splats with bpy 5.3.0, which exists for Python 3.13 only (.venv313, scripts/env.sh).
+INTERPRETERS = {"native": ROOT / ".venv313" / "bin" / "python"}
 
 
 def machine() -> str:
@@ -54,7 +57,11 @@ def machine() -> str:
 def run_one(name: str, quick: bool) -> list[dict]:
     code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]; "
             f"import bench_{name} as b; print('@@JSON@@' + json.dumps(b.run(quick={quick})))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    python = INTERPRETERS.get(name, Path(sys.executable))
+    if not python.exists():
+        return [{"name": f"{name}: not run", "value": None, "unit": "", "goal": "",
+                 "note": f"needs {python} (bash scripts/env.sh makes it)"}]
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for line in proc.stdout.splitlines():
         if line.startswith("@@JSON@@"):
