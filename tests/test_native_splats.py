@@ -207,6 +207,9 @@ def test_our_import_makes_a_native_splat_object(native_api, tmp_path):
     out = tmp_path / "again.ply"
     native_api.export_splats(obj, out)
     assert out.read_bytes() == path.read_bytes()
+    with pytest.raises(GSError, match="native splats, which Blender draws itself"):
+        extension_module("scene.display").add_display(obj)
+    assert not bpy.ops.gs.add_display.poll()  # the display is for mesh splats
 
 
 @pytest.mark.bpy
@@ -361,3 +364,35 @@ def test_evaluated_native_splats_reach_the_render_engine(native_api, gs_extensio
     np.testing.assert_allclose(collected.positions, expected.positions, atol=1e-6)
     np.testing.assert_allclose(collected.sh_rest, expected.sh_rest, atol=1e-6)
     np.testing.assert_allclose(collected.opacity_logits, splats.opacity_logits, atol=1e-6)
+
+
+@pytest.mark.bpy
+@pytest.mark.parametrize("node, suffix", [("GeometryNodeImportPLY", ".ply"),
+                                          ("GeometryNodeImportSPZ", ".spz")])
+def test_splats_made_by_blenders_import_nodes_export_back(native_api, tmp_path, node, suffix):
+    """An object whose Geometry Nodes import a splat file (Blender 5.3's Import PLY / SPZ
+    nodes) is a splat object: its splats are the evaluated ones, exported to the file's
+    values like Blender's importers' objects."""
+    bpy = pytest.importorskip("bpy")
+    path = tmp_path / f"n{suffix}"
+    write_splats(path, make_splats(300, 1, seed=5))
+    original = read_splats(path)
+    tree = bpy.data.node_groups.new("import", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
+    reader = tree.nodes.new(node)
+    reader.inputs["Path"].default_value = str(path)
+    tree.links.new(reader.outputs[0], tree.nodes.new("NodeGroupOutput").inputs[0])
+    obj = bpy.data.objects.new("nodes", bpy.data.meshes.new("nodes"))
+    bpy.context.scene.collection.objects.link(obj)
+    obj.modifiers.new("Import", 'NODES').node_group = tree
+    assert native_api.splat_layout(obj) == "NATIVE" and native_api.splat_count(obj) == 300
+    out = tmp_path / f"back{suffix}"
+    native_api.export_splats(obj, out)
+    back = read_splats(out)
+    np.testing.assert_allclose(back.positions, original.positions, atol=1e-6)
+    np.testing.assert_allclose(back.sh_rest, original.sh_rest, atol=1e-6)
+    np.testing.assert_allclose(covariances(back.rotations, back.log_scales),
+                               covariances(original.rotations, original.log_scales), atol=1e-6)
+    obj.modifiers.clear()  # no nodes: an empty mesh, named as not a splat object
+    with pytest.raises(GSError, match="'nodes' has no splat attributes"):
+        native_api.require_splat_object(obj)

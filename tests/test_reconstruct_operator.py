@@ -66,6 +66,11 @@ def _toy(ext, bpy):
     return objects
 
 
+def _settings(ext):
+    """The preferences as a job sees them (the worker when this Python has no torch)."""
+    return ext.preferences.settings_from(ext.preferences.ensure_preferences())
+
+
 def _tiny_capture():
     return {"rig": "orbit", "views": 8, "elevations": (15.0,), "resolution": 64,
             "engine": "WORKBENCH"}
@@ -356,7 +361,7 @@ def test_cancel_at_import_stage_imports_nothing(ext, blender):
     objects = _toy(ext, bpy)
     before = _scene_state(bpy)
     session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=_tiny_capture(),
-                                         steps=1)
+                                         settings=_settings(ext), steps=1)
     session.start()
     _wait_for(session, lambda: session.stage == "import")
     assert session.result["count"] > 0

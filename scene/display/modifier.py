@@ -103,6 +103,10 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
     problem = display_support_problem()
     if problem is not None:
         raise GSError(problem)
+    if obj is not None and obj.type == 'POINTCLOUD' and getattr(
+            obj.data, "type", None) == 'GAUSSIAN_SPLAT':
+        raise GSError(f"Object {obj.name!r} holds native splats, which Blender draws itself; "
+                      "the splat display is for splat meshes")
     if obj is None or obj.type != 'MESH':
         raise GSError(f"Object {getattr(obj, 'name', obj)!r} is not a splat mesh; the splat "
                       "display draws meshes with splat attributes")
