@@ -91,7 +91,7 @@ def main() -> int:
         rows = run_one(name, args.quick)
         for row in rows:
             print(f"   {row['name']}: {row['value']} {row['unit']}  (goal {row['goal']})")
-        sections[name] = _section(name, rows, stamp)
+        sections[name] = _section(name, rows, stamp, where=_machine_for(name))
     out.parent.mkdir(parents=True, exist_ok=True)
     body = "\n".join(sections[n] for n in [*BENCHES, "cuda"] if n in sections)
     out.write_text(
@@ -99,6 +99,17 @@ def main() -> int:
         f"where it was measured.\n\nLast run: {stamp} on {machine()}\n\n{body}")
     print(f"wrote {out}")
     return 0
+
+
+def _machine_for(name: str) -> str:
+    """machine(), naming the Python the benchmark ran on when it is not this one."""
+    python = INTERPRETERS.get(name)
+    if python is None or not python.exists():
+        return machine()
+    version = subprocess.run([str(python), "-c", "import platform; "
+                              "print(platform.python_version())"], capture_output=True,
+                             text=True).stdout.strip()
+    return machine().replace(f"Python {platform.python_version()}", f"Python {version}")
 
 
 def _write_cuda_section(results: Path, out: Path) -> int:

@@ -390,6 +390,18 @@ def export_matrix(obj: bpy.types.Object, *, up_axis: str = "-Y") -> np.ndarray:
     return m
 
 
+def _may_be_nonfinite(splats: SplatSet) -> bool:
+    """False when no value is NaN/Inf and no quaternion is zero: one sum per array (NaN and
+    ±inf propagate through a sum) instead of SplatSet.finite_mask's full-size masks. A sum
+    that overflows only sends the set to the exact check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        for arr in (splats.positions, splats.log_scales, splats.rotations,
+                    splats.opacity_logits, splats.sh_dc, splats.sh_rest, *splats.extra.values()):
+            if arr.size and not np.isfinite(np.add.reduce(arr, axis=None)):
+                return True
+    return bool(splats.count) and not np.any(splats.rotations, axis=1).all()
+
+
 def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
                      up_axis: str | None = None, format: str | None = None,
                      report: Report = log_report) -> SplatSet:
@@ -404,7 +416,7 @@ def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
     """
     source = f"Object {obj.name!r}"
     splats = read_stored_splats(obj, report=report)
-    if splats.count:
+    if _may_be_nonfinite(splats):
         splats = splats.drop_nonfinite(source=source, report=report)
     if not apply_transform:
         return splats
