@@ -13,19 +13,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench_io import best_of, import_against_blender  # benchmarks/ is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _best(fn, runs: int) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -51,20 +43,10 @@ def run(quick: bool = False) -> list[dict]:
         size = os.path.getsize(path)
 
         def ours():
-            bpy.ops.wm.read_homefile(app_template="", use_empty=True)
             obj = splat_object.import_splats(path, **quiet)
             assert splat_object.splat_layout(obj) == "NATIVE"
 
-        def blenders():
-            bpy.ops.wm.read_homefile(app_template="", use_empty=True)
-            bpy.ops.wm.ply_import(filepath=path)
-
-        ours()
-        blenders()  # warm the page cache and both code paths
-        t_ours, t_blender = float("inf"), float("inf")
-        for _ in range(runs):
-            t_ours = min(t_ours, _best(ours, 1))
-            t_blender = min(t_blender, _best(blenders, 1))
+        t_ours, t_blender = import_against_blender(ours, path, runs)
         version = bpy.app.version_string
         rows.append({"name": f"import {count:,} SH3 .ply ({size / 1e6:.0f} MB) as native splats",
                      "value": t_ours, "unit": "s", "goal": "", "note": f"bpy {version}, best "
@@ -77,7 +59,7 @@ def run(quick: bool = False) -> list[dict]:
         out = os.path.join(tmp, "out.ply")
         bpy.ops.wm.read_homefile(app_template="", use_empty=True)
         obj = splat_object.import_splats(path, **quiet)
-        t_export = _best(lambda: splat_object.export_splats(obj, out, **quiet), runs)
+        t_export = best_of(lambda: splat_object.export_splats(obj, out, **quiet), runs)
         same = Path(out).read_bytes() == Path(path).read_bytes()
         rows.append({"name": f"export {count:,} native SH3 splats to .ply", "value": t_export,
                      "unit": "s", "goal": "" if quick else "≤ 0.5",
@@ -86,7 +68,7 @@ def run(quick: bool = False) -> list[dict]:
         bpy.ops.wm.read_homefile(app_template="", use_empty=True)
         bpy.ops.wm.ply_import(filepath=path)
         theirs = bpy.context.active_object
-        t_theirs = _best(lambda: splat_object.export_splats(theirs, out, **quiet), runs)
+        t_theirs = best_of(lambda: splat_object.export_splats(theirs, out, **quiet), runs)
         rows.append({"name": "export of Blender's own import of it to .ply", "value": t_theirs,
                      "unit": "s", "goal": "", "note": "log-scales, logits derived from the "
                                                       "native values"})
