@@ -22,7 +22,7 @@ else
   for arg in "$@"; do
     if [ -e "${arg%%::*}" ]; then modules=(); break; fi
   done
-  echo "== bpy $("$py313" -c 'import bpy; print(bpy.app.version_string)') on Python 3.13: ${#modules[@]} modules"
+  echo "== the bpy tests again on bpy $("$py313" -c 'import bpy; print(bpy.app.version_string)') (Python 3.13, no torch)"
   GS_WORKER_PYTHON="$py" PYTHONPATH="" "$py313" -m pytest -q -p no:cacheprovider -m bpy \
       "${modules[@]}" "$@"
 fi
