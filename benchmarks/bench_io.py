@@ -36,13 +36,37 @@ print("@@" + json.dumps({{"before": before, "peak": status("VmHWM:")}}))
 """
 
 
-def _best(fn, runs: int) -> float:
+def best_of(fn, runs: int) -> float:
+    """The shortest of ``runs`` timed calls of ``fn`` (seconds)."""
     best = float("inf")
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def import_against_blender(import_file, path: str, runs: int) -> tuple[float, float]:
+    """(best time of ``import_file()``, best time of Blender's ``wm.ply_import`` of ``path``),
+    each into an empty file, alternating so both see the same machine load; one warm-up of
+    each first (page cache, code paths)."""
+    import bpy
+
+    def ours():
+        bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+        import_file()
+
+    def blenders():
+        bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+        bpy.ops.wm.ply_import(filepath=path)
+
+    ours()
+    blenders()
+    t_ours, t_blender = float("inf"), float("inf")
+    for _ in range(runs):
+        t_ours = min(t_ours, best_of(ours, 1))
+        t_blender = min(t_blender, best_of(blenders, 1))
+    return t_ours, t_blender
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -66,20 +90,8 @@ def run(quick: bool = False) -> list[dict]:
         size = os.path.getsize(path)
         del splats
 
-        def ours():
-            bpy.ops.wm.read_homefile(app_template="", use_empty=True)
-            splat_object.import_splats(path, report=lambda *a: None)
-
-        def blenders():
-            bpy.ops.wm.read_homefile(app_template="", use_empty=True)
-            bpy.ops.wm.ply_import(filepath=path)
-
-        ours()
-        blenders()  # warm the page cache and both code paths
-        t_ours, t_blender = float("inf"), float("inf")
-        for _ in range(runs):
-            t_ours = min(t_ours, _best(ours, 1))
-            t_blender = min(t_blender, _best(blenders, 1))
+        t_ours, t_blender = import_against_blender(
+            lambda: splat_object.import_splats(path, report=lambda *a: None), path, runs)
         rows.append({"name": f"import {count:,} SH3 .ply ({size / 1e6:.0f} MB)", "value": t_ours,
                      "unit": "s", "goal": "", "note": f"best of {runs}"})
         rows.append({"name": "Blender wm.ply_import, same file", "value": t_blender,
@@ -110,14 +122,14 @@ def run(quick: bool = False) -> list[dict]:
         bpy.ops.wm.read_homefile(app_template="", use_empty=True)
         obj = splat_object.import_splats(path, report=lambda *a: None)
         out = os.path.join(tmp, "out.ply")
-        t_export = _best(lambda: splat_object.export_splats(obj, out, report=lambda *a: None),
+        t_export = best_of(lambda: splat_object.export_splats(obj, out, report=lambda *a: None),
                          runs)
         rows.append({"name": f"export {count:,} SH3 splats to .ply", "value": t_export,
                      "unit": "s", "goal": "≤ 0.5" if not quick else "", "note": "untransformed"})
         obj.location = (1.0, 2.0, 3.0)
         obj.rotation_euler = (0.3, 0.2, 0.1)
         bpy.context.view_layer.update()
-        t_moved = _best(lambda: splat_object.export_splats(obj, out, report=lambda *a: None), 2)
+        t_moved = best_of(lambda: splat_object.export_splats(obj, out, report=lambda *a: None), 2)
         rows.append({"name": "export with a baked rotation (SH rotated)", "value": t_moved,
                      "unit": "s", "goal": "", "note": ""})
 
@@ -134,9 +146,9 @@ def run(quick: bool = False) -> list[dict]:
         splats = read_splats(path)
         for name in ("x.ply", "x.compressed.ply", "x.spz", "x.splat"):
             target = os.path.join(tmp, name)
-            t_w = _best(lambda target=target: write_splats(target, splats,
+            t_w = best_of(lambda target=target: write_splats(target, splats,
                                                            report=lambda *a: None), 1)
-            t_r = _best(lambda target=target: read_splats(target, report=lambda *a: None), 2)
+            t_r = best_of(lambda target=target: read_splats(target, report=lambda *a: None), 2)
             per = os.path.getsize(target) / count
             rows.append({"name": f"{name[2:]} write / read, {count:,} SH3", "value": t_w,
                          "unit": "s write", "goal": "",

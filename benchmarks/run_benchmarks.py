@@ -21,8 +21,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo", "fuzz",
-           "batch", "remote", "formats"]
+BENCHES = ["io", "native", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo",
+           "fuzz", "batch", "remote", "formats"]
+# Benchmarks that need another interpreter than this one: bench_native measures Blender 5.3's
+# native splats with bpy 5.3.0, which exists for Python 3.13 only (.venv313, scripts/env.sh).
+INTERPRETERS = {"native": ROOT / ".venv313" / "bin" / "python"}
 
 
 def machine() -> str:
@@ -55,7 +58,11 @@ def machine() -> str:
 def run_one(name: str, quick: bool) -> list[dict]:
     code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]; "
             f"import bench_{name} as b; print('@@JSON@@' + json.dumps(b.run(quick={quick})))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    python = INTERPRETERS.get(name, Path(sys.executable))
+    if not python.exists():
+        return [{"name": f"{name}: not run", "value": None, "unit": "", "goal": "",
+                 "note": f"needs {python} (bash scripts/env.sh makes it)"}]
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for line in proc.stdout.splitlines():
         if line.startswith("@@JSON@@"):
@@ -85,7 +92,7 @@ def main() -> int:
         rows = run_one(name, args.quick)
         for row in rows:
             print(f"   {row['name']}: {row['value']} {row['unit']}  (goal {row['goal']})")
-        sections[name] = _section(name, rows, stamp)
+        sections[name] = _section(name, rows, stamp, where=_machine_for(name))
     out.parent.mkdir(parents=True, exist_ok=True)
     body = "\n".join(sections[n] for n in [*BENCHES, "cuda"] if n in sections)
     out.write_text(
@@ -93,6 +100,17 @@ def main() -> int:
         f"where it was measured.\n\nLast run: {stamp} on {machine()}\n\n{body}")
     print(f"wrote {out}")
     return 0
+
+
+def _machine_for(name: str) -> str:
+    """machine(), naming the Python the benchmark ran on when it is not this one."""
+    python = INTERPRETERS.get(name)
+    if python is None or not python.exists():
+        return machine()
+    version = subprocess.run([str(python), "-c", "import platform; "
+                              "print(platform.python_version())"], capture_output=True,
+                             text=True).stdout.strip()
+    return machine().replace(f"Python {platform.python_version()}", f"Python {version}")
 
 
 def _write_cuda_section(results: Path, out: Path) -> int:

@@ -290,8 +290,8 @@ def cmd_render(args) -> int:
                "resolution": args.resolution}
     if args.engine in ("eevee", "cycles"):
         written = _blender("scene.render_engine")[1].render_dataset_frames(
-            engine=args.engine, allow_outside_paths=args.allow_outside_paths,
-            report=_stdout_report, **options)
+            engine=args.engine, samples=args.samples,
+            allow_outside_paths=args.allow_outside_paths, report=_stdout_report, **options)
     elif args.engine == "exact":
         written = render_frames_exact(device=args.device,
                                       allow_outside_paths=args.allow_outside_paths, **options)
@@ -323,9 +323,11 @@ def cmd_demo(args) -> int:
     """The end-to-end demo: built-in scene → capture → reconstruct → import → files.
 
     Writes ``out/demo.blend`` (the scene with the reconstruction placed on the source
-    objects), ``out/splats.ply``, ``out/capture/`` (the data set), ``out/preview.png``
-    (held-out view: ground truth | reconstruction) and ``out/metrics.json`` (PSNR, SSIM,
-    timings). Splat-file round trips through every format go to ``out/formats/``.
+    objects — native splats on Blender 5.3+, the splat display before — and the held-out
+    views as cameras, the first one active), ``out/splats.ply``, ``out/capture/`` (the data
+    set), ``out/preview.png`` (held-out view: ground truth | reconstruction) and
+    ``out/metrics.json`` (PSNR, SSIM, timings). Splat-file round trips through every format
+    go to ``out/formats/``.
     """
     import shutil
 
@@ -370,6 +372,7 @@ def cmd_demo(args) -> int:
     metrics = _demo_preview(out / "splats.ply", out / "capture", out / "preview.png")
     for source in subjects:
         source.hide_set(True)  # the splats sit exactly on the toy; show them in the file
+    _demo_camera(bpy, out / "capture")
     bpy.context.view_layer.objects.active = obj
     _blend_files().save_blend(out / "demo.blend")
     _demo_formats(out / "splats.ply", out / "formats")
@@ -383,6 +386,17 @@ def cmd_demo(args) -> int:
           f"{summary['total_seconds']:.0f} s in all")
     print(f"Wrote {out / 'demo.blend'}, {out / 'splats.ply'}, {out / 'preview.png'}")
     return 0
+
+
+def _demo_camera(bpy, capture: Path) -> None:
+    """The held-out views as cameras (their ground truth as background), the first one the
+    scene camera: the .blend opens on a view F12 can render, and the splat display of Blender
+    4.5-5.2 (which projects through the scene camera) shows Gaussians, not points."""
+    cameras = _blender("scene.camera_import")[1]
+    collection = cameras.import_camera_views(capture / "transforms_test.json", split="test",
+                                             report=lambda *a: None)
+    scene = bpy.context.scene
+    scene.camera = sorted(collection.objects, key=lambda o: o.name)[0]
 
 
 def _demo_preview(splats_path: Path, capture: Path, png: Path) -> dict:
@@ -498,9 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", required=True)
     p.add_argument("--object", required=True)
     p.add_argument("output")
-    p.add_argument("--up-axis", default="-Y", choices=list(UP_AXES))
+    p.add_argument("--up-axis", default=None, choices=list(UP_AXES),
+                   help="the written file's up axis (default: the one the object was imported "
+                        "with; for splats from Blender's own importers, their axes)")
     p.add_argument("--no-transform", action="store_true",
-                   help="write the mesh values without baking the object's world transform")
+                   help="write the stored values without baking the object's world transform")
     _spz_version_option(p)
     p.set_defaults(func=cmd_export)
 
@@ -569,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the PNGs")
     p.add_argument("--engine", default="exact", choices=["exact", "eevee", "cycles"])
     p.add_argument("--resolution", type=int, help="override the longer image side")
+    p.add_argument("--samples", type=int, help="EEVEE/Cycles samples per pixel (default: 1 "
+                   "for the splat display; 8 EEVEE / 64 Cycles for Blender 5.3's native splats)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _outside_paths_option(p)
     p.set_defaults(func=cmd_render)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import bpy
 
 from ..scene import display, render_engine
-from ..scene.splat_object import is_splat_object
+from ..scene.splat_object import splat_layout
 from .reporting import reports_gs_errors
 
-__all__ = ["GS_OT_add_display", "GS_OT_remove_display", "GS_OT_use_raw_view", "CLASSES"]
+__all__ = ["GS_OT_add_display", "GS_OT_remove_display", "GS_OT_use_standard_view", "CLASSES"]
 
 
 def _targets(context) -> list[bpy.types.Object]:
-    objects = [o for o in context.selected_objects if is_splat_object(o)]
+    """Selected and active splat objects of the mesh layout (Blender draws native splats)."""
+    objects = [o for o in context.selected_objects if splat_layout(o) == "MESH"]
     active = context.active_object
-    if is_splat_object(active) and active not in objects:
+    if splat_layout(active) == "MESH" and active not in objects:
         objects.append(active)
     return objects
 
@@ -58,16 +59,18 @@ class GS_OT_remove_display(bpy.types.Operator):
         return {'FINISHED'}
 
 
-class GS_OT_use_raw_view(bpy.types.Operator):
-    """Set the scene's view transform to Raw so splats show exactly the model's colours"""
+class GS_OT_use_standard_view(bpy.types.Operator):
+    """Set the scene's view transform to Standard so splats show exactly their trained colours
+    (AgX and Filmic tone-map them like any render)"""
 
-    bl_idname = "gs.use_raw_view"
-    bl_label = "Show Raw Colours"
+    bl_idname = "gs.use_standard_view"
+    bl_label = "Show Trained Colours"
     bl_options = {'REGISTER', 'UNDO'}
 
     def execute(self, context):
-        display.use_raw_view_transform(context.scene, report=self.report)
+        display.use_standard_view_transform(context.scene, report=self.report)
         return {'FINISHED'}
 
 
-CLASSES = (GS_OT_add_display, GS_OT_remove_display, GS_OT_use_raw_view) + render_engine.CLASSES
+CLASSES = (GS_OT_add_display, GS_OT_remove_display, GS_OT_use_standard_view) + \
+    render_engine.CLASSES

@@ -8,7 +8,7 @@ import bpy
 
 from ..scene.display import OPTION_NAMES, camera_problem, display_modifier, input_property
 from ..scene.display.modifier import input_ids
-from ..scene.splat_object import is_splat_object
+from ..scene.splat_object import is_splat_object, splat_layout
 from .sidebar import SplatsSubPanel
 
 __all__ = ["GS_PT_display", "CLASSES"]
@@ -25,6 +25,11 @@ class GS_PT_display(SplatsSubPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         obj = context.active_object
+        if context.scene.view_settings.view_transform != 'Standard':
+            layout.operator("gs.use_standard_view", icon='COLOR')
+        if splat_layout(obj) == "NATIVE":
+            layout.label(text="Drawn by Blender (native splats)", icon='INFO')
+            return
         mod = display_modifier(obj)
         if mod is None:
             layout.operator("gs.add_display", icon='SHADING_RENDERED')
@@ -43,8 +48,6 @@ class GS_PT_display(SplatsSubPanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(mod, "show_viewport", text="Viewport")
         row.prop(mod, "show_render", text="Render")
-        if context.scene.view_settings.view_transform != 'Raw':
-            layout.operator("gs.use_raw_view", icon='COLOR')
         layout.operator("gs.remove_display", icon='X')
 
 

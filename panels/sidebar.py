@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..scene.splat_object import is_splat_object, splat_count, splat_sh_degree
+from ..scene.splat_object import is_splat_object, splat_count, splat_layout, splat_sh_degree
 
 __all__ = ["SplatsSidebarPanel", "SplatsSubPanel", "GS_PT_splats", "GS_PT_capture",
            "GS_PT_rigging", "CLASSES"]
@@ -39,6 +39,8 @@ class GS_PT_splats(SplatsSidebarPanel, bpy.types.Panel):
             box.label(text=f"{splat_count(obj):,} splats")
             degree = splat_sh_degree(obj)
             box.label(text=f"SH degree {degree}" if degree >= 0 else "SH bands incomplete")
+            box.label(text="Native splats (drawn by Blender)" if splat_layout(obj) == "NATIVE"
+                      else "Mesh splats (riggable)")
         else:
             box.label(text="No splat object active", icon='INFO')
         row = layout.row(align=True)

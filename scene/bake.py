@@ -10,7 +10,6 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.formats import write_splats
 from ..blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
@@ -32,7 +31,7 @@ def bake_splats(obj: bpy.types.Object, *, frames: tuple[int, int], out_dir: str 
     """
     splat_object.require_splat_object(obj, allow_empty=False)
     if up_axis is None:
-        up_axis = obj.data.get(layout.UP_AXIS_PROP, "-Y")
+        up_axis = splat_object.default_up_axis(obj, "ply")
     first, last = int(frames[0]), int(frames[1])
     if last < first:
         raise GSError(f"frame range {first}:{last} is empty")

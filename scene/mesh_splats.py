@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from mathutils import Matrix
 
 from ..blender_gs_addon import mesh_layout as layout
 from ..blender_gs_addon.conventions.frames import file_to_blender_matrix
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.splats import SplatSet
+from .object_building import build_object
 
 __all__ = ["REQUIRED", "missing_attributes", "has_splat_attributes", "refusal", "new_object",
            "read_splats", "positions", "splat_count", "splat_sh_degree", "splat_fields",
@@ -106,10 +106,10 @@ def new_object(arrays, *, count: int, sh_degree: int, name: str, up_axis: str,
     """A new mesh object filled with ``arrays`` ((AttributeSpec, float32 values) pairs, as
     :func:`blender_gs_addon.mesh_layout.splat_attribute_arrays` gives) and the file → Blender
     rotation of ``up_axis`` as its matrix, linked into ``collection``. Removed again on error."""
-    matrix = file_to_blender_matrix(up_axis)  # [4, 4]
+    file_to_blender_matrix(up_axis)  # GSError for an unknown axis before anything is made
     mesh = bpy.data.meshes.new(name)
-    obj = None
-    try:
+
+    def fill() -> None:
         mesh.vertices.add(count)
         for spec, values in arrays:
             if spec.name == layout.POSITION:
@@ -125,16 +125,6 @@ def new_object(arrays, *, count: int, sh_degree: int, name: str, up_axis: str,
             attr.data.foreach_set(spec.foreach_key, values)
             del values
         mesh.update()
-        mesh[layout.SH_DEGREE_PROP] = sh_degree
-        mesh[layout.UP_AXIS_PROP] = up_axis
-        obj = bpy.data.objects.new(name, mesh)
-        obj.matrix_basis = Matrix(matrix.tolist())
-        if collection is None:
-            collection = bpy.context.collection or bpy.context.scene.collection
-        collection.objects.link(obj)
-    except BaseException:
-        if obj is not None:
-            bpy.data.objects.remove(obj)
-        bpy.data.meshes.remove(mesh)
-        raise
-    return obj
+
+    return build_object(mesh, fill, name=name, sh_degree=sh_degree, up_axis=up_axis,
+                        collection=collection, remove_data=bpy.data.meshes.remove)

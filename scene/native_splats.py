@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from mathutils import Matrix
 
 from ..blender_gs_addon import native_layout as native
 from ..blender_gs_addon.conventions.frames import file_to_blender_matrix
 from ..blender_gs_addon.errors import GSError, Report, log_report
-from ..blender_gs_addon.mesh_layout import SH_DEGREE_PROP, UP_AXIS_PROP
 from ..blender_gs_addon.splats import SplatSet
+from .object_building import build_object
 
 __all__ = ["MIN_VERSION", "supported", "is_point_cloud", "missing_attributes",
            "has_splat_attributes", "refusal", "splat_count", "splat_sh_degree", "positions",
@@ -132,10 +131,10 @@ def new_object(arrays, *, count: int, sh_degree: int, name: str, up_axis: str,
     if not supported():
         raise GSError(f"native Gaussian splats need Blender {'.'.join(map(str, MIN_VERSION))} "
                       f"or newer (this is {bpy.app.version_string})")
-    matrix = file_to_blender_matrix(up_axis)  # [4, 4]
+    file_to_blender_matrix(up_axis)  # GSError for an unknown axis before anything is made
     cloud = bpy.data.pointclouds.new(name)
-    obj = None
-    try:
+
+    def fill() -> None:
         cloud.resize(count)
         cloud.type = native.GAUSSIAN_SPLAT
         for spec, values in arrays:
@@ -146,19 +145,9 @@ def new_object(arrays, *, count: int, sh_degree: int, name: str, up_axis: str,
             if count:
                 attr.data.foreach_set(spec.foreach_key, values)
             del values
-        cloud[SH_DEGREE_PROP] = sh_degree
-        cloud[UP_AXIS_PROP] = up_axis
-        obj = bpy.data.objects.new(name, cloud)
-        obj.matrix_basis = Matrix(matrix.tolist())
-        if collection is None:
-            collection = bpy.context.collection or bpy.context.scene.collection
-        collection.objects.link(obj)
-    except BaseException:
-        if obj is not None:
-            bpy.data.objects.remove(obj)
-        bpy.data.pointclouds.remove(cloud)
-        raise
-    return obj
+
+    return build_object(cloud, fill, name=name, sh_degree=sh_degree, up_axis=up_axis,
+                        collection=collection, remove_data=bpy.data.pointclouds.remove)
 
 
 def remove_object(obj: bpy.types.Object) -> None:

@@ -10,7 +10,11 @@ for it, the Depth (Z) pass: the rasterizer's expected camera depth, 1e10 where n
 Camera: perspective only, intrinsics from lens, sensor size and fit, shift, render size and
 pixel aspect exactly as Blender projects
 (``conventions.intrinsics.intrinsics_from_blender_camera``).
-Film: transparent film keeps the alpha; otherwise the world colour is composited behind.
+Colour: the rasteriser composites the splats' sRGB colours (SH + 0.5) as training did; the
+image is then converted to scene-linear (:func:`conventions.colour.display_to_linear`), so the
+"Standard" view transform shows exactly the rasteriser's pixels, as native splats show theirs.
+Film: transparent film keeps the alpha (premultiplied linear); otherwise the world colour is
+composited behind, in sRGB as training composites its background, before the conversion.
 
 Bad input: mesh objects without splat attributes are skipped with a warning; no splats renders
 a transparent (or world-coloured) image; no scene camera is a clear error; splats with NaN/Inf
@@ -37,6 +41,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..blender_gs_addon.conventions.colour import display_to_linear
 from ..blender_gs_addon.conventions.frames import (
     camera_to_world_from_matrix_world,
     opengl_c2w_to_viewmat,
@@ -47,13 +52,16 @@ from . import display, splat_object
 from .camera_import import camera_intrinsics
 
 __all__ = ["ENGINE_ID", "ENGINES", "NO_TORCH_MESSAGE", "GS_RenderEngine", "scene_camera",
-           "collect_splats", "render_exact", "configure_scene", "render_scene_to_array",
-           "render_dataset_frames", "CLASSES"]
+           "collect_splats", "rasterize_still", "render_exact", "configure_scene",
+           "render_scene_to_array", "render_dataset_frames", "CLASSES"]
 
 ENGINE_ID = "GAUSSIAN_SPLATS"
 # CLI names → Blender engine identifiers.
 ENGINES = {"exact": ENGINE_ID, "eevee": "BLENDER_EEVEE", "cycles": "CYCLES"}
 NO_DEPTH = 1e10  # Z pass value where no splat was hit (Blender's background depth)
+# Render samples for native splats in batch renders (render_dataset_frames): Cycles' stochastic
+# alpha test needs many to converge; EEVEE's native splats converge in a few.
+NATIVE_SAMPLES = {"cycles": 64, "eevee": 8}
 NO_TORCH_MESSAGE = (
     "The Gaussian Splatting render engine needs PyTorch, and it cannot be imported in "
     "Blender's own Python ({python}). Set the Worker Python in the add-on preferences "
@@ -174,10 +182,28 @@ def _still_through_worker(splats: SplatSet, *, viewmat, k, width, height, report
         shutil.rmtree(job_dir, ignore_errors=True)
 
 
+def rasterize_still(splats: SplatSet, *, viewmat, k, width: int, height: int,
+                    report: Report = log_report) -> dict:
+    """The exact rasteriser's still of world-frame ``splats`` (sRGB values, premultiplied over
+    black: :func:`blender_gs_addon.render.still.render_still`), in Blender's Python when torch
+    imports there, else through the worker (the add-on preferences' Worker Python)."""
+    from ..blender_gs_addon.devices import torch_available
+
+    # The same test as reconstruction's: a torch that is installed but fails to import
+    # (an ABI or DLL clash) sends the frame to the worker too.
+    if torch_available():
+        from ..blender_gs_addon.render.still import render_still
+
+        return render_still(splats, viewmat=viewmat, K=k, width=width, height=height)
+    return _still_through_worker(splats, viewmat=viewmat, k=k, width=width, height=height,
+                                 report=report)
+
+
 def render_exact(depsgraph, *, report: Report = log_report) -> dict:
     """Render the evaluated scene from its camera with the exact rasterizer.
 
-    Returns {"rgba": [H, W, 4] float32 premultiplied (row 0 = top), "depth": [H, W] float32
+    Returns {"rgba": [H, W, 4] float32 premultiplied scene-linear (row 0 = top; the
+    rasteriser's sRGB image converted, :mod:`conventions.colour`), "depth": [H, W] float32
     (NO_DEPTH where nothing was hit), "splats": count rendered, "seconds": float}.
     """
     start = time.perf_counter()
@@ -185,29 +211,20 @@ def render_exact(depsgraph, *, report: Report = log_report) -> dict:
     viewmat, k, width, height = scene_camera(scene, depsgraph)
     splats = collect_splats(depsgraph, report=report)
     film = scene.render.film_transparent
-    background = np.zeros(3) if film else np.asarray(_world_color(scene), np.float64)
+    background = None if film else np.asarray(_world_color(scene), np.float64)
     rgba = np.zeros((height, width, 4), np.float32)
     depth = np.full((height, width), NO_DEPTH, np.float32)
     count = 0
     if splats is not None:
-        from ..blender_gs_addon.devices import torch_available
-
-        # The same test as reconstruction's: a torch that is installed but fails to import
-        # (an ABI or DLL clash) sends the frame to the worker too.
-        if torch_available():
-            from ..blender_gs_addon.render.still import render_still
-
-            still = render_still(splats, viewmat=viewmat, K=k, width=width, height=height)
-        else:
-            still = _still_through_worker(splats, viewmat=viewmat, k=k, width=width,
-                                          height=height, report=report)
-        rgba[..., :3] = still["rgb"]  # premultiplied (black background)
+        still = rasterize_still(splats, viewmat=viewmat, k=k, width=width, height=height,
+                                report=report)
+        rgba[..., :3] = still["rgb"]  # sRGB values, premultiplied over black
         rgba[..., 3] = still["alpha"]
         hit = still["alpha"] > 0
         depth[hit] = still["depth"][hit]
         count = splats.count
+    rgba[..., :3] = display_to_linear(rgba[..., :3], rgba[..., 3], background)
     if not film:
-        rgba[..., :3] += (1.0 - rgba[..., 3:4]) * background.astype(np.float32)
         rgba[..., 3] = 1.0
     np.nan_to_num(rgba, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return {"rgba": rgba, "depth": depth, "splats": count,
@@ -292,8 +309,9 @@ def configure_scene(scene: bpy.types.Scene, engine: str, *, samples: int | None 
     """Render settings under which EEVEE, Cycles and the exact engine agree with the rasterizer.
 
     Pixel samples at pixel centres (one sample, a tiny pixel filter), transparent film, the
-    "Raw" view transform (the model's values unchanged), no dithering; Cycles gets enough
-    transparent bounces to see through every splat layer.
+    "Standard" view transform (it shows the splats' sRGB colours unchanged:
+    :mod:`conventions.colour`), no dithering; Cycles gets enough transparent bounces to see
+    through every splat layer.
     """
     if engine not in ENGINES:
         raise GSError(f"unknown render engine {engine!r}; use {', '.join(ENGINES)}")
@@ -303,7 +321,7 @@ def configure_scene(scene: bpy.types.Scene, engine: str, *, samples: int | None 
     render.dither_intensity = 0.0
     render.filter_size = 0.0
     render.use_motion_blur = False
-    display.use_raw_view_transform(scene, report=lambda *_: None)
+    display.use_standard_view_transform(scene, report=lambda *_: None)
     scene.display_settings.display_device = 'sRGB'
     if engine == "eevee":
         scene.eevee.taa_render_samples = samples or 1
@@ -358,8 +376,12 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
     """Render a splat file from every frame of a NeRF-synthetic transforms file to RGBA PNGs
     named after the frames, with EEVEE, Cycles or the exact engine inside Blender.
 
-    The work happens in a temporary scene that is removed afterwards (the open file is
-    otherwise untouched). ``resolution`` rescales the longer image side.
+    The splats are imported as :func:`splat_object.creation_layout` makes them: on Blender
+    5.3+ native splats, which EEVEE and Cycles draw themselves (Cycles traces them with a
+    stochastic alpha test, so ``samples`` defaults to :data:`NATIVE_SAMPLES` there), before
+    that the mesh with the splat display (one sample: the display is deterministic). The work
+    happens in a temporary scene that is removed afterwards (the open file is otherwise
+    untouched). ``resolution`` rescales the longer image side.
     """
     from ..blender_gs_addon.conventions.frames import FILE_TO_WORLD_UP
     from ..blender_gs_addon.datasets.camera_views import CameraView
@@ -388,8 +410,11 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
         created.append(cam)
         scene.collection.objects.link(cam)
         scene.camera = cam
-        configure_scene(scene, engine, samples=samples)
-        display.add_display(obj, scene=scene, report=report)
+        native = splat_object.splat_layout(obj) == "NATIVE"
+        configure_scene(scene, engine, samples=samples or (
+            NATIVE_SAMPLES.get(engine) if native else None))
+        if not native:
+            display.add_display(obj, scene=scene, report=report)
         settings = scene.render.image_settings
         settings.file_format = 'PNG'
         settings.color_mode = 'RGBA'
@@ -423,6 +448,8 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
             bpy.data.objects.remove(item)
             if isinstance(data, bpy.types.Mesh):
                 bpy.data.meshes.remove(data)
+            elif isinstance(data, bpy.types.PointCloud):
+                bpy.data.pointclouds.remove(data)
             elif isinstance(data, bpy.types.Camera):
                 bpy.data.cameras.remove(data)
         bpy.data.scenes.remove(scene)

@@ -191,8 +191,12 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
         far from the armature or a mesh without matching groups.
     """
     start = time.perf_counter()
-    splat_object.require_splat_object(obj, allow_empty=False)
+    layout = splat_object.require_splat_object(obj, allow_empty=False)
     bones = deform_bones(armature)
+    if layout == "NATIVE":
+        raise GSError(f"Object {obj.name!r} is a native Gaussian splat point cloud: Blender "
+                      "gives point clouds no vertex groups or Armature modifier, so it cannot "
+                      "be bound yet; import the splats as a mesh (layout MESH) to rig them")
     if obj.mode != 'OBJECT':
         raise GSError(f"Object {obj.name!r} is in {obj.mode.lower()} mode; switch to object "
                       "mode to bind")

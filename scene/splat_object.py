@@ -67,7 +67,7 @@ __all__ = [
     "import_splat_files", "splat_layout", "is_splat_object", "require_splat_object",
     "splat_count", "splat_sh_degree", "splat_positions", "read_stored_splats",
     "evaluated_splats", "default_up_axis", "object_to_splats", "export_splats", "export_matrix",
-    "remove_splat_object",
+    "remove_splat_object", "SPLAT_MAKING_NODES",
 ]
 
 SNAP_TOLERANCE = 1e-6
@@ -243,18 +243,59 @@ def import_splat_files(filepaths: Iterable[str | os.PathLike], *, up_axis: str =
 
 
 # ---------------------------------------------------------------------- what a splat object is
-def splat_layout(obj: bpy.types.Object | None) -> Layout | None:
-    """Which layout ``obj`` stores splats in, or None when it is not a splat object."""
+# Blender 5.3's nodes that make native splats in an object's modifiers (the Import nodes read
+# a file; Set Point Cloud Type makes any points splats): such an object's splats live in its
+# evaluated geometry, not in its data.
+SPLAT_MAKING_NODES = ("GeometryNodeImportSPZ", "GeometryNodeImportPLY",
+                      "GeometryNodePointsSetType")
+
+
+def _makes_splats_in_nodes(obj: bpy.types.Object) -> bool:
+    """Cheap test: a Geometry Nodes modifier whose group holds a splat-making node."""
+    if not native_splats.supported():
+        return False
+    for mod in obj.modifiers:
+        tree = mod.node_group if mod.type == 'NODES' else None
+        if tree is not None and any(n.bl_idname in SPLAT_MAKING_NODES for n in tree.nodes):
+            return True
+    return False
+
+
+def _generated_splats(obj: bpy.types.Object):
+    """(geometry set that owns it, native splat point cloud) of an object whose modifiers make
+    the splats, or None. The point cloud is valid while the geometry set is referenced."""
+    if not _makes_splats_in_nodes(obj):
+        return None
+    geometry = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).evaluated_geometry()
+    cloud = geometry.pointcloud
+    if cloud is None or not native_splats.has_splat_attributes(cloud):
+        return None
+    return geometry, cloud
+
+
+def _splat_data(obj: bpy.types.Object | None):
+    """(layout, the data holding the splats, what keeps that data alive) or None: the
+    object's own data, else (Blender's Import nodes) the native splats its modifiers make."""
     if obj is None:
         return None
     for name, layout_module in _LAYOUTS.items():
         if layout_module.has_splat_attributes(obj.data):
-            return name
+            return name, obj.data, None
+    generated = _generated_splats(obj)
+    if generated is not None:
+        return "NATIVE", generated[1], generated[0]
     return None
 
 
+def splat_layout(obj: bpy.types.Object | None) -> Layout | None:
+    """Which layout ``obj`` holds splats in, or None when it is not a splat object."""
+    found = _splat_data(obj)
+    return None if found is None else found[0]
+
+
 def is_splat_object(obj: bpy.types.Object | None) -> bool:
-    """True for an object whose data holds splats in a known layout (cheap: polls, panels)."""
+    """True for an object whose data — or, for Blender's Import nodes, whose modifiers' output
+    — holds splats in a known layout (cheap for everything else: polls, panels)."""
     return splat_layout(obj) is not None
 
 
@@ -280,30 +321,39 @@ def _not_a_splat_object(obj: bpy.types.Object) -> str:
     return f"Object {obj.name!r} is a {obj.type.lower()}, not a splat object ({what})"
 
 
-def _layout_module(obj: bpy.types.Object):
-    return _LAYOUTS[require_splat_object(obj)]
+def _require_data(obj: bpy.types.Object):
+    """(layout module, data, keep-alive) of a splat object; GSError naming what is missing."""
+    found = _splat_data(obj)
+    if found is None:
+        require_splat_object(obj)  # raises with the reason
+    name, data, owner = found
+    return _LAYOUTS[name], data, owner
 
 
 def splat_count(obj: bpy.types.Object) -> int:
-    return _layout_module(obj).splat_count(obj.data)
+    module, data, _owner = _require_data(obj)
+    return module.splat_count(data)
 
 
 def splat_sh_degree(obj: bpy.types.Object) -> int:
     """SH degree of the stored splats (what export would write); -1 for an odd band count."""
-    return _layout_module(obj).splat_sh_degree(obj.data)
+    module, data, _owner = _require_data(obj)
+    return module.splat_sh_degree(data)
 
 
 def splat_positions(obj: bpy.types.Object) -> np.ndarray:
     """[N, 3] float32 splat centres as stored in the object's data (object space)."""
-    return _layout_module(obj).positions(obj.data)
+    module, data, _owner = _require_data(obj)
+    return module.positions(data)
 
 
 def read_stored_splats(obj: bpy.types.Object, *, report: Report = log_report) -> SplatSet:
-    """The splats of the ORIGINAL data of ``obj`` (object space, no modifiers, no transform)."""
+    """The splats of the ORIGINAL data of ``obj`` (object space, no modifiers, no transform);
+    for splats made by Blender's Import nodes in its modifiers, what those make."""
     if obj.mode == 'EDIT':
         obj.update_from_editmode()
-    return _layout_module(obj).read_splats(obj.data, source=f"Object {obj.name!r}",
-                                           report=report)
+    module, data, _owner = _require_data(obj)  # _owner keeps generated data alive
+    return module.read_splats(data, source=f"Object {obj.name!r}", report=report)
 
 
 def evaluated_splats(obj_eval: bpy.types.Object, *, report: Report = log_report
@@ -356,6 +406,18 @@ def export_matrix(obj: bpy.types.Object, *, up_axis: str = "-Y") -> np.ndarray:
     return m
 
 
+def _may_be_nonfinite(splats: SplatSet) -> bool:
+    """False when no value is NaN/Inf and no quaternion is zero: one sum per array (NaN and
+    ±inf propagate through a sum) instead of SplatSet.finite_mask's full-size masks. A sum
+    that overflows only sends the set to the exact check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        for arr in (splats.positions, splats.log_scales, splats.rotations,
+                    splats.opacity_logits, splats.sh_dc, splats.sh_rest, *splats.extra.values()):
+            if arr.size and not np.isfinite(np.add.reduce(arr, axis=None)):
+                return True
+    return bool(splats.count) and not np.any(splats.rotations, axis=1).all()
+
+
 def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
                      up_axis: str | None = None, format: str | None = None,
                      report: Report = log_report) -> SplatSet:
@@ -370,7 +432,7 @@ def object_to_splats(obj: bpy.types.Object, *, apply_transform: bool = True,
     """
     source = f"Object {obj.name!r}"
     splats = read_stored_splats(obj, report=report)
-    if splats.count:
+    if _may_be_nonfinite(splats):
         splats = splats.drop_nonfinite(source=source, report=report)
     if not apply_transform:
         return splats

@@ -17,10 +17,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" >&2
   echo "$want" > "$stamp"
 fi
-# Python 3.13 + bpy 5.2.3 (what Blender 5.1+ embeds), no torch: tests/test_py313_split.py drives
-# the add-on from there with the worker on .venv. Optional: ~1.1 GB, about 1.5 min the first
-# time; skipped with GS_SKIP_PY313=1 or when no Python 3.13 is found (the test then skips too).
-py313_requirements="bpy==5.2.3 numpy==2.5.5 pillow==13.0.0"  # as in tests/test_py313_split.py
+# Python 3.13 + bpy 5.3.0 (what Blender 5.1+ embeds; 5.3 draws Gaussian splats natively), no
+# torch: scripts/test.sh runs the bpy integration tests a second time there, with the worker on
+# .venv. About 1.1 GB, 1-2 minutes the first time; skipped with GS_SKIP_PY313=1 or when no
+# Python 3.13 is found (the second run then says so and is skipped). Changing this line
+# reinstalls (the stamp file below).
+py313_requirements="bpy==5.3.0 numpy==2.5.5 pillow==13.0.0 pytest==9.2.0"  # as in tests/test_py313_split.py
 venv313="$root/.venv313"
 if [ -z "${GS_SKIP_PY313:-}" ] && [ "$(cat "$venv313/.gs-requirements" 2>/dev/null)" != "$py313_requirements" ]; then
   py313=""
@@ -40,7 +42,7 @@ if [ -z "${GS_SKIP_PY313:-}" ] && [ "$(cat "$venv313/.gs-requirements" 2>/dev/nu
       echo "warning: could not set up $venv313; the Python 3.13 test will try again" >&2
     fi
   else
-    echo "note: no Python 3.13 found; the Python 3.13 / bpy 5.2 test will be skipped" >&2
+    echo "note: no Python 3.13 found; the Python 3.13 / bpy 5.3 tests will be skipped" >&2
   fi
 fi
 # OpenSSH server binary for the remote-worker tests (they run their own sshd on 127.0.0.1);

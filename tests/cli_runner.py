@@ -16,14 +16,16 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def run_cli(*args, check: bool = True, prelude: str | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(*args, check: bool = True, prelude: str | None = None,
+            python: str | None = None) -> subprocess.CompletedProcess:
     """``python -m blender_gs_addon ARGS``; AssertionError on a non-zero exit when ``check``.
-    With ``prelude``, that code runs first in the same interpreter (e.g. to hide bpy)."""
-    command = [sys.executable, "-m", "blender_gs_addon"]
+    With ``prelude``, that code runs first in the same interpreter (e.g. to hide bpy).
+    ``python``: another interpreter than this one (e.g. the worker's, which has torch)."""
+    python = python or sys.executable
+    command = [python, "-m", "blender_gs_addon"]
     if prelude is not None:
-        command = [sys.executable, "-c", f"import sys; {prelude}; from blender_gs_addon.cli "
-                                         "import main; sys.exit(main(sys.argv[1:]))"]
+        command = [python, "-c", f"import sys; {prelude}; from blender_gs_addon.cli "
+                                 "import main; sys.exit(main(sys.argv[1:]))"]
     proc = _run([*command, *map(str, args)])
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stdout[-2000:]}{proc.stderr}")

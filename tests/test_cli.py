@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from cli_runner import run_cli as cli
+from cli_runner import run_script
 
 from blender_gs_addon.formats import read_splats, write_splats
 from blender_gs_addon.samples import sample_splats
@@ -99,3 +100,19 @@ def test_demo_captures_reconstructs_and_imports(tmp_path):
     assert metrics["count"] == read_splats(tmp_path / "splats.ply").count
     assert metrics["test_views"] == 2 and 5 < metrics["psnr"] < 60
     assert "Held-out PSNR" in proc.stdout
+    # The .blend opens showing splats as splats: native on 5.3+ (Blender draws them from any
+    # view), else the display, which projects through the scene camera: a held-out view.
+    shown = json.loads(run_script(
+        "import json, sys, bpy; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+        "s = bpy.context.scene; o = bpy.data.objects['Toy Splats']; "
+        "print(json.dumps({'version': bpy.app.version[:], 'type': o.type, "
+        "'kind': getattr(o.data, 'type', None), 'modifiers': [m.type for m in o.modifiers], "
+        "'visible': o.visible_get(), 'camera': s.camera and s.camera.type, "
+        "'camera_name': s.camera and s.camera.name, 'size': [s.render.resolution_x, "
+        "s.render.resolution_y]}))", tmp_path / "demo.blend").splitlines()[-1])
+    assert shown["visible"] and shown["camera"] == "CAMERA" and shown["size"] == [48, 48]
+    assert shown["camera_name"] == "test_000"  # the first held-out view
+    if tuple(shown["version"]) >= (5, 3, 0):
+        assert (shown["type"], shown["kind"]) == ("POINTCLOUD", "GAUSSIAN_SPLAT")
+    else:
+        assert shown["type"] == "MESH" and "NODES" in shown["modifiers"]

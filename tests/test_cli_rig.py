@@ -23,6 +23,15 @@ pytestmark = [
 
 COUNT = 2000
 
+
+def _skip_if_imports_are_native():
+    """The CLI ``import`` makes native splats on Blender 5.3+, which cannot be bound yet."""
+    import bpy
+
+    if tuple(bpy.app.version) >= (5, 3, 0):
+        pytest.skip("binding Blender 5.3's native splats is issue 13 item 4; the mesh "
+                    "layout's binding runs on every version in test_rigging.py")
+
 # Adds armature "Arm" (upper 0→1, lower 1→2 along +Z) to the open file; "lower" is keyed
 # straight at frame 1 and bent 90° about +X at frame 2.
 ADD_ARMATURE = r'''
@@ -101,6 +110,7 @@ def limb_blend(tmp_path_factory):
 
 
 def test_rig_with_armature_then_bake(limb_blend, tmp_path):
+    _skip_if_imports_are_native()
     blend, splats = limb_blend
     out = tmp_path / "rigged.blend"
     proc = cli("rig", "--blend", blend, "--object", "Limb", "--armature", "Arm", "--out", out)
@@ -132,6 +142,7 @@ def test_rig_with_armature_then_bake(limb_blend, tmp_path):
 def test_rig_template_humanoid(tmp_path):
     from test_skinning import human_figure
 
+    _skip_if_imports_are_native()
     rng = np.random.default_rng(11)
     pts, _ = human_figure(rng, pose="T", count=15000)
     _ply(tmp_path / "person.ply", pts, rng, degree=0)
@@ -155,7 +166,7 @@ def test_rig_template_humanoid(tmp_path):
         (["rig", "--blend", "{blend}", "--object", "Nope", "--armature", "Arm", "--out",
           "{tmp}/o.blend"], "no object named 'Nope'"),
         (["rig", "--blend", "{blend}", "--object", "Limb", "--armature", "Limb", "--out",
-          "{tmp}/o.blend"], "needs an armature object, got a mesh"),
+          "{tmp}/o.blend"], "needs an armature object, got a "),
         (["rig", "--blend", "{tmp}/missing.blend", "--object", "Limb", "--armature", "Arm",
           "--out", "{tmp}/o.blend"], "no such .blend"),
         (["bake", "--blend", "{blend}", "--object", "Nope", "--frames", "1:2", "--out",

@@ -15,9 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_torch
 
 from blender_gs_addon import SplatSet, devices
 from blender_gs_addon import mesh_layout as layout
+from blender_gs_addon.conventions.colour import (
+    display_to_linear,
+    linear_to_srgb,
+    srgb_to_linear,
+)
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.extension import extension_module
 
@@ -88,7 +94,7 @@ def test_single_gaussian_lands_at_analytic_pixel_in_all_renderers(blender, mods)
     bpy = blender
     splats = _single([0.2, -0.1, 0.3], [-2.0, -3.2, -2.6], [0.9, 0.3, -0.2, 0.25], 2.0,
                      [0.9, -0.4, 0.2])
-    obj = splat_object.create_splat_object(splats, name="one")
+    obj = splat_object.create_splat_object(splats, name="one", layout="MESH")
     obj.rotation_euler = (1.4, 0.2, 0.3)  # any similarity: the display works in object frame
     obj.scale = (1.3, 1.3, 1.3)
     scene = bpy.context.scene
@@ -98,7 +104,8 @@ def test_single_gaussian_lands_at_analytic_pixel_in_all_renderers(blender, mods)
     mean2d, cov = _analytic(bpy, obj, scene.camera, splats, width, height)
     opacity = 1 / (1 + math.exp(-2.0))
     expected = _alpha_map(mean2d, cov, opacity, width, height)
-    colour = np.maximum(0.5 + 0.28209479177387814 * np.array([0.9, -0.4, 0.2]), 0)
+    # SH + 0.5 is sRGB; Blender's renders hold it scene-linear (as native splats do).
+    colour = srgb_to_linear(0.5 + 0.28209479177387814 * np.array([0.9, -0.4, 0.2]))
     assert 8 < mean2d[0] < width - 8 and 8 < mean2d[1] < height - 8  # the test sees it all
     for name in ("exact", "cycles", "eevee"):
         engine.configure_scene(scene, name)
@@ -118,7 +125,7 @@ def test_quads_follow_camera_moves_and_active_camera_changes(blender, mods):
     bpy = blender
     splats = _single([0.0, 0.1, -0.2], [-1.5, -2.5, -2.0], [0.8, -0.1, 0.4, 0.3], 1.0,
                      [0.0, 0.0, 0.0])
-    obj = splat_object.create_splat_object(splats, name="one")
+    obj = splat_object.create_splat_object(splats, name="one", layout="MESH")
     scene = bpy.context.scene
     width, height = 64, 40
     scene.render.resolution_x, scene.render.resolution_y = width, height
@@ -164,11 +171,9 @@ def _psnr(a, b) -> float:
 def test_displays_match_exact_engine_on_random_set(blender, mods):
     splat_object, display, engine = mods
     bpy = blender
-    from blender_gs_addon.datasets.camera_views import CameraView
-    from blender_gs_addon.reconstruction.evaluate import render_views
 
     splats = _random_splats(400)
-    obj = splat_object.create_splat_object(splats, name="random")
+    obj = splat_object.create_splat_object(splats, name="random", layout="MESH")
     obj.location = (0.1, 0.2, -0.1)
     scene = bpy.context.scene
     scene.camera = _camera(bpy, "cam", (0.3, -4.0, 0.5), (1.47, 0.0, 0.05))
@@ -178,24 +183,27 @@ def test_displays_match_exact_engine_on_random_set(blender, mods):
     for name in ("exact", "cycles", "eevee"):
         engine.configure_scene(scene, name)
         images[name] = engine.render_scene_to_array(scene)
-    # The engine's camera and transforms against the core renderer used directly.
-    viewmat, k, w, h = engine.scene_camera(scene)
-    view = CameraView(name="v", file_path=None, width=w, height=h, fx=k[0, 0], fy=k[1, 1],
-                      cx=k[0, 2], cy=k[1, 2], camera_to_world=np.linalg.inv(viewmat) @ np.diag(
-                          [1.0, -1.0, -1.0, 1.0]), split="test")
-    rgb, alpha = render_views(splats.transformed(np.array(obj.matrix_world)), [view],
-                              background=(0.0, 0.0, 0.0))
-    # (render_views clamps colours to [0, 1]; the engine keeps them as rendered.)
-    assert np.abs(np.clip(images["exact"][..., :3], 0, 1) - rgb[0]).max() < 1e-4
-    assert np.abs(images["exact"][..., 3] - alpha[0, ..., 0]).max() < 1e-4
+    # The engine's camera and transforms against the rasteriser given them directly: its sRGB
+    # image, converted to scene-linear after compositing.
+    view = _scene_view(engine, scene)
+    still = _rasterize(engine, splats.transformed(np.array(obj.matrix_world)), view)
+    linear = display_to_linear(still["rgb"], still["alpha"])
+    assert np.abs(images["exact"][..., :3] - linear).max() < 1e-4
+    assert np.abs(images["exact"][..., 3] - still["alpha"]).max() < 1e-4
     assert images["exact"][..., 3].mean() > 0.3  # the set fills the view
-    exact = images["exact"]
-    # Measured here (bpy 5.0.1, CPU, 56×42, 400 splats): EEVEE 61.7 dB, Cycles 92.5 dB. The
-    # floors are the issue's goals (EEVEE ≥ 30, Cycles ≥ 28 dB): conservative, so other
-    # Blender versions and GPU drivers pass, yet a misplaced, flipped or mis-sized splat set
-    # (≈ 10–20 dB) fails.
-    assert _psnr(images["eevee"], exact) >= 30.0
-    assert _psnr(images["cycles"], exact) >= 28.0
+    # The displays convert each splat's colour and blend in linear light, as Blender's native
+    # splats do: against the rasteriser blending the converted colours, measured here (bpy
+    # 5.0.1, CPU, 56×42, 400 splats) EEVEE 63.8 dB, Cycles 93.2 dB. The floors are the issue's
+    # goals (EEVEE ≥ 30, Cycles ≥ 28 dB): conservative, so other Blender versions and GPU
+    # drivers pass, yet a misplaced, flipped or mis-sized splat set (≈ 10–20 dB) fails.
+    reference = _core_render(splats, obj, view)
+    eevee, cycles, exact = (_clipped(images[name]) for name in ("eevee", "cycles", "exact"))
+    assert _psnr(eevee, reference) >= 30.0
+    assert _psnr(cycles, reference) >= 28.0
+    # Blending in linear light differs from the exact engine's sRGB blend only where
+    # semi-transparent splats of different colours overlap: 26.2 dB on this dense set.
+    assert _psnr(cycles, exact) < _psnr(cycles, reference) - 10.0
+    assert _psnr(cycles, exact) >= 20.0
 
 
 def test_bad_input(blender, mods):
@@ -226,7 +234,7 @@ def test_bad_input(blender, mods):
         display.add_display(cube)
     # NaN attributes: dropped by the display and the engine, never a crash or NaN pixels.
     splats = _random_splats(30, seed=3)
-    obj = splat_object.create_splat_object(splats, name="nan")
+    obj = splat_object.create_splat_object(splats, name="nan", layout="MESH")
     opac = splats.opacity_logits.copy()
     opac[[2, 5]] = np.nan
     obj.data.attributes["gs_opacity"].data.foreach_set("value", opac)
@@ -269,23 +277,41 @@ def _scene_view(engine, scene):
                           [1.0, -1.0, -1.0, 1.0]), split="test")
 
 
-def _core_render(splats: SplatSet, obj, view) -> np.ndarray:
-    """[H, W, 4] premultiplied RGBA of the object's splats by the core rasterizer."""
-    from blender_gs_addon.reconstruction.evaluate import render_views
+def _rasterize(engine, splats: SplatSet, view) -> dict:
+    """The exact rasteriser's still of world-frame splats (in this Python with torch, else in
+    the worker, as F12 does)."""
+    from blender_gs_addon.conventions.frames import opengl_c2w_to_viewmat
 
-    rgb, alpha = render_views(splats.transformed(np.array(obj.matrix_world)), [view],
-                              background=(0.0, 0.0, 0.0))
-    return np.concatenate([rgb[0], alpha[0]], axis=-1)
+    return engine.rasterize_still(splats, viewmat=opengl_c2w_to_viewmat(view.camera_to_world),
+                                  k=view.intrinsics_matrix(), width=view.width,
+                                  height=view.height)
+
+
+def _core_render(splats: SplatSet, obj, view) -> np.ndarray:
+    """[H, W, 4] premultiplied scene-linear RGBA (colour clamped to [0, 1]) of the object's
+    splats as the display draws them: the rasteriser blending each splat's colour seen from
+    ``view``, converted to linear per splat (SH baked into a linear DC term for this camera)."""
+    from blender_gs_addon.sh import SH_C0, eval_sh_color
+
+    world = splats.transformed(np.array(obj.matrix_world))
+    dirs = world.positions - view.camera_to_world[:3, 3]
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    colour = srgb_to_linear(eval_sh_color(world.sh_dc, world.sh_rest, dirs))
+    baked = SplatSet.from_arrays(positions=world.positions, log_scales=world.log_scales,
+                                 rotations=world.rotations, opacity_logits=world.opacity_logits,
+                                 sh_dc=(colour - 0.5) / SH_C0)
+    still = _rasterize(extension_module("scene.render_engine"), baked, view)
+    return np.concatenate([np.clip(still["rgb"], 0.0, 1.0), still["alpha"][..., None]], axis=-1)
 
 
 def _clipped(image: np.ndarray) -> np.ndarray:
     out = image.copy()
-    out[..., :3] = np.clip(out[..., :3], 0.0, 1.0)  # render_views clamps the composite
+    out[..., :3] = np.clip(out[..., :3], 0.0, 1.0)  # as _core_render clamps its reference
     return out
 
 
 def _option_scene(bpy, splat_object, engine, splats, *, name="opts"):
-    obj = splat_object.create_splat_object(splats, name=name)
+    obj = splat_object.create_splat_object(splats, name=name, layout="MESH")
     scene = bpy.context.scene
     scene.camera = _camera(bpy, "cam", (0.2, -4.0, 0.4), (1.47, 0.0, 0.05))
     scene.render.resolution_x, scene.render.resolution_y = 40, 30
@@ -382,7 +408,7 @@ def test_no_camera_or_orthographic_camera_shows_points_and_says_why(blender, mod
     bpy = blender
     splats = _random_splats(50, seed=15)
     kept = int((splats.opacities() >= 1 / 255).sum())
-    obj = splat_object.create_splat_object(splats, name="s", display=False)
+    obj = splat_object.create_splat_object(splats, name="s", display=False, layout="MESH")
     scene = bpy.context.scene
     messages = []
     display.add_display(obj, report=lambda level, msg: messages.append((set(level), msg)))
@@ -415,7 +441,7 @@ def test_cycles_transparent_bounces_raised_never_lowered(blender, mods):
         positions=np.c_[rng.normal(0, 0.02, n), np.linspace(-1, 1, n), rng.normal(0, 0.02, n)],
         log_scales=np.full((n, 3), -1.6), rotations=np.tile([1.0, 0, 0, 0], (n, 1)),
         opacity_logits=np.full(n, -0.8), sh_dc=rng.normal(0, 1, (n, 3)))
-    obj = splat_object.create_splat_object(splats, name="stack", up_axis="+Z")
+    obj = splat_object.create_splat_object(splats, name="stack", up_axis="+Z", layout="MESH")
     scene = bpy.context.scene
     scene.camera = _camera(bpy, "cam", (0.0, -5.0, 0.0), (math.pi / 2, 0.0, 0.0))
     scene.render.resolution_x = scene.render.resolution_y = 24
@@ -490,7 +516,7 @@ def test_depth_pass_of_single_splat_is_its_camera_depth(blender, mods, tmp_path)
     bpy = blender
     splats = _single([0.1, 0.2, 0.0], [-1.5, -2.0, -1.8], [0.9, 0.1, 0.3, -0.2], 3.0,
                      [0.5, 0.0, 0.0])
-    obj = splat_object.create_splat_object(splats, name="one")
+    obj = splat_object.create_splat_object(splats, name="one", layout="MESH")
     scene = bpy.context.scene
     scene.camera = _camera(bpy, "cam", (0.3, -4.0, 0.5), (1.5, 0.0, 0.1))
     width, height = 32, 24
@@ -524,7 +550,7 @@ def test_two_frame_animation_follows_keyed_camera(blender, mods, tmp_path):
 
     splats = _single([0.0, 0.0, 0.0], [-1.8, -2.2, -2.0], [0.9, 0.2, -0.1, 0.3], 2.5,
                      [0.2, 0.4, -0.3])
-    obj = splat_object.create_splat_object(splats, name="one")
+    obj = splat_object.create_splat_object(splats, name="one", layout="MESH")
     scene = bpy.context.scene
     cam = _camera(bpy, "cam", (0.0, -4.0, 0.0), (math.pi / 2, 0.0, 0.0))
     scene.camera = cam
@@ -562,7 +588,7 @@ def test_nan_in_sh_or_rotation_never_breaks_eevee(blender, mods):
     splat_object, _display, engine = mods
     bpy = blender
     splats = _random_splats(40, seed=17)
-    obj = splat_object.create_splat_object(splats, name="nan")
+    obj = splat_object.create_splat_object(splats, name="nan", layout="MESH")
     rest = splats.sh_rest.copy()
     rest[[3, 4], 7, 1] = np.nan
     rest[9, 0, 0] = np.inf
@@ -588,6 +614,7 @@ def test_nan_in_sh_or_rotation_never_breaks_eevee(blender, mods):
     assert _psnr(_clipped(image), _core_render(splats.subset(~bad), obj, view)) >= 30.0
 
 
+@needs_torch  # the in-process half; without torch every exact render here is the worker's
 def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, monkeypatch):
     """No torch in Blender's Python: with no Worker Python set, F12 says what to configure;
     with one, the frame comes from the worker and equals the in-process render."""
@@ -601,7 +628,7 @@ def test_exact_engine_without_torch_renders_through_the_worker(blender, mods, mo
     scene.render.resolution_x, scene.render.resolution_y = 40, 30
     engine.configure_scene(scene, "exact")
     scene.render.film_transparent = True
-    splat_object.create_splat_object(_random_splats(60, seed=5), name="s")
+    splat_object.create_splat_object(_random_splats(60, seed=5), name="s", layout="MESH")
     in_process = engine.render_exact(bpy.context.evaluated_depsgraph_get())
     assert in_process["rgba"][..., 3].max() > 0.1
 
@@ -646,18 +673,18 @@ def test_blender_without_display_nodes_imports_splats_with_a_warning(blender, mo
     monkeypatch.setattr(settings, "REQUIRED_NODE_TYPES",
                         settings.REQUIRED_NODE_TYPES + ("GeometryNodeNotInThisBlender",))
     splats = _random_splats(10)
-    obj = splat_object.create_splat_object(splats, name="s", display=False)
+    obj = splat_object.create_splat_object(splats, name="s", display=False, layout="MESH")
     with pytest.raises(GSError, match=r"needs Blender 4\.5 or newer.*GeometryNodeNotInThis"):
         display.add_display(obj)
     with caplog.at_level(logging.WARNING, logger="blender_gs_addon"):
-        obj = splat_object.create_splat_object(splats, name="t")
+        obj = splat_object.create_splat_object(splats, name="t", layout="MESH")
     assert display.display_modifier(obj) is None and len(obj.data.vertices) == 10
     assert any("Blender 4.5" in r.getMessage() for r in caplog.records)
     path = tmp_path / "s.ply"
     write_splats(path, splats)
     assert bpy.ops.gs.import_splats(filepath=str(path)) == {'FINISHED'}
-    imported = bpy.context.active_object
-    assert imported.name.startswith("s") and len(imported.data.vertices) == 10
+    imported = bpy.context.active_object  # native on 5.3+: drawn by Blender, no display
+    assert imported.name.startswith("s") and splat_object.splat_count(imported) == 10
     assert display.display_modifier(imported) is None
 
 
@@ -700,3 +727,97 @@ def test_display_group_is_appended_from_the_cache_in_later_files(blender, mods, 
     cache.write_bytes(b"BLENDER-not really")
     assert shape(display.display_node_group()) == built_shape
     assert cache.read_bytes()[:7] == b"BLENDER" and cache.stat().st_size > 100_000
+
+
+# ------------------------------------------------------------------------ colour convention
+@pytest.mark.slow
+def test_capture_fit_render_under_standard_reproduces_the_captured_pixels(blender, mods,
+                                                                          tmp_path):
+    """SH + 0.5 is display-referred sRGB end to end: a capture (PNGs through "Standard"), a fit
+    to it, and an F12 render of the result through "Standard" give back the captured pixels
+    as well as the rasteriser itself does — the exact engine converts to scene-linear and the
+    view transform converts back. (Treating the colours as linear instead washes the render
+    out: 5.7 dB lower here.) On Blender 5.3 Blender's own native rendering of the same splats
+    is held to its measured distance (it blends in linear light and ray-traces the Gaussians
+    in 3D: 4.0 dB below the rasteriser, mean colour −0.017)."""
+    from PIL import Image
+
+    from blender_gs_addon.conventions.frames import opengl_c2w_to_viewmat, splats_file_to_world
+    from blender_gs_addon.datasets.nerf_synthetic import read_transforms
+    from blender_gs_addon.formats import read_splats
+
+    _splat_object, _display, engine = mods
+    bpy = blender
+    job = extension_module("scene.reconstruct_job")
+    cameras = extension_module("scene.camera_import")
+    objects = extension_module("scene.sample_scenes").build_sample_scene("toy")
+    capture = {"rig": "sphere", "views": 6, "test_views": 1, "resolution": 32,
+               "engine": "WORKBENCH", "transparent": True}
+    preferences = extension_module("preferences")
+    settings = preferences.settings_from(preferences.ensure_preferences())  # worker if no torch
+    session = job.ReconstructSession(bpy.context, objects=objects, capture=capture,
+                                     backend="fit", steps=20, seed=0, keep_files=True,
+                                     settings=settings, report=lambda *a: None)
+    obj = session.run(progress=None)
+    folder = Path(session.job_dir)
+    try:
+        dataset = read_transforms(folder / "capture" / "transforms_test.json")
+        view = dataset.split_views("test")[0]
+        truth = np.asarray(Image.open(view.file_path), np.float64) / 255.0  # straight RGBA
+        # The rasteriser on the fit's own file, in the capture's world, as an 8-bit PNG.
+        splats = splats_file_to_world(read_splats(folder / "splats.ply"))
+        still = engine.rasterize_still(splats, viewmat=opengl_c2w_to_viewmat(
+            view.camera_to_world), k=view.intrinsics_matrix(), width=view.width,
+            height=view.height)
+        alpha = still["alpha"][..., None]
+        straight = np.divide(still["rgb"], alpha, out=np.zeros_like(still["rgb"]),
+                             where=alpha > 0)
+        core = np.round(np.clip(np.concatenate([straight, alpha], -1), 0, 1) * 255) / 255
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+    for source in objects:
+        source.hide_render = True
+    scene = bpy.context.scene
+    cam_data = bpy.data.cameras.new("view")
+    cam = bpy.data.objects.new("view", cam_data)
+    scene.collection.objects.link(cam)
+    camera_settings = cameras.apply_intrinsics(cam_data, view)
+    cam.matrix_world = cameras.camera_object_matrix(view.camera_to_world,
+                                                    dataset.denormalisation())
+    scene.camera = cam
+    render = scene.render
+    render.resolution_x, render.resolution_y = view.width, view.height
+    render.resolution_percentage = 100
+    render.pixel_aspect_x = camera_settings["pixel_aspect_x"]
+    render.pixel_aspect_y = camera_settings["pixel_aspect_y"]
+
+    def blender_png(name: str) -> np.ndarray:
+        scene.view_settings.view_transform = 'Standard'
+        image = render.image_settings
+        image.file_format, image.color_mode, image.color_depth = 'PNG', 'RGBA', '8'
+        render.filepath = str(tmp_path / name)
+        bpy.ops.render.render(write_still=True)
+        return np.asarray(Image.open(tmp_path / f"{name}.png"), np.float64) / 255.0
+
+    def psnr(a, b):
+        a, b = a.copy(), b.copy()
+        a[..., :3] *= a[..., 3:]
+        b[..., :3] *= b[..., 3:]
+        return _psnr(a, b)
+
+    engine.configure_scene(scene, "exact")
+    exact = blender_png("exact")
+    assert psnr(core, truth) >= 20.0  # 20 fit steps learnt the views: 25.2 dB measured
+    assert psnr(exact, core) >= 45.0  # F12 under Standard: the rasteriser's own pixels (109 dB)
+    assert abs(psnr(exact, truth) - psnr(core, truth)) < 0.2
+    washed = exact.copy()  # what showing the sRGB values as linear light would give
+    washed[..., :3] = linear_to_srgb(washed[..., :3])
+    assert psnr(washed, truth) < psnr(core, truth) - 3.0
+    if obj.type == 'POINTCLOUD':  # Blender 5.3's own rendering of the native splats
+        engine.configure_scene(scene, "cycles", samples=64)
+        native = blender_png("native")
+        assert psnr(native, truth) >= psnr(core, truth) - 6.0
+        bias = np.mean(native[..., :3] * native[..., 3:] - truth[..., :3] * truth[..., 3:])
+        assert abs(bias) < 0.04

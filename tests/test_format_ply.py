@@ -415,6 +415,9 @@ def test_registry_dispatch(tmp_path, rng):
 @pytest.mark.bpy
 def test_blender_ply_importer_reads_our_file(tmp_path, rng):
     bpy = pytest.importorskip("bpy")
+    if tuple(bpy.app.version) >= (5, 3, 0):
+        pytest.skip("Blender 5.3+ reads a 3DGS .ply as native splats, not a mesh of raw "
+                    "properties: tests/test_native_splats.py checks those against our files")
     bpy.ops.wm.read_homefile(app_template="")
     splats = random_splats(rng, 64, 3)
     path = tmp_path / "for_blender.ply"

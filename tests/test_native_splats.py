@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_blender_io import assert_bit_exact
 
 from blender_gs_addon import SplatSet
 from blender_gs_addon import native_layout as native
@@ -20,8 +21,6 @@ from blender_gs_addon.errors import GSError
 from blender_gs_addon.extension import extension_module
 from blender_gs_addon.formats import read_splats, write_splats
 from blender_gs_addon.quaternions import quat_to_matrix
-
-_FIELDS = ("positions", "log_scales", "rotations", "opacity_logits", "sh_dc", "sh_rest")
 
 
 def make_splats(count: int, sh_degree: int, *, seed: int = 0, extra=()) -> SplatSet:
@@ -33,16 +32,6 @@ def make_splats(count: int, sh_degree: int, *, seed: int = 0, extra=()) -> Splat
         opacity_logits=rng.normal(0, 4, count), sh_dc=rng.normal(0, 1, (count, 3)),
         sh_rest=rng.normal(0, 0.2, (count, rest, 3)),
         extra={name: rng.normal(0, 1, count) for name in extra})
-
-
-def assert_bit_exact(a: SplatSet, b: SplatSet) -> None:
-    for name in _FIELDS:
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.shape == y.shape, name
-        assert np.array_equal(x.view(np.uint32), y.view(np.uint32)), name
-    assert list(a.extra) == list(b.extra)
-    for name in a.extra:
-        assert np.array_equal(a.extra[name].view(np.uint32), b.extra[name].view(np.uint32))
 
 
 def covariances(rotations, log_scales) -> np.ndarray:
@@ -207,6 +196,9 @@ def test_our_import_makes_a_native_splat_object(native_api, tmp_path):
     out = tmp_path / "again.ply"
     native_api.export_splats(obj, out)
     assert out.read_bytes() == path.read_bytes()
+    with pytest.raises(GSError, match="native splats, which Blender draws itself"):
+        extension_module("scene.display").add_display(obj)
+    assert not bpy.ops.gs.add_display.poll()  # the display is for mesh splats
 
 
 @pytest.mark.bpy
@@ -361,3 +353,66 @@ def test_evaluated_native_splats_reach_the_render_engine(native_api, gs_extensio
     np.testing.assert_allclose(collected.positions, expected.positions, atol=1e-6)
     np.testing.assert_allclose(collected.sh_rest, expected.sh_rest, atol=1e-6)
     np.testing.assert_allclose(collected.opacity_logits, splats.opacity_logits, atol=1e-6)
+
+
+@pytest.mark.bpy
+@pytest.mark.parametrize("node, suffix", [("GeometryNodeImportPLY", ".ply"),
+                                          ("GeometryNodeImportSPZ", ".spz")])
+def test_splats_made_by_blenders_import_nodes_export_back(native_api, tmp_path, node, suffix):
+    """An object whose Geometry Nodes import a splat file (Blender 5.3's Import PLY / SPZ
+    nodes) is a splat object: its splats are the evaluated ones, exported to the file's
+    values like Blender's importers' objects."""
+    bpy = pytest.importorskip("bpy")
+    path = tmp_path / f"n{suffix}"
+    write_splats(path, make_splats(300, 1, seed=5))
+    original = read_splats(path)
+    tree = bpy.data.node_groups.new("import", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
+    reader = tree.nodes.new(node)
+    reader.inputs["Path"].default_value = str(path)
+    tree.links.new(reader.outputs[0], tree.nodes.new("NodeGroupOutput").inputs[0])
+    obj = bpy.data.objects.new("nodes", bpy.data.meshes.new("nodes"))
+    bpy.context.scene.collection.objects.link(obj)
+    obj.modifiers.new("Import", 'NODES').node_group = tree
+    assert native_api.splat_layout(obj) == "NATIVE" and native_api.splat_count(obj) == 300
+    out = tmp_path / f"back{suffix}"
+    native_api.export_splats(obj, out)
+    back = read_splats(out)
+    np.testing.assert_allclose(back.positions, original.positions, atol=1e-6)
+    np.testing.assert_allclose(back.sh_rest, original.sh_rest, atol=1e-6)
+    np.testing.assert_allclose(covariances(back.rotations, back.log_scales),
+                               covariances(original.rotations, original.log_scales), atol=1e-6)
+    obj.modifiers.clear()  # no nodes: an empty mesh, named as not a splat object
+    with pytest.raises(GSError, match="'nodes' has no splat attributes"):
+        native_api.require_splat_object(obj)
+
+
+@pytest.mark.bpy
+def test_capture_renders_native_splats_for_reconstruction(native_api, tmp_path):
+    """Reconstruction's capture takes native splat objects like any geometry: Blender draws
+    them (Workbench here) into the data set, placed by the splats' bounds."""
+    bpy = pytest.importorskip("bpy")
+    from PIL import Image
+
+    from blender_gs_addon.datasets.nerf_synthetic import read_transforms
+
+    rng = np.random.default_rng(8)
+    n = 3000
+    direction = rng.normal(size=(n, 3))
+    splats = SplatSet.from_arrays(
+        positions=0.5 * direction / np.linalg.norm(direction, axis=1, keepdims=True),
+        log_scales=np.full((n, 3), -3.0), rotations=np.tile([1.0, 0, 0, 0], (n, 1)),
+        opacity_logits=np.full(n, 4.0), sh_dc=rng.normal(0, 0.5, (n, 3)))
+    obj = native_api.create_splat_object(splats, name="ball", up_axis="+Z")
+    obj.location = (3.0, 0.0, 1.0)
+    capture = extension_module("scene.capture")
+    folder = capture.capture_views(bpy.context, objects=[obj], rig="orbit", views=2,
+                                   elevations=(10.0,), resolution=32, engine="WORKBENCH",
+                                   out_dir=tmp_path / "cap", report=lambda *a: None)
+    dataset = read_transforms(folder)
+    for view in dataset.views:
+        alpha = np.asarray(Image.open(view.file_path))[..., 3] / 255.0
+        assert 0.1 < (alpha > 0.5).mean() < 0.9  # the ball fills the middle of the frame
+    # The data set is normalised around the splats: the ball's centre goes to the origin.
+    np.testing.assert_allclose(dataset.normalisation[:3, :3] @ [3.0, 0.0, 1.0]
+                               + dataset.normalisation[:3, 3], 0.0, atol=0.05)

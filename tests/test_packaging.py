@@ -104,8 +104,8 @@ _INSTALL_SCRIPT = textwrap.dedent("""
     bpy.ops.wm.read_homefile(app_template="", use_empty=True)
     assert bpy.ops.gs.import_splats(filepath=sys.argv[2]) == {"FINISHED"}
     obj = bpy.context.active_object
-    print("RESULT", obj.name, len(obj.data.vertices), obj.data["gs_sh_degree"],
-          package.__file__)
+    count = len(obj.data.points if obj.type == 'POINTCLOUD' else obj.data.vertices)
+    print("RESULT", obj.name, count, obj.data["gs_sh_degree"], package.__file__)
 """)
 
 

@@ -1,10 +1,11 @@
 """The real-world split: Blender 5.1+ embeds Python 3.13, torch lives in another environment.
 
-bpy 5.2.3 on Python 3.13 (``.venv313``, no torch) loads and registers the extension, is told to
+bpy 5.3.0 on Python 3.13 (``.venv313``, no torch) loads and registers the extension, is told to
 run the model in a worker process on this test's Python 3.11 (which has torch), and runs
 ``bpy.ops.gs.reconstruct()`` in background mode on the built-in toy. The splat object must
-appear with the count the worker reported, torch must never be importable on the 3.13 side, and
-the worker must be gone once the 3.13 process has exited.
+appear — a native Gaussian splat point cloud on 5.3 — with the count the worker reported,
+torch must never be importable on the 3.13 side, and the worker must be gone once the 3.13
+process has exited. (scripts/test.sh also runs every bpy test module under ``.venv313``.)
 
 ``.venv313`` is made by scripts/env.sh, or here on first use (about 1.1 GB, 1–2 minutes with a
 good connection). Skips when no Python 3.13 is found (set GS_PYTHON313 to point at one).
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv313"
-PY313_REQUIREMENTS = ["bpy==5.2.3", "numpy==2.5.5", "pillow==13.0.0"]  # as in scripts/env.sh
+PY313_REQUIREMENTS = ["bpy==5.3.0", "numpy==2.5.5", "pillow==13.0.0", "pytest==9.2.0"]  # env.sh
 STEPS = 3
 
 SCRIPT = r'''
@@ -60,12 +61,14 @@ status = bpy.ops.gs.reconstruct(steps=int(sys.argv[4]))
 seconds = time.perf_counter() - start
 result = job.last_result()
 obj = bpy.data.objects[result["object"]]
+so = extension_module("scene.splat_object")
 client = runner.current_worker()
 with open(out, "w") as fh:
     json.dump({
-        "status": sorted(status), "python": sys.version.split()[0], "bpy": bpy.app.version_string,
+        "status": sorted(status), "python": sys.version.split()[0], "bpy": bpy.app.version[:],
+        "layout": so.splat_layout(obj), "splats": so.splat_count(obj),
         "torch_here": torch_available(), "torch_module_loaded": "torch" in sys.modules,
-        "count": result["count"], "vertices": len(obj.data.vertices),
+        "count": result["count"],
         "in_process": result["in_process"], "worker_python": client.info["python"],
         "worker_torch": client.info["torch"], "worker_pid": client.info["pid"],
         "job_dir_left": os.path.exists(result["job_dir"]), "seconds": seconds,
@@ -97,7 +100,7 @@ def _venv313() -> Path:
         return python
     base = _python313()
     if base is None:
-        pytest.skip("no Python 3.13 found (set GS_PYTHON313); needed for bpy 5.2.3")
+        pytest.skip("no Python 3.13 found (set GS_PYTHON313); needed for bpy 5.3.0")
     subprocess.run([base, "-m", "venv", str(VENV)], check=True, timeout=300)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     *PY313_REQUIREMENTS], check=True, timeout=1800)
@@ -126,7 +129,7 @@ def test_bpy_on_python_313_reconstructs_through_a_python_311_worker(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
 
-    assert result["python"].startswith("3.13.") and result["bpy"].startswith("5.2.3")
+    assert result["python"].startswith("3.13.") and tuple(result["bpy"]) == (5, 3, 0)
     assert result["torch_here"] is False and result["torch_module_loaded"] is False
     assert result["in_process"] is False
     assert result["worker_python"] == ".".join(map(str, sys.version_info[:3]))
@@ -134,7 +137,8 @@ def test_bpy_on_python_313_reconstructs_through_a_python_311_worker(tmp_path):
 
     assert result["worker_torch"] == torch.__version__
     assert result["status"] == ["FINISHED"]
-    assert result["vertices"] == result["count"] > 0
+    assert result["layout"] == "NATIVE"  # Blender 5.3 draws the result natively
+    assert result["splats"] == result["count"] > 0
     assert not result["job_dir_left"]
     assert "Reconstruct [100.0%] done" in run.stdout  # background mode prints progress
     deadline = time.monotonic() + 5.0
@@ -165,7 +169,7 @@ splats = SplatSet.empty(n, 1)
 splats.positions = pos.astype(np.float32)
 q = rng.normal(size=(n, 4))
 splats.rotations = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
-obj = so.create_splat_object(splats, name="limb", up_axis="+Z")
+obj = so.create_splat_object(splats, name="limb", up_axis="+Z", layout="MESH")
 data = bpy.data.armatures.new("arm")
 arm = bpy.data.objects.new("arm", data)
 bpy.context.collection.objects.link(arm)
@@ -196,7 +200,7 @@ def angles(qa, qb):
 ang = angles(got_rot.astype(np.float64), ref_rot)
 turned = angles(got_rot.astype(np.float64), splats.rotations.astype(np.float64))
 with open(sys.argv[2], "w") as fh:
-    json.dump({"python": sys.version.split()[0], "bpy": bpy.app.version_string,
+    json.dump({"python": sys.version.split()[0], "bpy": bpy.app.version[:],
                "groups": info["groups"], "modifiers": [m.name for m in obj.modifiers],
                "weight_sum_err": float(np.abs(w.sum(1) - 1).max()),
                "moved": float(np.abs(got_pos - pos).max()),
@@ -206,12 +210,12 @@ with open(sys.argv[2], "w") as fh:
 '''
 
 
-def test_bind_and_pose_on_blender_52(tmp_path):
-    """Binding sets Geometry Nodes inputs through 5.2's ``modifier.properties.inputs`` (ID
+def test_bind_and_pose_on_blender_53(tmp_path):
+    """Binding sets Geometry Nodes inputs through 5.2+'s ``modifier.properties.inputs`` (ID
     properties there raise TypeError); posing must then rotate the splats as exact LBS does."""
     python313 = VENV / "bin" / "python"
     if not python313.is_file():
-        pytest.skip(".venv313 (Python 3.13 + bpy 5.2.3) is missing; scripts/env.sh makes it")
+        pytest.skip(".venv313 (Python 3.13 + bpy 5.3.0) is missing; scripts/env.sh makes it")
     script = tmp_path / "rig.py"
     script.write_text(RIG_SCRIPT)
     out = tmp_path / "rig.json"
@@ -220,7 +224,7 @@ def test_bind_and_pose_on_blender_52(tmp_path):
                          text=True, timeout=300, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["python"].startswith("3.13.") and result["bpy"].startswith("5.2")
+    assert result["python"].startswith("3.13.") and tuple(result["bpy"]) >= (5, 2, 0)
     assert result["modifiers"][:2] == ["GS Armature", "GS Rotation"] and result["groups"] > 10
     assert result["weight_sum_err"] < 1e-6
     assert result["moved"] > 0.5  # the lower half swung round

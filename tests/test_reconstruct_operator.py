@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import TORCH_HERE, WORKER_PYTHON, needs_torch, use_test_worker
 
 pytestmark = pytest.mark.bpy
 
@@ -31,10 +32,12 @@ def ext(blender):
         operators = extension_module("operators.reconstruct")
 
     Ext.preferences.ensure_preferences()
+    use_test_worker()
     yield Ext
     prefs = Ext.preferences.ensure_preferences()  # a test may have re-made the entry
     for name in Ext.preferences.Settings.__dataclass_fields__:
         setattr(prefs, name, getattr(Ext.preferences.DEFAULTS, name))
+    use_test_worker()
     assert Ext.job.active_session() is None
 
 
@@ -64,6 +67,11 @@ def toy_scene(ext, bpy):
     return objects
 
 
+def _settings(ext):
+    """The preferences as a job sees them (the worker when this Python has no torch)."""
+    return ext.preferences.settings_from(ext.preferences.ensure_preferences())
+
+
 def tiny_capture():
     return {"rig": "orbit", "views": 8, "elevations": (15.0,), "resolution": 64,
             "engine": "WORKBENCH"}
@@ -76,8 +84,8 @@ def scene_state(bpy):
     return {
         "objects": sorted(o.name for o in bpy.data.objects),
         "counts": {kind: len(getattr(bpy.data, kind)) for kind in (
-            "scenes", "cameras", "meshes", "objects", "images", "materials", "collections",
-            "worlds", "lights")},
+            "scenes", "cameras", "meshes", "pointclouds", "objects", "images", "materials",
+            "collections", "worlds", "lights")},
         "matrices": {o.name: np.array(o.matrix_world).round(6).tolist() for o in scene.objects},
         "render": (render.engine, render.resolution_x, render.resolution_y, render.filepath,
                    render.film_transparent, render.resolution_percentage),
@@ -128,7 +136,7 @@ def test_preferences_fall_back_to_defaults_and_are_found_by_package_name(ext, bl
     entry = blender.context.preferences.addons[prefs_module.ROOT_PACKAGE]
     blender.context.preferences.addons.remove(entry)
     assert prefs_module.get_preferences() is prefs_module.DEFAULTS
-    assert ext.runner.use_in_process(prefs_module.DEFAULTS) is True  # torch imports in this venv
+    assert ext.runner.use_in_process(prefs_module.DEFAULTS) is TORCH_HERE  # AUTO: where torch is
     # A configured remote worker is what Automatic uses, even with torch here.
     remote = ext.preferences.Settings(execution="AUTO", worker_command="ssh gpu-box python")
     assert ext.runner.use_in_process(remote) is False
@@ -173,7 +181,7 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
     assert bpy.ops.gs.reconstruct(steps=STEPS) == {'FINISHED'}
 
     result = ext.job.last_result()
-    assert result["in_process"] is True and result["steps"] == STEPS
+    assert result["in_process"] is TORCH_HERE and result["steps"] == STEPS  # else the worker
     obj = bpy.data.objects[result["object"]]
     assert ext.splat_object.is_splat_object(obj)
     assert ext.splat_object.splat_count(obj) == result["count"] > 0
@@ -190,21 +198,22 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
     bpy.context.view_layer.update()
     np.testing.assert_allclose(np.array(obj.matrix_world), expected, atol=1e-5)
     # The splats sit on the toy: their centre inside its box, their extent overlapping it.
-    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
-    obj.data.vertices.foreach_get("co", co)
-    world = co.reshape(-1, 3) @ expected[:3, :3].T + expected[:3, 3]
+    co = ext.splat_object.splat_positions(obj).astype(np.float64)
+    world = co @ expected[:3, :3].T + expected[:3, 3]
     centre = np.median(world, axis=0)
     assert np.all(centre > source_lo) and np.all(centre < source_hi), (centre, source_lo)
     lo, hi = np.percentile(world, 5, axis=0), np.percentile(world, 95, axis=0)
     overlap = np.clip(np.minimum(hi, source_hi) - np.maximum(lo, source_lo), 0, None)
     assert np.all(overlap > 0.5 * (source_hi - source_lo)), (lo, hi, source_lo, source_hi)
 
-    # Nothing else changed: one new object with its mesh, every other setting as it was.
+    # Nothing else changed: one new object with its data (a native splat point cloud on
+    # Blender 5.3+, a mesh before), every other setting as it was.
     after = scene_state(bpy)
     assert after["objects"] == sorted(before["objects"] + [obj.name])
+    data = "pointclouds" if obj.type == 'POINTCLOUD' else "meshes"
     # The importer may give the splats a display material of their own.
     own_materials = {m.name for m in obj.data.materials if m is not None}
-    assert after["counts"] == {**before["counts"], "meshes": before["counts"]["meshes"] + 1,
+    assert after["counts"] == {**before["counts"], data: before["counts"][data] + 1,
                                "objects": before["counts"]["objects"] + 1,
                                "materials": before["counts"]["materials"] + len(own_materials)}
     del after["matrices"][obj.name]
@@ -214,15 +223,14 @@ def test_operator_in_background_imports_the_reported_splats_on_the_source(ext, b
 
 
 # ----------------------------------------------------------------------------- bad capture
-@pytest.mark.parametrize("execution", ["IN_PROCESS", "SUBPROCESS"])
+@pytest.mark.parametrize("execution", [pytest.param("IN_PROCESS", marks=needs_torch),
+                                       "SUBPROCESS"])
 def test_bad_capture_reports_the_dataset_readers_error(ext, blender, monkeypatch, execution):
     bpy = blender
     toy_scene(ext, bpy)
     prefs = ext.preferences.ensure_preferences()
     prefs.execution = execution
-    import sys
-
-    prefs.worker_python = sys.executable
+    prefs.worker_python = WORKER_PYTHON
     finish = ext.capture.CaptureSession.finish
 
     def finish_then_lose_an_image(session):
@@ -260,6 +268,7 @@ def test_cancel_before_start_and_during_capture_changes_nothing(ext, blender):
     assert session.cancel() is False  # nothing left to cancel
 
 
+@needs_torch  # the in-process model thread is what this drives
 def test_modal_operator_stays_responsive_shows_progress_and_esc_cancels(ext, blender,
                                                                        monkeypatch):
     """The modal loop of gs.reconstruct driven by hand (background mode has no event loop):
@@ -346,7 +355,7 @@ def test_cancel_at_import_stage_imports_nothing(ext, blender):
     objects = toy_scene(ext, bpy)
     before = scene_state(bpy)
     session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture(),
-                                         steps=1)
+                                         settings=_settings(ext), steps=1)
     session.start()
     step_until(session, lambda: session.stage == "import")
     assert session.result["count"] > 0
@@ -357,11 +366,10 @@ def test_cancel_at_import_stage_imports_nothing(ext, blender):
 
 def _worker_session(ext, bpy):
     """A 500-step fit of the toy in a worker subprocess (not started) and the scene before."""
-    import sys
 
     objects = toy_scene(ext, bpy)
     before = scene_state(bpy)
-    settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=sys.executable)
+    settings = ext.preferences.Settings(execution="SUBPROCESS", worker_python=WORKER_PYTHON)
     session = ext.job.ReconstructSession(bpy.context, objects=objects, capture=tiny_capture(),
                                          settings=settings, steps=500)
     return session, before
@@ -434,18 +442,21 @@ def test_a_stopped_worker_fails_the_session_within_seconds_and_changes_nothing(
 
 # ----------------------------------------------------------------------------- check worker
 def test_check_worker_reports_torch_gsplat_and_cuda(ext, blender):
-    import sys
+    import subprocess
 
     prefs = ext.preferences.ensure_preferences()
-    prefs.worker_python = sys.executable
+    prefs.worker_python = WORKER_PYTHON
     assert blender.ops.gs.check_worker() == {'FINISHED'}
     text = blender.context.window_manager.gs_reconstruct.check_text
-    import gsplat
-    import torch
-
-    assert f"torch {torch.__version__}" in text and f"gsplat {gsplat.__version__}" in text
+    versions = subprocess.run([WORKER_PYTHON, "-c", "import gsplat, torch; print("
+                               "torch.__version__, gsplat.__version__)"], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert f"torch {versions[0]}" in text and f"gsplat {versions[1]}" in text
     assert "CUDA no" in text or "CUDA yes" in text
-    assert "torch imports" in text
+    if TORCH_HERE:
+        assert "torch imports" in text
+    else:  # Blender 5.1+'s Python: the worker does the work
+        assert "torch is not installed" in text and "run in the worker process" in text
 
     prefs.worker_python = "/nonexistent/python"
     assert blender.ops.gs.check_worker() == {'FINISHED'}
@@ -454,9 +465,8 @@ def test_check_worker_reports_torch_gsplat_and_cuda(ext, blender):
 
 
 def test_unregister_stops_the_worker(ext, blender, gs_extension):
-    import sys
 
-    client = ext.runner.get_worker({"python": sys.executable})
+    client = ext.runner.get_worker({"python": WORKER_PYTHON})
     assert client.alive
     gs_extension.unregister()
     try:

@@ -30,7 +30,9 @@ def _splat_object(name, positions, rng, *, degree=1):
     q = rng.normal(size=(len(positions), 4))
     s.rotations = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
     s.sh_rest = rng.normal(size=s.sh_rest.shape).astype(np.float32)
-    return so.create_splat_object(s, name=name, up_axis="+Z"), s
+    # The mesh layout: what binding takes on every Blender version (native point clouds take
+    # no vertex groups or Armature modifier).
+    return so.create_splat_object(s, name=name, up_axis="+Z", layout="MESH"), s
 
 
 def _armature(bpy, name, chains):

@@ -25,14 +25,14 @@ from .scene_settings import (
     camera_problem,
     display_support_problem,
     ensure_transparent_bounces,
-    use_raw_view_transform,
+    use_standard_view_transform,
 )
 from .tree import NODE_GROUP_NAME, OPTION_NAMES
 
 __all__ = [
     "MODIFIER_NAME", "NODE_GROUP_NAME", "MATERIAL_NAME", "OPTION_NAMES", "add_display",
     "remove_display", "display_modifier", "set_display_options", "display_options",
-    "use_raw_view_transform", "display_node_group", "display_material", "input_property",
+    "use_standard_view_transform", "display_node_group", "display_material", "input_property",
     "set_modifier_input", "display_support_problem", "camera_problem",
     "ensure_transparent_bounces", "CYCLES_TRANSPARENT_BOUNCES",
 ]

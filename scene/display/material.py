@@ -4,20 +4,23 @@ The display tree (:mod:`.tree`) gives each quad corner ``gsd_uv`` (offset in sta
 deviations), ``gsd_color`` and ``gsd_opacity``; the material computes the rasterizer's
 ``alpha = min(0.999, opacity · exp(−½ |uv|²))``, cut below 1/255. EEVEE (blended render method,
 faces drawn in the tree's back-to-front order) and Cycles (camera rays pass transparent surfaces)
-both composite "over".
+both composite "over". The splat's colour (SH + 0.5: display-referred sRGB) is converted to
+scene-linear with the sRGB curve exactly as Blender's native splats convert theirs
+(:mod:`blender_gs_addon.conventions.colour`), so "Standard" shows the trained colours.
 """
 
 from __future__ import annotations
 
 import bpy
 
+from ...blender_gs_addon.conventions.colour import SRGB_THRESHOLD
 from .nodes import NodeBuilder, layout_nodes
 
 __all__ = ["MATERIAL_NAME", "MATERIAL_VERSION", "VERSION_PROP", "UV", "COLOR", "OPACITY",
            "ALPHA_THRESHOLD", "ALPHA_MAX", "display_material"]
 
 MATERIAL_NAME = "GS Splat"
-MATERIAL_VERSION = 2  # bump when the material changes: older ones are rebuilt
+MATERIAL_VERSION = 3  # bump when the material changes: older ones are rebuilt (3: sRGB → linear)
 VERSION_PROP = "gs_display_version"
 
 # Display attribute names: "gsd_" does not match the "gs_*" pattern the tree removes.
@@ -27,6 +30,18 @@ OPACITY = "gsd_opacity"
 
 ALPHA_THRESHOLD = 1.0 / 255.0
 ALPHA_MAX = 0.999
+
+
+def _srgb_to_linear(s: NodeBuilder, colour):
+    """Per component, as Cycles' ``color_srgb_to_linear``: max(c, 0) / 12.92 below the
+    threshold, ((c + 0.055) / 1.055)^2.4 from it on (vector maths: no per-channel nodes)."""
+    c = s.vmath("MAXIMUM", colour, (0.0, 0.0, 0.0))
+    low = s.vscale(c, 1.0 / 12.92)
+    high = s.vmath("POWER", s.vscale(s.vmath("ADD", c, (0.055,) * 3), 1.0 / 1.055), (2.4,) * 3)
+    # 1 where c > threshold, else 0 (at the threshold both branches agree to 1e-7).
+    above = s.vmath("MAXIMUM", s.vmath("SIGN", s.vmath("SUBTRACT", c, (SRGB_THRESHOLD,) * 3)),
+                    (0.0, 0.0, 0.0))
+    return s.vmath("ADD", low, s.vmath("MULTIPLY", above, s.vmath("SUBTRACT", high, low)))
 
 
 def _build_material(mat: bpy.types.Material) -> None:
@@ -44,7 +59,7 @@ def _build_material(mat: bpy.types.Material) -> None:
     falloff = s.math("EXPONENT", s.mul(-0.5, s.vmath("DOT_PRODUCT", uv, uv, out=1)))
     alpha = s.math("MINIMUM", s.mul(attr(OPACITY, "Fac"), falloff), ALPHA_MAX)
     alpha = s.mul(alpha, s.math("GREATER_THAN", alpha, ALPHA_THRESHOLD * (1.0 - 1e-6)))
-    emission = s.node("ShaderNodeEmission", [("Color", attr(COLOR, "Color")),
+    emission = s.node("ShaderNodeEmission", [("Color", _srgb_to_linear(s, attr(COLOR, "Color"))),
                                              ("Strength", 1.0)])
     clear = s.node("ShaderNodeBsdfTransparent", [("Color", (1.0, 1.0, 1.0, 1.0))])
     mix = s.node("ShaderNodeMixShader", [(0, alpha)])

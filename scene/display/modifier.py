@@ -24,7 +24,7 @@ from .scene_settings import (
     camera_problem,
     display_support_problem,
     ensure_transparent_bounces,
-    use_raw_view_transform,
+    use_standard_view_transform,
 )
 from .tree import NODE_GROUP_NAME, OPTION_NAMES, RENDER_INPUTS
 
@@ -85,15 +85,15 @@ def set_modifier_input(mod, identifier: str, value) -> None:
 def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
                 scale_multiplier: float = 1.0, opacity_threshold: float = 0.0,
                 viewport_points: bool = False, point_radius: float = 0.0,
-                scene: bpy.types.Scene | None = None, raw_view_transform: bool = False,
+                scene: bpy.types.Scene | None = None, standard_view_transform: bool = False,
                 report: Report = log_report) -> bpy.types.NodesModifier:
     """Give a splat object its Gaussian display (Geometry Nodes modifier + material).
 
     Idempotent: an object that already has the display gets its options updated. ``sh_degree``
     defaults to the object's own degree. The render size inputs are driven by ``scene``'s
     render settings (default: the context scene). The scene's colour management is left alone
-    unless ``raw_view_transform`` asks for view transform "Raw" (the screen then shows the
-    model's colours unchanged; the "Raw view" button of the display panel does the same).
+    unless ``standard_view_transform`` asks for view transform "Standard" (the screen then
+    shows the trained colours exactly; the display panel's button does the same).
     Cycles' transparent bounces are raised to :data:`CYCLES_TRANSPARENT_BOUNCES` when lower
     (reported). A scene without a perspective active camera gets a warning: the display then
     shows points (:func:`camera_problem`).
@@ -103,6 +103,10 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
     problem = display_support_problem()
     if problem is not None:
         raise GSError(problem)
+    if obj is not None and obj.type == 'POINTCLOUD' and getattr(
+            obj.data, "type", None) == 'GAUSSIAN_SPLAT':
+        raise GSError(f"Object {obj.name!r} holds native splats, which Blender draws itself; "
+                      "the splat display is for splat meshes")
     if obj is None or obj.type != 'MESH':
         raise GSError(f"Object {getattr(obj, 'name', obj)!r} is not a splat mesh; the splat "
                       "display draws meshes with splat attributes")
@@ -134,8 +138,8 @@ def add_display(obj: bpy.types.Object, *, sh_degree: int | None = None,
     set_display_options(obj, sh_degree=degree, scale_multiplier=scale_multiplier,
                         opacity_threshold=opacity_threshold, viewport_points=viewport_points,
                         point_radius=point_radius)
-    if raw_view_transform:
-        use_raw_view_transform(scene, report=report)
+    if standard_view_transform:
+        use_standard_view_transform(scene, report=report)
     ensure_transparent_bounces(scene, report=report)
     camera = camera_problem(scene)
     if camera is not None:

@@ -1,6 +1,6 @@
 """What the scene must offer the splat display, checked and set without surprises: the node
 types (Blender 4.5+), a perspective active camera, enough Cycles transparent bounces, and — only
-when asked — the Raw view transform.
+when asked — the Standard view transform.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ...blender_gs_addon.errors import Report, log_report
 from .tree import REQUIRED_NODE_TYPES
 
 __all__ = ["CYCLES_TRANSPARENT_BOUNCES", "display_support_problem", "camera_problem",
-           "ensure_transparent_bounces", "use_raw_view_transform"]
+           "ensure_transparent_bounces", "use_standard_view_transform"]
 
 # Cycles counts every splat quad a camera ray passes as one transparent bounce and stops the
 # ray (opaque black) at the limit; Blender's default of 8 shows dark blotches where splats
@@ -73,14 +73,18 @@ def ensure_transparent_bounces(scene: bpy.types.Scene, *, report: Report = log_r
     return True
 
 
-def use_raw_view_transform(scene: bpy.types.Scene, *, report: Report = log_report) -> None:
-    """Show render values unchanged (view transform "Raw", no look, exposure 0, gamma 1)."""
+def use_standard_view_transform(scene: bpy.types.Scene, *,
+                                report: Report = log_report) -> None:
+    """Show splats' trained colours exactly: view transform "Standard" (the inverse of the sRGB
+    conversion splats' colours go through: :mod:`blender_gs_addon.conventions.colour`), no look,
+    exposure 0, gamma 1. Reports a change; only called on request, never behind the user's
+    back."""
     view = scene.view_settings
-    if view.view_transform != 'Raw':
+    if view.view_transform != 'Standard':
         old = view.view_transform
-        view.view_transform = 'Raw'
-        report({'INFO'}, f"Scene {scene.name!r}: view transform {old} → Raw, so splats show "
-                         "the colours the model produced")
+        view.view_transform = 'Standard'
+        report({'INFO'}, f"Scene {scene.name!r}: view transform {old} → Standard, so splats "
+                         "show the colours they were trained to")
     view.look = 'None'
     view.exposure = 0.0
     view.gamma = 1.0
