@@ -369,6 +369,27 @@ def render_scene_to_array(scene: bpy.types.Scene) -> np.ndarray:
     return pixels.reshape(height, width, 4)[::-1].copy()
 
 
+def _render_view(scene, cam, view, out: Path, engine: str) -> Path:
+    """One frame of :func:`render_dataset_frames`: the camera set to ``view``, rendered to
+    ``out/<frame name>.png``."""
+    from .camera_import import apply_intrinsics, camera_object_matrix
+
+    settings_cam = apply_intrinsics(cam.data, view)
+    render = scene.render
+    render.resolution_x, render.resolution_y = view.width, view.height
+    render.resolution_percentage = 100
+    render.pixel_aspect_x = settings_cam["pixel_aspect_x"]
+    render.pixel_aspect_y = settings_cam["pixel_aspect_y"]
+    cam.matrix_world = camera_object_matrix(view.camera_to_world, np.eye(4))
+    path = out / f"{Path(view.name).name}.png"
+    render.filepath = str(path)
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+    if not path.exists():
+        raise GSError(f"{engine} render of frame {view.name!r} wrote no image")
+    return path
+
+
 def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee",
                           resolution: int | None = None, samples: int | None = None,
                           allow_outside_paths: bool = False,
@@ -384,9 +405,7 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
     untouched). ``resolution`` rescales the longer image side.
     """
     from ..blender_gs_addon.conventions.frames import FILE_TO_WORLD_UP
-    from ..blender_gs_addon.datasets.camera_views import CameraView
     from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
-    from .camera_import import apply_intrinsics, camera_object_matrix
     from .splat_object import import_splats
 
     if engine not in ENGINES:
@@ -419,27 +438,8 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
         settings.file_format = 'PNG'
         settings.color_mode = 'RGBA'
         settings.color_depth = '8'
-        written = []
-        for view in dataset.views:
-            if resolution:
-                f = resolution / max(view.width, view.height)
-                view = CameraView(name=view.name, file_path=None, width=round(view.width * f),
-                                  height=round(view.height * f), fx=view.fx * f,
-                                  fy=view.fy * f, cx=view.cx * f, cy=view.cy * f,
-                                  camera_to_world=view.camera_to_world, split=view.split)
-            settings_cam = apply_intrinsics(cam_data, view)
-            scene.render.resolution_x, scene.render.resolution_y = view.width, view.height
-            scene.render.resolution_percentage = 100
-            scene.render.pixel_aspect_x = settings_cam["pixel_aspect_x"]
-            scene.render.pixel_aspect_y = settings_cam["pixel_aspect_y"]
-            cam.matrix_world = camera_object_matrix(view.camera_to_world, np.eye(4))
-            path = out / f"{Path(view.name).name}.png"
-            scene.render.filepath = str(path)
-            with bpy.context.temp_override(scene=scene):
-                bpy.ops.render.render(write_still=True, scene=scene.name)
-            if not path.exists():
-                raise GSError(f"{engine} render of frame {view.name!r} wrote no image")
-            written.append(path)
+        written = [_render_view(scene, cam, view.resized(resolution), out, engine)
+                   for view in dataset.views]
         report({'INFO'}, f"Rendered {len(written)} frames with {engine} to {out}")
         return written
     finally:

@@ -145,6 +145,17 @@ class CameraView:
         if self.file_path is not None:
             self.file_path = Path(self.file_path)
 
+    def resized(self, longer_side: int | None) -> CameraView:
+        """The same camera rendering ``longer_side`` pixels along its longer image side (the
+        intrinsics scale with it; no image file). ``None`` returns the view unchanged."""
+        if not longer_side:
+            return self
+        f = longer_side / max(self.width, self.height)
+        return CameraView(name=self.name, file_path=None, width=round(self.width * f),
+                          height=round(self.height * f), fx=self.fx * f, fy=self.fy * f,
+                          cx=self.cx * f, cy=self.cy * f, camera_to_world=self.camera_to_world,
+                          split=self.split)
+
     @property
     def position(self) -> np.ndarray:
         """[3] camera centre in the world."""

@@ -79,65 +79,65 @@ def read_transforms(path, *, check_images: bool = True, allow_outside_paths: boo
     None, one WARNING). Raises GSError naming the file and frame at fault.
     """
     path = Path(path)
-    if path.is_dir():
-        files = [path / f"transforms_{s}.json" for s in SPLITS]
-        files = [f for f in files if f.is_file()]
-        if not files:
-            if (path / "transforms.json").is_file():
-                files = [path / "transforms.json"]
-            else:
-                raise GSError(
-                    f"{path}: no transforms_train.json, transforms_test.json or transforms.json"
-                )
-        root = path
-    elif path.is_file():
-        files = [path]
-        root = path.parent
-    else:
-        raise GSError(f"{path}: no such file or folder")
-
+    files, root = _transforms_files(path)
     views: list[CameraView] = []
-    normalisation = None
-    background = None
-    metadata: dict = {}
+    found = {"normalisation": None, "background": None, "metadata": {}}
     for file in files:
         meta = _load_json(file)
-        split = _split_from_name(file)
-        views.extend(_read_frames(file, meta, split, check_images=check_images,
+        views.extend(_read_frames(file, meta, _split_from_name(file), check_images=check_images,
                                   allow_outside=allow_outside_paths))
-
-        if "normalisation_transform" in meta:
-            n = _matrix(meta["normalisation_transform"], where=f"{file}: normalisation_transform")
-            if normalisation is not None and not np.array_equal(n, normalisation):
-                raise GSError(f"{file}: normalisation_transform differs from the other splits'")
-            normalisation = n
-        if meta.get("background_color") is not None:
-            bg = _matrix(meta["background_color"], where=f"{file}: background_color")
-            if bg.shape != (3,):
-                raise GSError(f"{file}: background_color must be three numbers")
-            background = tuple(bg.tolist())
-        if "applied_transform" in meta:
-            a = _matrix(meta["applied_transform"], where=f"{file}: applied_transform")
-            if a.shape == (3, 4):
-                a = np.vstack([a, [0.0, 0.0, 0.0, 1.0]])
-            if a.shape != (4, 4):
-                raise GSError(f"{file}: applied_transform must be 3×4 or 4×4")
-            metadata["applied_transform"] = a
-        for key in ("applied_scale", "ply_file_path", "aabb_scale"):
-            if key in meta:
-                metadata[key] = meta[key]
-
+        _read_data_set_fields(file, meta, found)
     if not views:
         report({"WARNING"}, f"{path}: the data set has no frames")
     report_imageless(views, source=path, report=report)
-    metadata["source_files"] = [str(f) for f in files]
+    found["metadata"]["source_files"] = [str(f) for f in files]
+    normalisation = found["normalisation"]
     return ViewDataset(
         views=views,
         normalisation=np.eye(4) if normalisation is None else normalisation,
-        background=background,
+        background=found["background"],
         root=root,
-        metadata=metadata,
+        metadata=found["metadata"],
     )
+
+
+def _transforms_files(path: Path) -> tuple[list[Path], Path]:
+    """The json files of a data set folder or file, and the folder image paths are under."""
+    if path.is_file():
+        return [path], path.parent
+    if not path.is_dir():
+        raise GSError(f"{path}: no such file or folder")
+    files = [f for f in (path / f"transforms_{s}.json" for s in SPLITS) if f.is_file()]
+    if not files and (path / "transforms.json").is_file():
+        files = [path / "transforms.json"]
+    if not files:
+        raise GSError(f"{path}: no transforms_train.json, transforms_test.json or transforms.json")
+    return files, path
+
+
+def _read_data_set_fields(file: Path, meta: dict, found: dict) -> None:
+    """The data-set-wide fields of one json file into ``found`` (normalisation, background,
+    metadata), checking that the splits agree on the normalisation."""
+    if "normalisation_transform" in meta:
+        n = _matrix(meta["normalisation_transform"], where=f"{file}: normalisation_transform")
+        if found["normalisation"] is not None and not np.array_equal(n, found["normalisation"]):
+            raise GSError(f"{file}: normalisation_transform differs from the other splits'")
+        found["normalisation"] = n
+    if meta.get("background_color") is not None:
+        bg = _matrix(meta["background_color"], where=f"{file}: background_color")
+        if bg.shape != (3,):
+            raise GSError(f"{file}: background_color must be three numbers")
+        found["background"] = tuple(bg.tolist())
+    if "applied_transform" in meta:
+        a = _matrix(meta["applied_transform"], where=f"{file}: applied_transform")
+        if a.shape == (3, 4):
+            a = np.vstack([a, [0.0, 0.0, 0.0, 1.0]])
+        if a.shape != (4, 4):
+            raise GSError(f"{file}: applied_transform must be 3×4 or 4×4")
+        found["metadata"]["applied_transform"] = a
+    for key in ("applied_scale", "ply_file_path", "aabb_scale"):
+        if key in meta:
+            found["metadata"][key] = meta[key]
 
 
 def _load_json(file: Path) -> dict:

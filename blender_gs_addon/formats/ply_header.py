@@ -63,11 +63,9 @@ _END_HEADER = re.compile(rb"(?:^|\n)end_header[ \t\r]*\n")
 _COUNT = re.compile(r"[0-9]{1,19}")  # ASCII digits only; 19 digits keep int() cheap and bounded
 
 
-def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
-    """Parse the header at the start of ``data`` (the whole file or its first MiB)."""
-    head = bytes(data[:MAX_HEADER_BYTES])
-    first_line = head[:16].split(b"\n", 1)[0].strip()
-    if first_line != b"ply":
+def _header_lines(head: bytes, source: str) -> tuple[list[str], int]:
+    """The header's lines after the magic, and the size of the header in bytes."""
+    if head[:16].split(b"\n", 1)[0].strip() != b"ply":
         raise GSError(f"{source}: not a PLY file (missing 'ply' magic)")
     # The end_header line must be a line of its own: a comment may contain the word.
     match = _END_HEADER.search(head)
@@ -77,11 +75,40 @@ def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
         raise GSError(f"{source}: PLY header has no end_header line (truncated or not a PLY)")
     # Comments in real files are sometimes UTF-8; keywords are checked word by word below.
     lines = head[:match.start()].decode("utf-8", errors="replace").replace("\r", "").split("\n")
+    return lines[1:], match.end()
+
+
+def _format_of(words: list[str], line: str, source: str) -> str:
+    if len(words) != 3 or words[1] not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise GSError(f"{source}: unsupported PLY format line {line!r}")
+    if words[2] != "1.0":
+        raise GSError(f"{source}: unsupported PLY version {words[2]!r}")
+    return words[1]
+
+
+def _add_property(element: PlyElement, words: list[str], line: str, number: int, seen: set,
+                  source: str) -> None:
+    if len(words) == 5 and words[1] == "list":
+        name, code = words[4], "list"
+        element.has_list = True
+    elif len(words) == 3 and words[1] in PLY_TYPES:
+        name, code = words[2], PLY_TYPES[words[1]]
+    else:
+        raise GSError(f"{source}: unsupported property on line {number}: {line[:200]!r}")
+    if name in seen:
+        raise GSError(f"{source}: property {name!r} appears twice in element {element.name!r}")
+    seen.add(name)
+    element.properties.append((name, code))
+
+
+def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
+    """Parse the header at the start of ``data`` (the whole file or its first MiB)."""
+    lines, header_size = _header_lines(bytes(data[:MAX_HEADER_BYTES]), source)
     fmt = None
     elements: list[PlyElement] = []
     comments: list[str] = []
     seen: set[str] = set()  # property names of the current element (a set: headers can be long)
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(lines, start=2):
         words = line.split()
         if not words:
             continue
@@ -89,13 +116,7 @@ def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
         if key in ("comment", "obj_info"):
             comments.append(line[len(key):].strip())
         elif key == "format":
-            if len(words) != 3 or words[1] not in (
-                "ascii", "binary_little_endian", "binary_big_endian"
-            ):
-                raise GSError(f"{source}: unsupported PLY format line {line!r}")
-            if words[2] != "1.0":
-                raise GSError(f"{source}: unsupported PLY version {words[2]!r}")
-            fmt = words[1]
+            fmt = _format_of(words, line, source)
         elif key == "element":
             if len(words) != 3 or not _COUNT.fullmatch(words[2]):
                 raise GSError(f"{source}: bad element line {number}: {line[:200]!r}")
@@ -104,21 +125,9 @@ def read_ply_header(data: bytes | memoryview, *, source: str) -> PlyHeader:
         elif key == "property":
             if not elements:
                 raise GSError(f"{source}: property before any element on line {number}")
-            if len(words) == 5 and words[1] == "list":
-                name, code = words[4], "list"
-                elements[-1].has_list = True
-            elif len(words) == 3 and words[1] in PLY_TYPES:
-                name, code = words[2], PLY_TYPES[words[1]]
-            else:
-                raise GSError(f"{source}: unsupported property on line {number}: "
-                              f"{line[:200]!r}")
-            if name in seen:
-                raise GSError(f"{source}: property {name!r} appears twice in element "
-                              f"{elements[-1].name!r}")
-            seen.add(name)
-            elements[-1].properties.append((name, code))
+            _add_property(elements[-1], words, line, number, seen, source)
         else:
             raise GSError(f"{source}: unknown PLY header keyword {key[:40]!r} on line {number}")
     if fmt is None:
         raise GSError(f"{source}: PLY header has no format line")
-    return PlyHeader(format=fmt, elements=elements, header_size=match.end(), comments=comments)
+    return PlyHeader(format=fmt, elements=elements, header_size=header_size, comments=comments)

@@ -117,7 +117,6 @@ def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None
 
     from PIL import Image
 
-    from ..datasets.camera_views import CameraView
     from ..datasets.nerf_synthetic import read_transforms
     from ..devices import resolve_device
     from ..formats import read_splats
@@ -132,12 +131,7 @@ def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None
     dev = resolve_device(device)
     written = []
     for view in dataset.views:
-        if resolution:
-            f = resolution / max(view.width, view.height)
-            view = CameraView(name=view.name, file_path=None, width=round(view.width * f),
-                              height=round(view.height * f), fx=view.fx * f, fy=view.fy * f,
-                              cx=view.cx * f, cy=view.cy * f,
-                              camera_to_world=view.camera_to_world, split=view.split)
+        view = view.resized(resolution)
         rgb, alpha = render_views(splats, [view], background=(0.0, 0.0, 0.0), device=dev)
         straight = np.where(alpha[0] > 1e-6, rgb[0] / np.maximum(alpha[0], 1e-6), 0.0)
         rgba = np.clip(np.concatenate([straight, alpha[0]], axis=-1), 0.0, 1.0)
