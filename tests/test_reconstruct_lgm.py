@@ -181,19 +181,24 @@ def test_cancel_between_stages_writes_nothing(capture, weights, tmp_path, stop_a
 def test_warm_worker_loads_the_model_once(capture, weights, tmp_path):
     from blender_gs_addon.worker.client import WorkerClient
 
+    from blender_gs_addon.worker.transfer import dataset_bundle
+
     with WorkerClient(env={"OMP_NUM_THREADS": "2"}) as client:
-        loads, counts = [], []
+        loads, files = [], []
         for i in range(2):
             events = []
-            out = client.run("reconstruct", {
-                "capture": str(capture), "out": str(tmp_path / f"w{i}.ply"), "backend": "lgm",
-                "device": "cpu", "weights": str(weights), "variant": "tiny", "dtype": "fp32",
-            }, timeout=120, on_event=events.append)
+            # The data set travels in-band; the splats come back into download_dir.
+            client.run("reconstruct", {
+                "backend": "lgm", "device": "cpu", "weights": str(weights), "variant": "tiny",
+                "dtype": "fp32", "output": "splats.ply",
+            }, timeout=120, on_event=events.append, upload=dataset_bundle(capture),
+                download_dir=tmp_path / f"w{i}")
             loads.append(sum("loaded LGM tiny weights" in e.message for e in events
                              if e.kind == "log"))
-            counts.append(read_splats(out["splats"]).count)
-        assert loads == [1, 0] and counts == [LGM_COUNT, LGM_COUNT]
-        assert (tmp_path / "w0.ply").read_bytes() == (tmp_path / "w1.ply").read_bytes()
+            files.append(tmp_path / f"w{i}" / "splats.ply")
+        assert loads == [1, 0]
+        assert [read_splats(f).count for f in files] == [LGM_COUNT, LGM_COUNT]
+        assert files[0].read_bytes() == files[1].read_bytes()
 
 
 def test_reconstruct_command_fit(capture, tmp_path):

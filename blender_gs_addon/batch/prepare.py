@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -57,10 +58,26 @@ def colmap_dataset(sparse_dir: Path, folder: Path, *, holdout: int, report: Repo
         c2w = view.camera_to_world.copy()
         c2w[:3, 3] = normalisation[:3, :3] @ c2w[:3, 3] + normalisation[:3, 3]
         split = "test" if holdout > 0 and i % holdout == 0 else "train"
-        moved.append(replace(view, camera_to_world=c2w, split=split))
+        moved.append(replace(view, camera_to_world=c2w, split=split,
+                             file_path=_image_inside(view.file_path, folder / "images", i)))
     write_transforms(ViewDataset(views=moved, normalisation=normalisation, root=folder), folder,
                      report=report)
     return folder
+
+
+def _image_inside(image: Path | None, images: Path, index: int) -> Path | None:
+    """The photo linked (or, across file systems, copied) into the data set's own ``images``
+    folder, so the data set is self-contained: readers confine image paths to the data set's
+    folder, and the published item stays valid when the COLMAP input moves."""
+    if image is None:
+        return None
+    images.mkdir(parents=True, exist_ok=True)
+    target = images / f"{index:05d}_{Path(image).name}"
+    try:
+        os.link(image, target)
+    except OSError:
+        shutil.copy2(image, target)
+    return target
 
 
 def capture_command(item: BatchInput, folder: Path, config) -> list[str]:
