@@ -412,3 +412,23 @@ def test_fuzzed_meta_json_fails_cleanly_or_reads_finite(tmp_path, data):
     mutate_json(meta, data)
     files["meta.json"] = json.dumps(meta).encode()
     _read_fails_cleanly_or_finite(tmp_path, files)
+
+
+def test_a_wrong_count_is_an_error_or_a_warning_never_silent(tmp_path, rng):
+    """Writers (ours, splat-transform) leave the texels after the last splat empty (quaternion
+    tag 0): a count raised into them is an error, a count lowered below the splats a warning."""
+    s = random_splats(rng, 300, 0)
+    write_splats(tmp_path / "x.sog", s, report=quiet)
+    files = members(tmp_path / "x.sog")
+    assert pixels(files["quats.webp"]).reshape(-1, 4)[300:, 3].max() == 0  # 20 x 16 texels
+    for count in (310, 290):
+        meta = json.loads(files["meta.json"])
+        meta["count"] = count
+        _rezip(tmp_path / f"{count}.sog", {**files, "meta.json": json.dumps(meta).encode()})
+    with pytest.raises(GSError, match="10 splats in the quats image have no valid"):
+        read_sog(tmp_path / "310.sog")
+    messages = []
+    assert read_sog(tmp_path / "290.sog", report=lambda lv, m: messages.append((lv, m))).count \
+        == 290
+    assert any("WARNING" in lv and "'count' is 290, but the quats image holds 10 more" in m
+               for lv, m in messages)

@@ -400,9 +400,11 @@ class _Instances:
             roots = [i for i in range(len(nodes)) if i not in children]
         # glTF node hierarchies are disjoint trees: a node met twice is a cycle or a shared child.
         stack, seen = [(r, -1) for r in reversed(roots)], set()
-        while stack:
+        while stack:  # (kept lean: a scene may have hundreds of thousands of nodes)
             index, parent = stack.pop()
-            node = doc.item("nodes", index, "the node hierarchy")
+            node = nodes[index] if 0 <= index < len(nodes) else None
+            if type(node) is not dict:
+                doc.item("nodes", index, "the node hierarchy")  # raises, naming the node
             if index in seen:
                 raise GSError(f"{source}: nodes[{index}] appears twice in the scene's hierarchy "
                               "(a cycle, or a node with two parents)")
@@ -411,8 +413,9 @@ class _Instances:
             self._nodes.append((node, index, parent))
             if "mesh" in node:
                 self.meshes.append((node["mesh"], slot))
-            kids = _indices(node.get("children", []), f"nodes[{index}].children", source)
-            stack.extend((c, slot) for c in reversed(kids))
+            if "children" in node:
+                kids = _indices(node["children"], f"nodes[{index}].children", source)
+                stack.extend((c, slot) for c in reversed(kids))
 
     def world(self, slot: int) -> np.ndarray:
         """[4, 4] world matrix of the node in ``slot`` (parents' matrices kept for siblings)."""
@@ -428,7 +431,9 @@ class _Instances:
 
 
 def _indices(value, what: str, source: str) -> list[int]:
-    if not isinstance(value, list) or not all(_is_int(v) for v in value):
+    # type() rather than _is_int (the same test: JSON true/false are bool, not int), as a
+    # scene may list hundreds of thousands of nodes
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
         raise GSError(f"{source}: {what} must be a list of indices")
     return value
 
@@ -576,15 +581,17 @@ def _splat_primitives(doc: _Document, report: Report, limits: ReadLimits, stored
     """(primitive, name for messages, world matrix) of every splat primitive in the scene,
     with the total splat count checked against ``limits`` before anything is decoded."""
     instances = _Instances(doc)
-    meshes: dict = {}  # mesh index → _mesh_splat_primitives (a mesh may be shown many times)
+    meshes: dict = {}  # mesh index → its splat primitives (a mesh may be shown many times)
+    per_mesh: dict = {}  # mesh index → (splats, decoded bytes, primitives skipped)
     total = decoded = skipped = 0
     for mesh_index, _slot in instances.meshes:
         if not _is_int(mesh_index) or mesh_index not in meshes:
-            meshes[mesh_index] = _mesh_splat_primitives(doc, mesh_index)
-        found, skipped_here = meshes[mesh_index]
-        skipped += skipped_here
-        total += sum(count for _, _, count, _ in found)
-        decoded += sum(count * 4 * (14 + 3 * coeffs) for _, _, count, coeffs in found)
+            found, skipped_here = _mesh_splat_primitives(doc, mesh_index)
+            meshes[mesh_index] = found
+            per_mesh[mesh_index] = (sum(count for _, _, count, _ in found), sum(
+                count * 4 * (14 + 3 * coeffs) for _, _, count, coeffs in found), skipped_here)
+        splats, size, skipped_here = per_mesh[mesh_index]
+        total, decoded, skipped = total + splats, decoded + size, skipped + skipped_here
     # Node instances repeat a primitive's stored data: treat the scene as data expanded from
     # the file's bytes (float32 values), so a few bytes of nodes cannot claim millions of splats.
     limits.check_claim(total, bytes_per_splat=-(-decoded // max(total, 1)), available=stored,
@@ -593,7 +600,7 @@ def _splat_primitives(doc: _Document, report: Report, limits: ReadLimits, stored
         report({"INFO"}, f"{doc.source}: ignored {skipped} primitive(s) without "
                          f"{EXTENSION_NAME}")
     return [(prim, where, instances.world(slot)) for mesh_index, slot in instances.meshes
-            for prim, where, _, _ in meshes[mesh_index][0]]
+            for prim, where, _, _ in meshes[mesh_index]]
 
 
 def _stored_bytes(doc: _Document, size: int) -> int:

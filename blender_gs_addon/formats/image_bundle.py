@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import os
 import posixpath
 import tempfile
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -147,7 +149,8 @@ class ImageBundle:
             if self._zip is None and member == self.json_name:
                 raise  # the file itself: the reader names it
             raise GSError(f"{self.source}: cannot read {member} ({err.strerror or err})") from None
-        except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, NotImplementedError,
+                RuntimeError, EOFError, ValueError) as err:  # what a damaged member raises
             raise GSError(f"{self.source}: cannot read {member} ({err})") from None
         if len(data) > limit:
             raise GSError(f"{self.source}: {member} is larger than {limit:,} bytes")

@@ -5,7 +5,9 @@ path ending in ``meta.json``) or zipped into one ``.sog`` file. Facts from PlayC
 page (developer.playcanvas.com, formats/sog-v2) and splat-transform's reader and writer:
 
 * Every per-splat image has the same W×H ≥ count; splat i is pixel (i mod W, i div W), row-major
-  from the top left. The writer uses W = ⌈√N / 4⌉·4, H = ⌈N / W / 4⌉·4 and Morton order.
+  from the top left. The writer uses W = ⌈√N / 4⌉·4, H = ⌈N / W / 4⌉·4 and Morton order, and
+  leaves the texels after the last splat empty (quaternion tag 0, as splat-transform does), so
+  a ``count`` raised into them is refused and one lowered below the splats is reported.
 * ``means_l`` / ``means_u``: RGB = low / high byte of a 16-bit value per axis, linear between
   ``means.mins`` and ``means.maxs`` of l(x) = sign(x)·ln(1 + |x|); x = sign(l)·(e^|l| − 1).
 * ``quats``: the unit quaternion (w, x, y, z), sign chosen so its largest component is
@@ -191,6 +193,19 @@ def _decode_quats(q: np.ndarray, source: str) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _quats_of_count(bundle: ImageBundle, section: dict, count: int, limit: int,
+                    report: Report) -> np.ndarray:
+    """[count, 4] quats texels; a WARNING when texels after ``count`` hold splats too (writers
+    leave that padding empty, so the count is likely wrong: the reader cannot tell more)."""
+    texels = _image(bundle, section["files"][0], limit, need=count, what="quats")
+    beyond = int((texels[count:, 3] >= 252).sum())
+    if beyond:
+        report({"WARNING"}, f"{bundle.source}: meta.json 'count' is {count:,}, but the quats "
+                            f"image holds {beyond:,} more splats after them (a wrong count?); "
+                            f"read {count:,}")
+    return texels[:count]
+
+
 def _decode_sh(bundle: ImageBundle, meta: dict, count: int, limit: int, source: str
                ) -> np.ndarray:
     """[N, K, 3] SH bands from the palette, or [N, 0, 3] without a ``shN`` section."""
@@ -253,7 +268,8 @@ def _read_sog(source: str, *, limits: ReadLimits, report: Report) -> tuple[Splat
 
         positions = _decode_means(per_splat("means", 0), per_splat("means", 1),
                                   sections["means"], source)
-        rotations = _decode_quats(per_splat("quats"), source)
+        rotations = _decode_quats(_quats_of_count(bundle, sections["quats"], count, limit,
+                                                  report), source)
         scales = per_splat("scales")
         log_scales = _lookup(_numbers(sections["scales"], "codebook", "scales", source),
                              scales[:, :3], "scales", source)
@@ -374,7 +390,8 @@ def _encode_images(s: SplatSet, width: int, height: int, palette: int, iteration
     images = {
         "means_l.webp": _texels(lo, width, height),
         "means_u.webp": _texels(hi, width, height),
-        "quats.webp": _texels(_encode_quats(s.rotations), width, height),
+        # padding with tag 0 (no splat), as splat-transform pads: a count too large is an error
+        "quats.webp": _texels(_encode_quats(s.rotations), width, height, fill_alpha=0),
         "scales.webp": _texels(scale_index, width, height),
         "sh0.webp": _texels(np.concatenate([dc_index, alpha[:, None]], axis=1), width, height),
     }
