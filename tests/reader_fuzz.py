@@ -4,9 +4,11 @@ the test suite) and benchmarks/bench_fuzz.py (the long campaign written to docs/
 A *case* is a valid file made by our own writers (format, splat count, SH degree) plus ONE
 mutation drawn by hypothesis: a bit flip, a byte set, a cut, an insertion, a deletion, an
 appended tail, a duplicated range, an edited header number (PLY header numbers, .spz header and
-table-of-contents fields) — and for gzip .spz the same mutations applied *inside* the gzip
-stream and recompressed, so that count and version lies reach the decoder. Each case is read
-with :func:`read_splats` (default :class:`ReadLimits`) and put in exactly one outcome class:
+table-of-contents fields, glTF and SOG JSON numbers) — and the same mutations applied *inside*
+a container and packed again, so that count and version lies reach the decoder: inside the
+gzip stream of .spz (recompressed), the JSON or binary chunk of a .glb (chunk lengths
+rewritten), meta.json or an image of a .sog (re-zipped). Each case is read with
+:func:`read_splats` (default :class:`ReadLimits`) and put in exactly one outcome class:
 
 Bad classes (the campaign must find none):
 
@@ -32,6 +34,7 @@ because the format stores no count — no reader can tell.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import signal
@@ -40,6 +43,7 @@ import tempfile
 import time
 import tracemalloc
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +52,7 @@ from hypothesis import strategies as st
 
 from blender_gs_addon.errors import GSError
 from blender_gs_addon.formats import read_splats, write_splats
+from blender_gs_addon.formats.gltf import write_gltf
 from blender_gs_addon.formats.ply import write_ply
 from blender_gs_addon.splats import SplatSet
 
@@ -68,6 +73,10 @@ KINDS = {
     "spz_v3": (".spz", (0, 1, 3)),
     "spz_v3_raw": (".spz", (0, 3)),
     "spz_v4": (".spz", (0, 3)),
+    "glb": (".glb", (0, 1, 3)),
+    "glb_int8": (".glb", (0, 3)),  # int8 rotations, no COLOR_0
+    "gltf_embedded": (".gltf", (0, 2)),  # one JSON file, the buffer as a base64 data URI
+    "sog": (".sog", (0, 1, 3)),
 }
 COUNTS = (1, 2, 5, 31, 256, 300)
 INTERESTING = (0, 1, 2, 3, 4, 5, 255, 256, 299, 300, 301, 0x7FFF, 0xFFFF, 0x7FFFFFFF,
@@ -97,12 +106,87 @@ def base_file(kind: str, count: int, degree: int) -> bytes:
             if kind.startswith("ply"):
                 write_ply(path, splats, ascii=kind == "ply_ascii",
                           byte_order=">" if kind == "ply_be" else "<", report=quiet)
+            elif kind == "glb_int8":
+                write_gltf(path, splats, rotation="int8", color_fallback=False, report=quiet)
             else:
                 version = {"spz_v2": 2, "spz_v4": 4}.get(kind, 3)
                 write_splats(path, splats, spz_version=version, report=quiet)
             data = Path(path).read_bytes()
+            if kind == "gltf_embedded":
+                data = _embedded_gltf(data, Path(folder, "base.bin").read_bytes())
         _BASES[key] = gzip.decompress(data) if kind == "spz_v3_raw" else data
     return _BASES[key]
+
+
+def _embedded_gltf(text: bytes, binary: bytes) -> bytes:
+    """A .gltf with its .bin moved into a base64 data URI (one self-contained file)."""
+    import base64
+    import json
+
+    doc = json.loads(text)
+    doc["buffers"][0]["uri"] = ("data:application/octet-stream;base64,"
+                                + base64.b64encode(binary).decode("ascii"))
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------- containers
+def _glb_chunks(data: bytes) -> tuple[bytes, bytes] | None:
+    """(JSON chunk, binary chunk) of a well-formed .glb, or None."""
+    if len(data) < 28 or data[:4] != b"glTF":
+        return None
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    text = data[20:20 + json_length]
+    bin_length = struct.unpack_from("<I", data, 20 + json_length)[0] if len(
+        data) >= 28 + json_length else 0
+    return text, data[28 + json_length:28 + json_length + bin_length]
+
+
+def _glb(text: bytes, binary: bytes) -> bytes:
+    """A .glb of two chunks, padded and with every length consistent."""
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    return (struct.pack("<III", 0x46546C67, 2, 28 + len(text) + len(binary))
+            + struct.pack("<II", len(text), 0x4E4F534A) + text
+            + struct.pack("<II", len(binary), 0x004E4942) + binary)
+
+
+def _zip_members(data: bytes) -> dict[str, bytes] | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    """A zip as the SOG writer makes it (JSON deflated, images stored)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED
+                             if name.endswith(".json") else zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+def _inside(data: bytes, mutation: tuple, *, binary: bool, index: int = 0) -> bytes:
+    """``mutation`` applied inside a container: gzip stream; .glb JSON (or, with ``binary``,
+    binary) chunk; .sog meta.json (or, with ``binary``, the ``index``-th image)."""
+    if data[:2] == b"\x1f\x8b":
+        return gzip.compress(apply_mutation(gzip.decompress(data), mutation), compresslevel=1)
+    chunks = _glb_chunks(data)
+    if chunks is not None:
+        text, blob = chunks
+        if binary:
+            return _glb(text, apply_mutation(blob, mutation))
+        return _glb(apply_mutation(text, mutation), blob)
+    members = _zip_members(data)
+    if members:
+        json_names = [n for n in members if n.endswith(".json")]
+        images = sorted(n for n in members if not n.endswith(".json"))
+        name = images[index % len(images)] if binary and images else json_names[0]
+        members[name] = apply_mutation(members[name], mutation)
+        return _zip(members)
+    return apply_mutation(data, mutation)
 
 
 # ---------------------------------------------------------------------------------- mutations
@@ -111,6 +195,14 @@ def _header_numbers(data: bytes) -> list[tuple[int, int]]:
     end = data.find(b"end_header")
     head = data[:end if end > 0 else min(len(data), 4096)]
     return [m.span() for m in re.finditer(rb"\d+", head)]
+
+
+_JSON_NUMBER = re.compile(rb"(?<=[:\[,])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=[,\]}])")
+
+
+def _json_numbers(data: bytes) -> list[tuple[int, int]]:
+    """(start, stop) of every number value in compact JSON text."""
+    return [m.span() for m in _JSON_NUMBER.finditer(data)]
 
 
 def _binary_fields(data: bytes) -> list[int]:
@@ -127,8 +219,10 @@ def apply_mutation(data: bytes, mutation: tuple) -> bytes:
     """``data`` with one mutation applied (see :func:`mutations` for the tuples)."""
     kind, *args = mutation
     n = len(data)
-    if kind == "inner":  # gzip .spz: mutate the decompressed payload, recompress
-        return gzip.compress(apply_mutation(gzip.decompress(data), args[0]), compresslevel=1)
+    if kind == "inner":  # inside gzip (.spz), the .glb JSON chunk, the .sog meta.json
+        return _inside(data, args[0], binary=False)
+    if kind == "member":  # the .glb binary chunk, an image of a .sog
+        return _inside(data, args[1], binary=True, index=args[0])
     if kind == "append":
         return data + args[0]
     if n == 0:
@@ -146,9 +240,12 @@ def apply_mutation(data: bytes, mutation: tuple) -> bytes:
         return data[:at] + data[at + args[1]:]
     if kind == "duplicate":
         return data[:at + args[1]] + data[at:at + args[1]] + data[at + args[1]:]
-    if kind == "number":  # a PLY header number, or a little-endian .spz header field
-        spans = _header_numbers(data)
-        if spans and data[:3] == b"ply":
+    if kind == "number":  # a PLY header number, a JSON number, a .spz header field
+        if data[:4] == b"glTF" or data[:2] == b"PK":
+            return _inside(data, mutation, binary=False)  # the JSON of .glb / .sog
+        spans = _header_numbers(data) if data[:3] == b"ply" else (
+            _json_numbers(data) if data[:1] == b"{" else [])
+        if spans:
             a, b = spans[args[0] % len(spans)]
             return data[:a] + str(args[1]).encode() + data[b:]
         offsets = [o for o in _binary_fields(data) if o + 4 <= n]
@@ -178,6 +275,9 @@ def mutations(kind: str) -> st.SearchStrategy:
     )
     if kind in ("spz_v2", "spz_v3"):
         return st.one_of(plain, st.tuples(st.just("inner"), plain))
+    if kind in ("glb", "glb_int8", "sog"):
+        return st.one_of(plain, st.tuples(st.just("inner"), plain),
+                         st.tuples(st.just("member"), st.integers(0, 7), plain))
     return plain
 
 
@@ -222,9 +322,12 @@ class Tally:
     examples: dict[str, str] = field(default_factory=dict)
     max_seconds: float = 0.0
     max_peak_bytes: int = 0
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)  # kind → class → cases
 
     def add(self, case: Case, outcome: Outcome) -> None:
         self.counts[outcome.klass] = self.counts.get(outcome.klass, 0) + 1
+        kind = self.by_kind.setdefault(case.kind, {})
+        kind[outcome.klass] = kind.get(outcome.klass, 0) + 1
         self.max_seconds = max(self.max_seconds, outcome.seconds)
         self.max_peak_bytes = max(self.max_peak_bytes, outcome.peak_bytes)
         if outcome.klass in BAD_CLASSES and outcome.klass not in self.examples:

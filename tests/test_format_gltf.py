@@ -5,6 +5,7 @@ extension's covariance formula, every accessor form, bad input and fuzzing.
 Files for reading are built here by a small independent writer (:func:`build`), not by ours."""
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -15,7 +16,7 @@ from json_fuzz import mutate_json
 
 from blender_gs_addon.conventions.frames import GLTF_FROM_RDF
 from blender_gs_addon.errors import GSError
-from blender_gs_addon.formats import detect_format, read_splats, write_splats
+from blender_gs_addon.formats import ReadLimits, detect_format, read_splats, write_splats
 from blender_gs_addon.formats.gltf import read_gltf, write_gltf
 from blender_gs_addon.quaternions import normalize_quat, quat_to_matrix
 from blender_gs_addon.sh import SH_C0, coeffs_for_degree, eval_sh_color
@@ -211,23 +212,28 @@ def test_written_glb_has_the_layout_the_extension_prescribes(tmp_path, rng):
     assert set(attrs) == expected
     for view in doc["bufferViews"]:
         assert view["byteOffset"] % 4 == 0
-    flip = GLTF_FROM_RDF.diagonal()  # (x, y, z) → (−x, −y, z)
+    flip = np.array([1.0, -1.0, -1.0])  # glTF from the 3DGS frame: (x, y, z) → (x, −y, −z)
+    np.testing.assert_array_equal(GLTF_FROM_RDF, np.diag(flip))
     pos = accessor_array(doc, blob, attrs["POSITION"])
     np.testing.assert_array_equal(pos, s.positions * flip)
     acc = doc["accessors"][attrs["POSITION"]]
     np.testing.assert_allclose(acc["min"], pos.min(0))
     np.testing.assert_allclose(acc["max"], pos.max(0))
-    # ROTATION: unit xyzw of R_z(180°)·q: q' = (w, x, y, z) ⊗-multiplied = (−z, −y, x, w)
+    # ROTATION: unit xyzw of R_x(180°)·q: (0, 1, 0, 0) ⊗ (w, x, y, z) = (−x, w, −z, y)
     q = normalize_quat(s.rotations.astype(np.float64))
-    expect_xyzw = np.stack([-q[:, 2], q[:, 1], q[:, 0], -q[:, 3]], 1)  # x', y', z', w'
+    expect_xyzw = np.stack([q[:, 0], -q[:, 3], q[:, 2], -q[:, 1]], 1)  # x', y', z', w'
     rot = accessor_array(doc, blob, attrs[P + "ROTATION"]).astype(np.float64)
     assert same_rotation(rot[:, [3, 0, 1, 2]], expect_xyzw[:, [3, 0, 1, 2]]) <= 2e-7
     np.testing.assert_allclose(np.linalg.norm(rot, axis=1), 1, atol=1e-6)
+    # the stored rotation is M·R, so the covariance stored is M·Σ·Mᵀ (the splat in glTF's frame)
+    m = np.diag(flip)
+    np.testing.assert_allclose(quat_to_matrix(rot[:, [3, 0, 1, 2]]), m @ quat_to_matrix(q),
+                               atol=1e-6)
     np.testing.assert_allclose(accessor_array(doc, blob, attrs[P + "SCALE"]),
                                np.exp(s.log_scales.astype(np.float64)), rtol=1e-6)
     np.testing.assert_allclose(accessor_array(doc, blob, attrs[P + "OPACITY"])[:, 0],
                                sigmoid(s.opacity_logits), atol=1e-7)
-    # SH band ℓ: a turn about Z multiplies each basis function by ±1
+    # SH band ℓ: a half turn about an axis multiplies each basis function by ±1
     d = rng.normal(size=(300, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     rest = np.stack([accessor_array(doc, blob, attrs[P + n]) for n in SH_NAMES], 1)
@@ -518,14 +524,55 @@ def test_bad_containers_are_one_clear_error(tmp_path, rng, cut, words):
         read_gltf(path)
 
 
-def test_splat_budget_is_checked_before_decoding(tmp_path, rng):
+def test_splat_limits_are_checked_before_decoding(tmp_path, rng):
     doc, blob = _valid(tmp_path, rng)
     doc["nodes"] = [{"mesh": 0} for _ in range(20)]
     doc["scenes"] = [{"nodes": list(range(20))}]
     write_container(tmp_path / "many.glb", doc, blob)
     assert read_gltf(tmp_path / "many.glb").count == 320
-    with pytest.raises(GSError, match="more than the reader's budget of 100"):
-        read_gltf(tmp_path / "many.glb", max_splats=100)
+    with pytest.raises(GSError, match="declares 320 splats, more than the limit of 100"):
+        read_gltf(tmp_path / "many.glb", limits=ReadLimits(max_splats=100))
+    with pytest.raises(GSError, match="declares 320 splats, more than the limit of 100"):
+        read_splats(tmp_path / "many.glb", limits=ReadLimits(max_splats=100))
+
+
+def test_node_instances_are_bounded_by_the_expansion_guard(tmp_path, rng):
+    """Nodes repeat a primitive's data: a few bytes of nodes claiming millions of splats from
+    16 stored ones are refused before anything is decoded, as a decompression bomb."""
+    doc, blob = _valid(tmp_path, rng)
+    for nodes in (1_000, 12_000):  # × 16 SH-1 splats: 1.5 MB, 17.7 MB decoded (allowance 16)
+        doc["nodes"] = [{"mesh": 0} for _ in range(nodes)]
+        doc["scenes"] = [{"nodes": list(range(nodes))}]
+        write_container(tmp_path / f"{nodes}.glb", doc, blob)
+    assert read_splats(tmp_path / "1000.glb").count == 16_000
+    with pytest.raises(GSError, match="expansion of .*likely decompression bomb") as err:
+        read_splats(tmp_path / "12000.glb")
+    assert "192,000 splats" in str(err.value) and "12000.glb" in str(err.value)
+
+
+def test_buffer_files_are_read_only_as_far_as_declared(tmp_path, rng):
+    g = random_splats(rng, 16, 0)
+    doc = build(tmp_path / "x.gltf", [[gltf_attributes(g)]], glb=False)
+    blob = parse_data_uri(doc)
+    (tmp_path / "x.bin").write_bytes(blob + b"\0" * 1000)  # longer than declared: fine
+    doc["buffers"][0]["uri"] = "x.bin"
+    (tmp_path / "x.gltf").write_text(json.dumps(doc))
+    assert read_gltf(tmp_path / "x.gltf").count == 16
+    doc["buffers"][0]["uri"] = os.path.relpath("/dev/zero", tmp_path)  # endless, not a file
+    (tmp_path / "x.gltf").write_text(json.dumps(doc))
+    with pytest.raises(GSError, match="is not a regular file"):
+        read_gltf(tmp_path / "x.gltf")
+    (tmp_path / "x.bin").write_bytes(blob[:100])
+    doc["buffers"][0]["uri"] = "x.bin"
+    (tmp_path / "x.gltf").write_text(json.dumps(doc))
+    with pytest.raises(GSError, match="declares byteLength .* but holds 100 bytes"):
+        read_gltf(tmp_path / "x.gltf")
+
+
+def parse_data_uri(doc):
+    import base64
+
+    return base64.b64decode(doc["buffers"][0]["uri"].split(",", 1)[1])
 
 
 @settings(max_examples=60, deadline=2000, database=None,
@@ -572,40 +619,71 @@ BLENDER_PROBE = r"""
 import json, sys
 import bpy
 import numpy as np
-sys.path.insert(0, sys.argv[-3])
+root, ply, glb, out = sys.argv[-4:]
+sys.path.insert(0, root)
+from blender_gs_addon.extension import extension_module
+from blender_gs_addon.formats import read_splats
 from blender_gs_addon.quaternions import quat_to_matrix
 from blender_gs_addon.sh import rotate_sh_rest
+splat_object = extension_module("scene.splat_object")
 bpy.ops.wm.read_factory_settings(use_empty=True)
-bpy.ops.import_scene.gltf(filepath=sys.argv[-2])
-obj = next(o for o in bpy.data.objects if o.type == 'POINTCLOUD')
-cloud, n = obj.data, len(obj.data.points)
-def get(name, width, key):
-    out = np.empty(n * width, np.float32)
-    cloud.attributes[name].data.foreach_get(key, out)
-    return out.reshape(n, width).astype(np.float64)
-src = np.load(sys.argv[-1])
-turn = np.array([[-1.0, 0, 0], [0, 0, -1], [0, -1, 0]])  # 3DGS frame -> Blender (via glTF)
-world = np.array(obj.matrix_world)
-r = quat_to_matrix(get('rotation', 4, 'value')) * get('scale', 3, 'vector')[:, None, :]
-r0 = quat_to_matrix(src['rotations']) * np.exp(src['log_scales'])[:, None, :]
-cov, cov0 = r @ r.transpose(0, 2, 1), turn @ r0 @ r0.transpose(0, 2, 1) @ turn.T
-sh = np.stack([get(f'radiance:sh_{k}', 3, 'vector') for k in range(15)], 1)
-base = get('radiance:base', 4, 'vector')
+quiet = lambda *a: None
+ours = splat_object.import_splats(ply, display=False, report=quiet)  # this add-on, the .ply
+before = set(bpy.data.objects)
+bpy.ops.import_scene.gltf(filepath=glb)  # Blender's own glTF importer, our .glb of that .ply
+theirs = next(o for o in bpy.data.objects if o not in before)
+bpy.context.view_layer.update()
+
+def world(obj):
+    cloud, n = obj.data, len(obj.data.points)
+    def get(name, width, key):
+        values = np.empty(n * width, np.float32)
+        cloud.attributes[name].data.foreach_get(key, values)
+        return values.reshape(n, width).astype(np.float64)
+    m = np.array(obj.matrix_world)
+    r = m[:3, :3] @ quat_to_matrix(get('rotation', 4, 'value'))
+    r = r * get('scale', 3, 'vector')[:, None, :]  # M·R·S
+    sh = np.stack([get(f'radiance:sh_{k}', 3, 'vector') for k in range(15)], 1)
+    base = get('radiance:base', 4, 'vector')
+    return {"type": cloud.type, "count": n, "matrix": m,
+            "position": get('position', 3, 'vector') @ m[:3, :3].T + m[:3, 3],
+            "covariance": r @ r.transpose(0, 2, 1), "base": base,
+            "sh": rotate_sh_rest(sh, m[:3, :3])}
+
+a, b = world(ours), world(theirs)
+
+
+def cov(splats):
+    m = quat_to_matrix(splats.rotations) * np.exp(splats.log_scales)[:, None, :]
+    return m @ m.transpose(0, 2, 1)
+
+scale = np.abs(a["covariance"]).max(axis=(1, 2))[:, None, None]
+# Blender's object from its glTF import, exported here (no up axis of its own: Blender's glTF
+# import convention), must give back the .glb's splats.
+splat_object.export_splats(theirs, out, report=quiet)
+again, first = read_splats(out), read_splats(glb)
 print(json.dumps({
-    "type": cloud.type, "count": n, "matrix_is_identity": bool(np.allclose(world, np.eye(4))),
-    "position": float(np.abs(get('position', 3, 'vector') - src['positions'] @ turn.T).max()),
-    "covariance": float((np.abs(cov - cov0) / np.abs(cov0).max(axis=(1, 2))[:, None, None]).max()),
-    "dc": float(np.abs(base[:, :3] - src['sh_dc']).max()),
-    "opacity": float(np.abs(base[:, 3] - 1 / (1 + np.exp(-src['opacity_logits']))).max()),
-    "sh": float(np.abs(sh - rotate_sh_rest(src['sh_rest'], turn)).max()),
+    "types": [a["type"], b["type"]], "counts": [a["count"], b["count"]],
+    "their_matrix_is_identity": bool(np.allclose(b["matrix"], np.eye(4))),
+    "position": float(np.abs(a["position"] - b["position"]).max()),
+    "covariance": float((np.abs(a["covariance"] - b["covariance"]) / scale).max()),
+    "base": float(np.abs(a["base"] - b["base"]).max()),
+    "sh": float(np.abs(a["sh"] - b["sh"]).max()),
+    "export_position": float(np.abs(again.positions - first.positions).max()),
+    "export_covariance": float(np.abs(cov(again) - cov(first)).max()
+                               / np.abs(cov(first)).max()),
+    "export_opacity": float(np.abs(1 / (1 + np.exp(-again.opacity_logits))
+                                   - 1 / (1 + np.exp(-first.opacity_logits))).max()),
+    "export_sh": float(np.abs(again.sh_rest - first.sh_rest).max()),
 }))
 """
 
 
-def test_blender_53_imports_our_glb_as_the_same_splats(tmp_path, rng):
+def test_blender_53_imports_our_glb_where_we_import_the_ply(tmp_path, rng):
     """Blender 5.3's bundled glTF importer (an independent KHR_gaussian_splatting reader) turns
-    our .glb into a Gaussian-splat point cloud with the same splats, in Blender's Z-up world."""
-    import os
+    our .glb of a .ply into a Gaussian-splat point cloud that coincides, splat for splat and in
+    world space, with this add-on's import of the .ply — no turn between them — and exporting
+    that object here gives the .glb's splats back (Blender's glTF axis convention)."""
     import subprocess
     from pathlib import Path
 
@@ -614,17 +692,17 @@ def test_blender_53_imports_our_glb_as_the_same_splats(tmp_path, rng):
         pytest.skip("set GS_BPY53_PYTHON to a Python with bpy 5.3 (python3.13 -m pip install "
                     "bpy==5.3.0) to check our .glb against Blender's own importer")
     s = random_splats(rng, 300, 3).normalized()
+    write_splats(tmp_path / "x.ply", s)
     write_gltf(tmp_path / "x.glb", s)
-    np.savez(tmp_path / "src.npz", positions=s.positions.astype(np.float64),
-             rotations=s.rotations.astype(np.float64), log_scales=s.log_scales.astype(np.float64),
-             opacity_logits=s.opacity_logits.astype(np.float64),
-             sh_dc=s.sh_dc.astype(np.float64), sh_rest=s.sh_rest.astype(np.float64))
     root = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.run([python, "-c", BLENDER_PROBE, root, str(tmp_path / "x.glb"),
-                           str(tmp_path / "src.npz")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([python, "-c", BLENDER_PROBE, root, str(tmp_path / "x.ply"),
+                           str(tmp_path / "x.glb"), str(tmp_path / "back.glb")],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["type"] == "GAUSSIAN_SPLAT" and result["count"] == 300
-    assert result["matrix_is_identity"]
+    assert result["types"] == ["GAUSSIAN_SPLAT"] * 2 and result["counts"] == [300, 300]
+    assert result["their_matrix_is_identity"]
     assert result["position"] <= 1e-5 and result["covariance"] <= 1e-5
-    assert result["dc"] == 0 and result["opacity"] <= 1e-7 and result["sh"] <= 1e-5
+    assert result["base"] <= 1e-6 and result["sh"] <= 1e-5
+    assert result["export_position"] <= 1e-5 and result["export_covariance"] <= 1e-5
+    assert result["export_opacity"] <= 1e-7 and result["export_sh"] <= 1e-5

@@ -15,7 +15,7 @@ from json_fuzz import mutate_json
 from PIL import Image
 
 from blender_gs_addon.errors import GSError
-from blender_gs_addon.formats import detect_format, read_splats, write_splats
+from blender_gs_addon.formats import ReadLimits, detect_format, read_splats, write_splats
 from blender_gs_addon.formats.codebooks import (
     codebook_error,
     nearest_centroid,
@@ -299,7 +299,9 @@ BAD = {
     "no 'version'": _meta_edit(lambda m: m.pop("version")),
     "SOG version 3": _meta_edit(lambda m: m.update(version=3)),
     "'count' must be a positive integer": _meta_edit(lambda m: m.update(count=-4)),
-    "more than the reader's budget": _meta_edit(lambda m: m.update(count=10**9)),
+    "declares 1,000,000,000 splats, more than the limit": _meta_edit(
+        lambda m: m.update(count=10**9)),
+    "expansion of .* likely decompression bomb": _meta_edit(lambda m: m.update(count=5_000_000)),
     "lacks the 'quats' section": _meta_edit(lambda m: m.pop("quats")),
     "must name 2 image file": _meta_edit(lambda m: m["means"].update(files=["means_l.webp"])),
     "'means.mins' must be a list of 3 finite": _meta_edit(lambda m: m["means"].update(mins=[0, 1])),
@@ -336,6 +338,26 @@ def test_zip_bomb_is_refused_from_its_declared_size(tmp_path, rng):
     assert path.stat().st_size < 200_000
     with pytest.raises(GSError, match="decompression bomb"):
         read_sog(path)
+    # within the byte budget, a member is still held to the limits' expansion ratio
+    files["sh0.webp"] = b"\0" * (1 << 19)  # 512 KiB (the budget is 593,024) deflating to ~1 KiB
+    _rezip(path, files)
+    with pytest.raises(GSError, match=r"sh0.webp declares 524,288 bytes from [\d,]+ compressed"):
+        read_sog(path, limits=ReadLimits(expansion_allowance=0))
+
+
+def test_reader_contract_limits_and_refused_versions(tmp_path, rng):
+    files = _bundle(tmp_path, rng, n=100, degree=1)
+    _rezip(tmp_path / "x.sog", files)
+    assert read_splats(tmp_path / "x.sog", limits=ReadLimits(max_splats=100)).count == 100
+    with pytest.raises(GSError, match="declares 100 splats, more than the limit of 99"):
+        read_splats(tmp_path / "x.sog", limits=ReadLimits(max_splats=99))
+    meta = json.loads(files["meta.json"])
+    meta["version"] = 3  # announced, but no specification or tool to implement it from
+    files["meta.json"] = json.dumps(meta).encode()
+    _rezip(tmp_path / "v3.sog", files)
+    with pytest.raises(GSError, match=r"v3.sog: SOG version 3 is not supported: this reader "
+                                      r"knows version 2.*save the file as SOG version 2"):
+        read_splats(tmp_path / "v3.sog")
 
 
 def test_not_a_zip_and_folder_form_errors(tmp_path, rng):
@@ -390,3 +412,23 @@ def test_fuzzed_meta_json_fails_cleanly_or_reads_finite(tmp_path, data):
     mutate_json(meta, data)
     files["meta.json"] = json.dumps(meta).encode()
     _read_fails_cleanly_or_finite(tmp_path, files)
+
+
+def test_a_wrong_count_is_an_error_or_a_warning_never_silent(tmp_path, rng):
+    """Writers (ours, splat-transform) leave the texels after the last splat empty (quaternion
+    tag 0): a count raised into them is an error, a count lowered below the splats a warning."""
+    s = random_splats(rng, 300, 0)
+    write_splats(tmp_path / "x.sog", s, report=quiet)
+    files = members(tmp_path / "x.sog")
+    assert pixels(files["quats.webp"]).reshape(-1, 4)[300:, 3].max() == 0  # 20 x 16 texels
+    for count in (310, 290):
+        meta = json.loads(files["meta.json"])
+        meta["count"] = count
+        _rezip(tmp_path / f"{count}.sog", {**files, "meta.json": json.dumps(meta).encode()})
+    with pytest.raises(GSError, match="10 splats in the quats image have no valid"):
+        read_sog(tmp_path / "310.sog")
+    messages = []
+    assert read_sog(tmp_path / "290.sog", report=lambda lv, m: messages.append((lv, m))).count \
+        == 290
+    assert any("WARNING" in lv and "'count' is 290, but the quats image holds 10 more" in m
+               for lv, m in messages)

@@ -5,7 +5,9 @@ installed into ./.node by scripts/node_tools.sh, which scripts/test.sh runs; off
   must agree with ours, and both with the original splats within each format's bounds.
 * We read its .sog and .glb: our decoding must agree with its own, and with the original.
 * The .spz frame difference (Niantic's RUB storage vs splat-transform's unconverted data) and
-  the shared glTF frame are checked as documented in blender_gs_addon/formats/__init__.py.
+  the .glb frame difference (Blender's glTF convention vs splat-transform's half turn about Z:
+  180° about the up axis between the two) are checked as documented in
+  blender_gs_addon/formats/__init__.py.
 
 Splats are identified across tools by integer grid positions (tools may reorder them; every
 format here keeps a centre well within 0.5 of where it was). Skips with the reason when node
@@ -205,25 +207,32 @@ def test_we_read_splat_transform_sog_as_it_does(tmp_path):
                   log_scale=0.1, dc=0.1, opacity=1 / 255 + 1e-6, sh_rms=0.7)
 
 
-def test_we_read_splat_transform_glb_in_the_shared_frame(tmp_path):
+# splat-transform stores .glb as glTF = diag(−1, −1, 1)·file (a half turn about Z); we store
+# and read glTF = diag(1, −1, −1)·file (Blender's convention, GLTF_FROM_RDF). So its .glb of a
+# .ply reads here as that .ply turned 180° about the 3DGS frame's up axis, Y (documented in
+# blender_gs_addon/formats/gltf.py and formats/__init__.py "Frames").
+SPLAT_TRANSFORM_GLB_TURN = np.diag([-1.0, 1.0, -1.0])
+
+
+def test_we_read_splat_transform_glb_turned_about_the_up_axis_as_documented(tmp_path):
     src = grid_splats(3)
     write_splats(tmp_path / "in.ply", src)
     splat_transform(tmp_path / "in.ply", tmp_path / "theirs.glb")
     mine = read_splats(tmp_path / "theirs.glb")
-    ref = matched(src, mine)
-    # splat-transform turns a quaternion by conjugation (q_R·q·q_R⁻¹), we by q_R·q: the same
-    # Gaussian (a half turn about one of its own axes), so compare covariances.
+    np.testing.assert_array_equal(SPLAT_TRANSFORM_GLB_TURN,
+                                  GLTF_FROM_RDF @ np.diag([-1.0, -1.0, 1.0]))
+    turned = src.transformed(np.diag([*SPLAT_TRANSFORM_GLB_TURN.diagonal(), 1.0]))
+    ref = matched(turned, mine)
+    # The two frame changes turn a quaternion differently (conjugation, left multiplication):
+    # the same Gaussian (a half turn about one of its own axes), so compare covariances.
     np.testing.assert_allclose(covariance(mine), covariance(ref), rtol=1e-5, atol=1e-12)
     ref.rotations = mine.rotations
     assert_within(mine, ref, pos=1e-5, rot=0, log_scale=1e-5, dc=0, opacity=1e-7, sh_max=1e-5)
-    # Both tools store the same glTF-frame positions: (x, y, z) → (−x, −y, z).
+    # and our own .glb of the .ply reads back as the .ply itself (no turn)
     write_splats(tmp_path / "ours.glb", src)
-    theirs_raw = read_splats(tmp_path / "theirs.glb").transformed(
-        np.diag([*GLTF_FROM_RDF.diagonal(), 1.0]))
-    ours_raw = read_splats(tmp_path / "ours.glb").transformed(
-        np.diag([*GLTF_FROM_RDF.diagonal(), 1.0]))
-    np.testing.assert_allclose(matched(theirs_raw, ours_raw).positions, ours_raw.positions,
-                               atol=1e-5)
+    ours = read_splats(tmp_path / "ours.glb")
+    np.testing.assert_array_equal(ours.positions, src.positions)
+    np.testing.assert_array_equal(ours.sh_rest, src.sh_rest)
 
 
 def test_spz_frames_differ_by_a_half_turn_about_x_as_documented(tmp_path):

@@ -168,7 +168,8 @@ def test_zstd_bomb_padded_with_an_extension_is_refused(tmp_path):
     _refused_quickly(path, r"claims 1,000,000 splats \(65\.0 MB of data\) from .* bomb")
 
 
-@pytest.mark.parametrize("suffix", [".ply", ".compressed.ply", ".splat", ".spz"])
+@pytest.mark.parametrize("suffix", [".ply", ".compressed.ply", ".splat", ".spz", ".glb",
+                                    ".gltf", ".sog", "meta.json"])
 def test_max_splats_refuses_every_format_before_reading(tmp_path, suffix):
     path = tmp_path / f"s{suffix}"
     write_splats(path, splats(300), report=Reports())
@@ -324,7 +325,9 @@ _PRINT_GSERROR = ("import sys\nfrom blender_gs_addon.errors import GSError\n"
 
 @pytest.mark.parametrize("call, suffix", [
     ("read_splats", ".ply"), ("read_splats", ".compressed.ply"), ("read_splats", ".splat"),
-    ("read_splats", ".spz"), ("detect_format", ".ply"),  # detection opens a .ply too
+    ("read_splats", ".spz"), ("read_splats", ".glb"), ("read_splats", ".gltf"),
+    ("read_splats", ".sog"), ("read_splats", "meta.json"),
+    ("detect_format", ".ply"),  # detection opens a .ply too
 ])
 def test_unreadable_file_is_a_gserror(tmp_path, call, suffix):
     path = tmp_path / f"locked{suffix}"
@@ -334,16 +337,18 @@ def test_unreadable_file_is_a_gserror(tmp_path, call, suffix):
     assert proc.stdout.strip() == f"{path}: cannot read (Permission denied)"
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_partial_file(tmp_path):
-    path = tmp_path / "keep.spz"
+@pytest.mark.parametrize("name", ["keep.spz", "keep.gltf", "meta.json"])
+def test_a_failed_write_leaves_the_old_file_and_no_partial_file(tmp_path, name):
+    """Also for formats written as several files (.gltf + .bin, meta.json + images)."""
+    path = tmp_path / name
     write_splats(path, splats(5), report=Reports())
-    before = path.read_bytes()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len(before) == {"keep.spz": 1, "keep.gltf": 2, "meta.json": 6}[name]
     bad = splats(5)
     bad.positions[2, 0] = np.nan
-    with pytest.raises(GSError, match=r"keep\.spz: 1 of 5 splats have NaN"):
+    with pytest.raises(GSError, match=rf"{name}: 1 of 5 splats have NaN"):
         write_splats(path, bad, report=Reports())
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.spz"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_disk_full_is_a_gserror_and_keeps_the_old_file(tmp_path):

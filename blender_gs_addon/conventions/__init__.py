@@ -11,7 +11,13 @@ Blender world              Z up, −Y towards the viewer of the front view, metr
 .spz (Niantic)             stored right-up-back: :data:`.frames.RUB_FROM_RDF` (180° about X)
                            from the 3DGS file frame; the reader and writer convert.
 Y-up world                 OpenGL, glTF and LGM: (x, y, z)_yup = (x, z, −y)_blender
-                           (:data:`.frames.Y_UP_FROM_BLENDER`; up axis "+Y" for files).
+                           (:data:`.frames.Y_UP_FROM_BLENDER`; up axis "+Y" for files), what
+                           Blender's glTF importer and exporter use.
+glTF splats                .glb/.gltf ↔ 3DGS file frame: the file frame upright in Blender, then
+                           Blender's world in glTF's Y-up: :data:`.frames.GLTF_FROM_RDF`
+                           = Y_UP_FROM_BLENDER · file_to_blender_matrix(FILE_TO_WORLD_UP)
+                           = diag(1, −1, −1), a 180° turn about X (computed and checked);
+                           splat-transform's .glb differ from it by 180° about the up axis.
 camera axes                camera-to-world matrices with OpenGL axes (+X right, +Y up, looking
                            down −Z), as Blender cameras and NeRF-synthetic files; the rasterizer
                            takes OpenCV world-to-camera ``viewmats`` (+Y down, +Z forward)

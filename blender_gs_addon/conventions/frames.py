@@ -3,7 +3,8 @@
 The table of what each frame is lives in the package docstring (:mod:`.`) and in
 docs/architecture.md. In short: Blender's world is Z up; splat files are in the 3DGS/COLMAP frame
 (Y down) and are shown upright by :func:`file_to_blender_matrix`; the Y-up world of OpenGL, glTF
-and LGM is :data:`Y_UP_FROM_BLENDER` away; .spz stores right-up-back (:data:`RUB_FROM_RDF`);
+and LGM is :data:`Y_UP_FROM_BLENDER` away; glTF splat files are the composite of the two
+(:data:`GLTF_FROM_RDF`); .spz stores right-up-back (:data:`RUB_FROM_RDF`);
 cameras are camera-to-world matrices with OpenGL axes, and the rasterizer takes OpenCV
 world-to-camera matrices (:func:`opengl_c2w_to_viewmat`).
 
@@ -60,21 +61,33 @@ FILE_TO_WORLD_UP = "-Y"
 # uses it for splat objects that carry no up axis of their own (made by Blender's importers or by
 # scripts), so a file imported by Blender and exported here gives back the file's values. Blender
 # 5.3's .ply importer keeps the file's axes (identity by default: "+Z"); its .spz importer turns
-# the data into Z-up, as this project's "-Y" does (measured). Formats Blender cannot read
-# follow its .ply rule: the file's axes are the world's.
-BLENDER_IMPORTER_UP_AXIS = {"ply": "+Z", "compressed_ply": "+Z", "splat": "+Z", "spz": "-Y"}
+# the data into Z-up, as this project's "-Y" does (measured); its glTF importer turns glTF's Y-up
+# world into Z-up (BLENDER_FROM_Y_UP), which through GLTF_FROM_RDF is "-Y" too. Formats Blender
+# cannot read follow its .ply rule: the file's axes are the world's.
+BLENDER_IMPORTER_UP_AXIS = {"ply": "+Z", "compressed_ply": "+Z", "splat": "+Z", "spz": "-Y",
+                            "gltf": "-Y"}
 UNTAGGED_UP_AXIS = "+Z"  # the same rule when no format is named
 
 # .spz stores right-up-back; 3DGS files are right-down-forward: a 180° turn about X.
 RUB_FROM_RDF = np.diag([1.0, -1.0, -1.0])
 
-# glTF stores left-up-forward (+Y up, +Z forward); 3DGS files right-down-forward: 180° about Z.
-GLTF_FROM_RDF = np.diag([-1.0, -1.0, 1.0])
-
 # The Y-up world of OpenGL, glTF and LGM from Blender's Z-up world: (x, y, z)_yup = (x, z, −y).
+# Blender's own glTF importer and exporter convert with exactly this.
 Y_UP_FROM_BLENDER = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)
 # +90° about X: (x, y, z)_yup → (x, −z, y) in Blender (the "+Y" up axis of a file).
 BLENDER_FROM_Y_UP = Y_UP_FROM_BLENDER.T.copy()
+
+# glTF from the 3DGS file frame, through Blender's world: a 3DGS file shown upright in Blender
+# (FILE_TO_WORLD_UP), then that world as Blender's glTF exporter writes it. So a .glb written
+# here opens in Blender's glTF importer exactly where this add-on puts the .ply, and a Blender
+# scene exported to .glb here faces the way Blender's exporter would make it face. It is a
+# half turn about X, (x, y, z) → (x, −y, −z): glTF +Y up is the file's −Y (up), glTF +Z (the
+# front, towards the viewer) is the file's −Z (towards the capture cameras). splat-transform
+# converts with a half turn about Z instead, so its .glb files read here turned 180° about the
+# up axis (formats/gltf.py).
+GLTF_FROM_RDF = Y_UP_FROM_BLENDER @ _BLENDER_FROM_FILE[FILE_TO_WORLD_UP]
+if not np.array_equal(GLTF_FROM_RDF, np.diag([1.0, -1.0, -1.0])):  # the readers rely on it
+    raise AssertionError(f"GLTF_FROM_RDF must be diag(1, -1, -1), got {GLTF_FROM_RDF.tolist()}")
 
 # Flips camera Y and Z: OpenGL camera axes ↔ OpenCV/COLMAP camera axes (its own inverse).
 # c2w_opencv = c2w_opengl @ OPENCV_FROM_OPENGL.

@@ -22,15 +22,20 @@ Niantic's reference library, which stores right-up-back (RUB) and converts from 
 (a 180° turn about X, :data:`..conventions.frames.RUB_FROM_RDF`), so our .spz files match
 Niantic's and other RUB-aware tools. PlayCanvas's splat-transform writes and reads .spz
 *without* that conversion (the data as given): a file converted between the two tools comes out
-turned 180° about X. glTF is converted to its own +Y-up frame
-(:data:`..conventions.frames.GLTF_FROM_RDF`).
+turned 180° about X. glTF is converted to its own +Y-up frame as Blender does
+(:data:`..conventions.frames.GLTF_FROM_RDF`: the file frame shown upright in Blender, then
+Blender's world as its glTF exporter writes it; a 180° turn about X), so our .glb opens in
+Blender's own glTF importer where this add-on puts the .ply. splat-transform converts .glb with
+a 180° turn about Z instead: a .glb converted between the two tools comes out turned 180° about
+the up axis (Y of the 3DGS frame).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +123,11 @@ def write_splats(path: str | os.PathLike, splats: SplatSet, *, format: str | Non
     """Write ``splats`` in the format named by ``format`` or by the file name.
 
     ``spz_version`` (2, 3 or 4; only for .spz): 3 is read by every .spz loader; 4 (zstd
-    streams with checksums) only by recent ones. The file is written under a temporary name
-    in the same folder and renamed when complete, so a failure (disk full, a refused set)
-    leaves any earlier file of that name untouched and no partial file behind.
+    streams with checksums) only by recent ones. The file is written into a temporary folder
+    beside it, under its own name, and moved into place when complete — with the files some
+    formats write beside it (a .gltf's .bin, an unbundled SOG's images), moved first — so a
+    failure (disk full, a refused set) leaves any earlier file of that name untouched and no
+    partial file behind.
     """
     path = os.fspath(path)
     fmt = format or detect_format(path, for_writing=True)
@@ -133,20 +140,26 @@ def write_splats(path: str | os.PathLike, splats: SplatSet, *, format: str | Non
         raise GSError(f"{path}: no splats to write")
     options = {"version": spz_version} if fmt == "spz" else {}
     folder, name = os.path.split(os.path.abspath(path))
-    # Same folder (so the rename is atomic); created by the writer with the usual permissions.
-    partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
+    try:
+        # Same folder (so the renames are atomic); the writer sees the real file name, which
+        # decides the layout of some formats (.gltf + .bin, meta.json + images).
+        staging = tempfile.mkdtemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+    except OSError as err:
+        raise GSError.from_os_error(path, err, "write") from None
+    partial = os.path.join(staging, name)
     try:
         with np.errstate(all="ignore"):
             _function(fmt, 2)(partial, splats, report=_renamed(report, partial, path),
                               **options)
-        os.replace(partial, path)
+        beside = sorted(n for n in os.listdir(staging) if n != name)
+        for entry in [*beside, name]:
+            os.replace(os.path.join(staging, entry), os.path.join(folder, entry))
     except GSError as err:
         raise GSError(str(err).replace(partial, path)) from None
     except OSError as err:
         raise GSError.from_os_error(path, err, "write") from None
     finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _renamed(report: Report, partial: str, path: str) -> Report:

@@ -14,12 +14,18 @@ scales):
   3DGS ``f_rest`` coefficients; degree 0 required, degrees complete, lower ones present).
   ``COLOR_0`` (linear RGBA) is an optional fallback for viewers without the extension.
 * Node transforms apply to the splats (covariance M·C·Cᵀ·Mᵀ) and SHOULD rotate the SH.
-* glTF is right-handed, +Y up, +Z forward: data here is converted between that frame and the
-  3DGS frame with :data:`..conventions.frames.GLTF_FROM_RDF` (a 180° turn about Z, as
-  splat-transform and Niantic's spz library convert), so a file read here comes back in the
-  3DGS frame like every other format, and Blender's own glTF importer shows a written file turned 180° about the
-  vertical relative to this add-on's import of the .ply (glTF's "forward" is the capture
-  camera's forward).
+* glTF is right-handed, +Y up, +Z towards the viewer of the front view. Data is converted
+  between that frame and the 3DGS frame with :data:`..conventions.frames.GLTF_FROM_RDF`, a
+  half turn about X, (x, y, z) → (x, −y, −z): the 3DGS file frame shown upright in Blender,
+  then Blender's world as Blender's own glTF exporter writes it. So a file read here comes
+  back in the 3DGS frame like every other format, a .glb written here opens in Blender's glTF
+  importer exactly where this add-on puts the same .ply, and Blender's glTF import of a .glb
+  coincides with this add-on's; glTF's +Z (the side a glTF viewer and Blender's front view
+  look at) is the file's −Z, where a 3DGS capture's cameras look from. **splat-transform**
+  converts with a half turn about Z instead, (x, y, z) → (−x, −y, z): its .glb of a .ply reads
+  here as that .ply turned 180° about the up axis (Y of the 3DGS frame), and a .glb written
+  here shows in its viewer turned the same way (the same kind of difference as
+  splat-transform's unconverted .spz, see :mod:`.` "Frames").
 
 Reading: the default scene (or every root node when there is none) is walked; each node
 instance of a mesh contributes its splat primitives, placed by the node's world matrix with
@@ -29,15 +35,20 @@ nodes are concatenated (SH degree the highest, others zero-padded). Accessors ma
 interleaved (byteStride), sparse, or (for POSITION) quantised as KHR_mesh_quantization allows.
 Bad input — a malformed container, JSON or accessor, an accessor that overruns its buffer
 view, a missing required attribute, incomplete SH degrees, an unsupported required extension,
-more splats than ``max_splats`` — is one GSError naming the file and the problem, raised before
-any large allocation. Opacity 0 and 1 (logit ±inf, which other tools write) are kept, clamped
-to sigmoid 2⁻²⁴ and 1 − 2⁻²⁴; NaN values follow the ``nonfinite`` policy.
+a buffer file that is not a regular file, more splats (all instances together) than the
+:class:`~.reader_contract.ReadLimits` allow or than the file's bytes can back at its expansion
+limit — is one GSError naming the file and the problem, raised before any large allocation
+(:mod:`.reader_contract` holds the rest of every reader's promise). Opacity 0 and 1 (logit
+±inf, which other tools write) are kept, clamped to sigmoid 2⁻²⁴ and 1 − 2⁻²⁴; NaN values
+follow the ``nonfinite`` policy.
 
 Writing: one node, one mesh, one primitive, tightly packed float accessors (rotation may be
 stored as normalised int16 or int8), COLOR_0 fallback (sRGB-decoded, as the extension asks),
 ``colorSpace`` ``srgb_rec709_display`` (what 3DGS training produces). Blender 5.3's bundled
-glTF importer reads these files as the same splats (tests/test_format_gltf.py, with
-GS_BPY53_PYTHON set); splat-transform's .glb files read here as its own .ply decodes.
+glTF importer reads these files as the same splats in the same place as this add-on's import
+of the .ply (tests/test_format_gltf.py, with GS_BPY53_PYTHON set); splat-transform's .glb
+files read here as its own decoding of the .ply turned 180° about the up axis
+(tests/test_interop_splat_transform.py).
 
 Round-trip error bounds of this writer and reader (per value):
 
@@ -58,6 +69,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import struct
 import urllib.parse
 from pathlib import Path
@@ -68,14 +80,15 @@ import numpy as np
 from .. import __version__
 from ..conventions.frames import GLTF_FROM_RDF
 from ..errors import GSError, Report, log_report
-from ..quaternions import matrix_to_quat, normalize_quat, quat_to_matrix
+from ..quaternions import matrix_to_quat, normalize_quat, quat_multiply, quat_to_matrix
 from ..sh import SH_C0, rotate_sh_rest, sh_basis
 from ..splats import SplatSet, concatenate, split_similarity
+from .reader_contract import ReadLimits, splat_reader
 
-__all__ = ["read_gltf", "write_gltf", "EXTENSION_NAME", "MAX_SPLATS"]
+__all__ = ["read_gltf", "write_gltf", "EXTENSION_NAME"]
 
 EXTENSION_NAME = "KHR_gaussian_splatting"
-MAX_SPLATS = 1 << 27  # default budget of the reader (all primitives and instances together)
+_MAX_BUFFER_FILES = 256  # buffer files whose sizes count as stored data (see _stored_bytes)
 _PREFIX = EXTENSION_NAME + ":"
 _GLB_MAGIC, _JSON_CHUNK, _BIN_CHUNK = 0x46546C67, 0x4E4F534A, 0x004E4942
 _COMPONENTS = {5120: np.dtype("i1"), 5121: np.dtype("u1"), 5122: np.dtype("<i2"),
@@ -95,7 +108,7 @@ _ATTRIBUTES = {
 _SUPPORTED_REQUIRED = {EXTENSION_NAME, "KHR_mesh_quantization"}
 _OPACITY_EDGE = 2.0 ** -24
 _MIN_SCALE = 1e-30  # a zero scale (a flat splat) is kept as this, log −69
-_FLIP = np.diag([*GLTF_FROM_RDF.diagonal(), 1.0])  # [4, 4]; a 180° turn, its own inverse
+_FLIP = np.diag([*GLTF_FROM_RDF.diagonal(), 1.0])  # [4, 4]; a half turn, its own inverse
 _SH_DEGREES = {1: 3, 2: 5, 3: 7}
 
 
@@ -108,21 +121,32 @@ def _frame_sh_signs() -> np.ndarray:
     return np.rint(basis[1] / basis[0]).astype(np.float32)
 
 
+def _signed_permutation(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [4], signs [4]) with q ⊗ p = p[:, indices] · signs for a unit quaternion q
+    along one axis (a half turn): left multiplication by it permutes and negates components,
+    which is exact in float32."""
+    rows = quat_multiply(q, np.eye(4))  # row j: q ⊗ e_j
+    indices = np.abs(rows).argmax(axis=0)
+    return indices, rows[indices, np.arange(4)].astype(np.float32)
+
+
 _SH_SIGNS = _frame_sh_signs()
+_HALF_TURN = matrix_to_quat(GLTF_FROM_RDF)  # (w, x, y, z) of the frame change
+_TO_GLTF = _signed_permutation(_HALF_TURN)
+_FROM_GLTF = _signed_permutation(_HALF_TURN * [1.0, -1.0, -1.0, -1.0])  # the inverse turn
 
 
 def _change_frame(splats: SplatSet, *, to_gltf: bool, sh: bool = True) -> SplatSet:
     """3DGS ↔ glTF frame: sign flips and a quaternion permutation, exact in float32 (the
-    quaternion turns by q_M = (0, 0, 0, 1) to glTF and by its inverse back, so a round trip
-    returns the same quaternion, not its negative). SH bands are flipped in place (the reader
-    owns them) unless ``sh`` is False (the writer flips each coefficient as it stores it)."""
-    w, x, y, z = splats.rotations.T
-    quats = np.stack([-z, -y, x, w] if to_gltf else [z, y, -x, -w], axis=1)
+    quaternion turns by q_M ⊗ q to glTF and by q_M⁻¹ ⊗ q back, so a round trip returns the
+    same quaternion, not its negative). SH bands are flipped in place (the reader owns them)
+    unless ``sh`` is False (the writer flips each coefficient as it stores it)."""
+    indices, signs = _TO_GLTF if to_gltf else _FROM_GLTF
     if sh:
         splats.sh_rest *= _SH_SIGNS[:splats.sh_rest.shape[1], None]
     return SplatSet(
         positions=splats.positions * GLTF_FROM_RDF.diagonal().astype(np.float32),
-        log_scales=splats.log_scales, rotations=np.ascontiguousarray(quats),
+        log_scales=splats.log_scales, rotations=splats.rotations[:, indices] * signs,
         opacity_logits=splats.opacity_logits, sh_dc=splats.sh_dc, sh_rest=splats.sh_rest,
         extra=dict(splats.extra))
 
@@ -196,15 +220,18 @@ class _Document:
     def buffer(self, index: int) -> bytes | memoryview:
         if index not in self._buffers:
             info = self.item("buffers", index, "a buffer view")
-            data = self._load_buffer(index, info)
             declared = info.get("byteLength")
-            if not _is_int(declared) or declared < 0 or declared > len(data):
+            if not _is_int(declared) or declared < 0:
+                raise GSError(f"{self.source}: buffers[{index}] has a bad byteLength "
+                              f"{declared!r}")
+            data = self._load_buffer(index, info, declared)
+            if declared > len(data):
                 raise GSError(f"{self.source}: buffers[{index}] declares byteLength "
-                              f"{declared!r} but holds {len(data):,} bytes")
+                              f"{declared:,} but holds {len(data):,} bytes")
             self._buffers[index] = data
         return self._buffers[index]
 
-    def _load_buffer(self, index: int, info: dict) -> bytes | memoryview:
+    def _load_buffer(self, index: int, info: dict, declared: int) -> bytes | memoryview:
         uri = info.get("uri")
         if uri is None:
             if index != 0 or self.binary is None:
@@ -223,12 +250,14 @@ class _Document:
                 raise GSError(f"{self.source}: buffers[{index}] has a corrupt base64 data "
                               "URI") from None
         path = urllib.parse.unquote(uri)
-        if "://" in uri or os.path.isabs(path):
+        if "://" in uri or os.path.isabs(path) or "\0" in path:
             raise GSError(f"{self.source}: buffers[{index}] points to {uri!r}; only files "
                           "next to the .gltf (relative paths) are read")
         try:
             with open(os.path.join(self.folder, path), "rb") as fh:
-                return fh.read()
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise GSError(f"{self.source}: buffer {path!r} is not a regular file")
+                return fh.read(declared)  # the file may be longer; never read past the buffer
         except OSError as err:
             raise GSError(f"{self.source}: cannot read buffer file {path!r} "
                           f"({err.strerror or err})") from None
@@ -345,40 +374,66 @@ def _node_matrix(node: dict, index: int, source: str) -> np.ndarray:
     return out
 
 
-def _mesh_instances(doc: _Document) -> list[tuple[int, np.ndarray]]:
-    """(mesh index, [4, 4] world matrix) for each node that shows a mesh in the scene."""
-    gltf, source = doc.doc, doc.source
-    nodes = gltf.get("nodes") or []
-    if not nodes:
-        return [(i, np.eye(4)) for i in range(len(gltf.get("meshes") or []))]
-    if not isinstance(nodes, list):
-        raise GSError(f"{source}: 'nodes' must be a list")
-    if gltf.get("scenes"):
-        scene = doc.item("scenes", gltf.get("scene", 0), "the default scene")
-        roots = _indices(scene.get("nodes", []), "the scene's nodes", source)
-    else:
-        children = {c for i, n in enumerate(nodes) if isinstance(n, dict)
-                    for c in _indices(n.get("children", []), f"nodes[{i}].children", source)}
-        roots = [i for i in range(len(nodes)) if i not in children]
-    # glTF node hierarchies are disjoint trees: a node met twice is a cycle or a shared child.
-    found, stack, seen = [], [(r, np.eye(4)) for r in reversed(roots)], set()
-    while stack:
-        index, parent = stack.pop()
-        node = doc.item("nodes", index, "the node hierarchy")
-        if index in seen:
-            raise GSError(f"{source}: nodes[{index}] appears twice in the scene's hierarchy (a "
-                          "cycle, or a node with two parents)")
-        seen.add(index)
-        world = parent @ _node_matrix(node, index, source)
-        if "mesh" in node:
-            found.append((node["mesh"], world))
-        kids = _indices(node.get("children", []), f"nodes[{index}].children", source)
-        stack.extend((c, world) for c in reversed(kids))
-    return found
+class _Instances:
+    """The nodes that show a mesh in the scene: ``meshes`` lists (mesh index, slot); world
+    matrices are computed on demand (:meth:`world`), so a scene can be counted — and refused —
+    before a matrix is built for each of its nodes."""
+
+    def __init__(self, doc: _Document):
+        gltf, source = doc.doc, doc.source
+        self.meshes: list[tuple[int, int]] = []
+        self._nodes: list[tuple[dict, int, int]] = []  # (node, its index, parent slot or -1)
+        self._worlds: dict[int, np.ndarray] = {-1: np.eye(4)}
+        self._source = source
+        nodes = gltf.get("nodes") or []
+        if not nodes:
+            self.meshes = [(i, -1) for i in range(len(gltf.get("meshes") or []))]
+            return
+        if not isinstance(nodes, list):
+            raise GSError(f"{source}: 'nodes' must be a list")
+        if gltf.get("scenes"):
+            scene = doc.item("scenes", gltf.get("scene", 0), "the default scene")
+            roots = _indices(scene.get("nodes", []), "the scene's nodes", source)
+        else:
+            children = {c for i, n in enumerate(nodes) if isinstance(n, dict)
+                        for c in _indices(n.get("children", []), f"nodes[{i}].children", source)}
+            roots = [i for i in range(len(nodes)) if i not in children]
+        # glTF node hierarchies are disjoint trees: a node met twice is a cycle or a shared child.
+        stack, seen = [(r, -1) for r in reversed(roots)], set()
+        while stack:  # (kept lean: a scene may have hundreds of thousands of nodes)
+            index, parent = stack.pop()
+            node = nodes[index] if 0 <= index < len(nodes) else None
+            if type(node) is not dict:
+                doc.item("nodes", index, "the node hierarchy")  # raises, naming the node
+            if index in seen:
+                raise GSError(f"{source}: nodes[{index}] appears twice in the scene's hierarchy "
+                              "(a cycle, or a node with two parents)")
+            seen.add(index)
+            slot = len(self._nodes)
+            self._nodes.append((node, index, parent))
+            if "mesh" in node:
+                self.meshes.append((node["mesh"], slot))
+            if "children" in node:
+                kids = _indices(node["children"], f"nodes[{index}].children", source)
+                stack.extend((c, slot) for c in reversed(kids))
+
+    def world(self, slot: int) -> np.ndarray:
+        """[4, 4] world matrix of the node in ``slot`` (parents' matrices kept for siblings)."""
+        chain = []
+        while slot not in self._worlds:
+            chain.append(slot)
+            slot = self._nodes[slot][2]
+        world = self._worlds[slot]
+        for slot in reversed(chain):
+            node, index, _ = self._nodes[slot]
+            world = self._worlds[slot] = world @ _node_matrix(node, index, self._source)
+        return world
 
 
 def _indices(value, what: str, source: str) -> list[int]:
-    if not isinstance(value, list) or not all(_is_int(v) for v in value):
+    # type() rather than _is_int (the same test: JSON true/false are bool, not int), as a
+    # scene may list hundreds of thousands of nodes
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
         raise GSError(f"{source}: {what} must be a list of indices")
     return value
 
@@ -495,73 +550,107 @@ def _affine(splats: SplatSet, matrix: np.ndarray, where: str, source: str) -> Sp
         sh_rest=rotate_sh_rest(splats.sh_rest, turn), extra={})
 
 
-def _splat_primitives(doc: _Document, report: Report, max_splats: int
+def _mesh_splat_primitives(doc: _Document, mesh_index
+                           ) -> tuple[list[tuple[dict, str, int, int]], int]:
+    """([(primitive, name, splat count, SH coefficients)], primitives skipped) of a mesh."""
+    mesh = doc.item("meshes", mesh_index, "a node")
+    primitives = mesh.get("primitives", [])
+    if not isinstance(primitives, list):
+        raise GSError(f"{doc.source}: meshes[{mesh_index}].primitives must be a list")
+    found, skipped = [], 0
+    for p, prim in enumerate(primitives):
+        if not isinstance(prim, dict):
+            raise GSError(f"{doc.source}: meshes[{mesh_index}].primitives[{p}] is not an "
+                          "object")
+        attrs = prim.get("attributes") if isinstance(prim.get("attributes"), dict) else {}
+        ext = prim.get("extensions") if isinstance(prim.get("extensions"), dict) else {}
+        if EXTENSION_NAME not in ext and not any(a.startswith(_PREFIX) for a in attrs):
+            skipped += 1
+            continue
+        where = f"meshes[{mesh_index}].primitives[{p}]"
+        count = doc.item("accessors", attrs.get("POSITION"), where + " POSITION").get(
+            "count", 0) if "POSITION" in attrs else 0
+        coeffs = sum(a.startswith(f"{_PREFIX}SH_DEGREE_") for a in attrs) - 1
+        found.append((prim, where, count if _is_int(count) and count > 0 else 0,
+                      min(max(coeffs, 0), 15)))
+    return found, skipped
+
+
+def _splat_primitives(doc: _Document, report: Report, limits: ReadLimits, stored: int
                       ) -> list[tuple[dict, str, np.ndarray]]:
     """(primitive, name for messages, world matrix) of every splat primitive in the scene,
-    with the total splat count checked against the budget before anything is decoded."""
-    found, total, skipped = [], 0, 0
-    for mesh_index, world in _mesh_instances(doc):
-        mesh = doc.item("meshes", mesh_index, "a node")
-        primitives = mesh.get("primitives", [])
-        if not isinstance(primitives, list):
-            raise GSError(f"{doc.source}: meshes[{mesh_index}].primitives must be a list")
-        for p, prim in enumerate(primitives):
-            if not isinstance(prim, dict):
-                raise GSError(f"{doc.source}: meshes[{mesh_index}].primitives[{p}] is not an "
-                              "object")
-            attrs = prim.get("attributes") if isinstance(prim.get("attributes"), dict) else {}
-            ext = prim.get("extensions") if isinstance(prim.get("extensions"), dict) else {}
-            if EXTENSION_NAME not in ext and not any(a.startswith(_PREFIX) for a in attrs):
-                skipped += 1
-                continue
-            where = f"meshes[{mesh_index}].primitives[{p}]"
-            count = doc.item("accessors", attrs.get("POSITION"), where + " POSITION").get(
-                "count", 0) if "POSITION" in attrs else 0
-            total += count if _is_int(count) else 0
-            found.append((prim, where, world))
-    if total > max_splats:
-        raise GSError(f"{doc.source}: the scene holds {total:,} splats, more than the reader's "
-                      f"budget of {max_splats:,} (pass max_splats= to allow it)")
+    with the total splat count checked against ``limits`` before anything is decoded."""
+    instances = _Instances(doc)
+    meshes: dict = {}  # mesh index → its splat primitives (a mesh may be shown many times)
+    per_mesh: dict = {}  # mesh index → (splats, decoded bytes, primitives skipped)
+    total = decoded = skipped = 0
+    for mesh_index, _slot in instances.meshes:
+        if not _is_int(mesh_index) or mesh_index not in meshes:
+            found, skipped_here = _mesh_splat_primitives(doc, mesh_index)
+            meshes[mesh_index] = found
+            per_mesh[mesh_index] = (sum(count for _, _, count, _ in found), sum(
+                count * 4 * (14 + 3 * coeffs) for _, _, count, coeffs in found), skipped_here)
+        splats, size, skipped_here = per_mesh[mesh_index]
+        total, decoded, skipped = total + splats, decoded + size, skipped + skipped_here
+    # Node instances repeat a primitive's stored data: treat the scene as data expanded from
+    # the file's bytes (float32 values), so a few bytes of nodes cannot claim millions of splats.
+    limits.check_claim(total, bytes_per_splat=-(-decoded // max(total, 1)), available=stored,
+                       compressed=True, source=doc.source)
     if skipped:
         report({"INFO"}, f"{doc.source}: ignored {skipped} primitive(s) without "
                          f"{EXTENSION_NAME}")
-    return found
+    return [(prim, where, instances.world(slot)) for mesh_index, slot in instances.meshes
+            for prim, where, _, _ in meshes[mesh_index]]
 
 
-def read_gltf(path: str | os.PathLike, *, nonfinite: str = "drop", report: Report = log_report,
-              max_splats: int = MAX_SPLATS) -> SplatSet:
-    """Read the KHR_gaussian_splatting primitives of a .glb or .gltf file.
+def _stored_bytes(doc: _Document, size: int) -> int:
+    """Bytes the scene's data can come from: the file and the buffer files beside it."""
+    buffers = doc.doc.get("buffers")
+    for info in buffers[:_MAX_BUFFER_FILES] if isinstance(buffers, list) else []:
+        uri = info.get("uri") if isinstance(info, dict) else None
+        if isinstance(uri, str) and not uri.startswith("data:") and "://" not in uri:
+            path = urllib.parse.unquote(uri)
+            try:
+                if not os.path.isabs(path):
+                    size += os.path.getsize(os.path.join(doc.folder, path))
+            except (OSError, ValueError):
+                pass  # a missing buffer file is named when the accessor needs it
+    return size
+
+
+def _read_gltf(source: str, *, limits: ReadLimits, report: Report) -> tuple[SplatSet, bool]:
+    """Read the KHR_gaussian_splatting primitives of a .glb or .gltf file:
+    ``read_gltf(path, *, nonfinite="drop", limits=None, report=log_report)``.
 
     Args:
-        nonfinite: 'drop' (report how many) or 'error' for splats with NaN/Inf values.
-        max_splats: refuse a scene holding more splats than this (all instances together).
+        limits: :class:`ReadLimits`: the splats of all primitives and node instances together
+            are checked against it before anything is decoded (instances count as data
+            expanded from the file's bytes).
     Returns:
         SplatSet in the 3DGS frame, node transforms applied.
     Raises:
         GSError naming the file and the problem (see the module docstring).
     """
-    source = os.fspath(path)
-    if nonfinite not in ("drop", "error"):
-        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
-    try:
-        data = Path(source).read_bytes()
-    except OSError as err:
-        raise GSError(f"{source}: cannot read file ({err.strerror or err})") from None
+    data = Path(source).read_bytes()
     if data[:4] == b"glTF":
         doc = _Document(source, *_parse_glb(data, source))
     else:
         doc = _Document(source, _parse_json(data, source), None)
     try:
-        parts = [_place(splats, world, where, source)
-                 for prim, where, world in _splat_primitives(doc, report, max_splats)
+        found = _splat_primitives(doc, report, limits, _stored_bytes(doc, len(data)))
+        parts = [_place(splats, world, where, source) for prim, where, world in found
                  if (splats := _primitive_splats(doc, prim, where, report)).count]
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
+    except GSError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
         # A value of an unexpected JSON type that the checks above did not name.
         raise GSError(f"{source}: malformed glTF document ({type(err).__name__}: {err})") from None
     if not parts:
         raise GSError(f"{source}: no {EXTENSION_NAME} splats in the scene")
-    splats = parts[0] if len(parts) == 1 else concatenate(parts)
-    return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
+    return (parts[0] if len(parts) == 1 else concatenate(parts)), False
+
+
+read_gltf = splat_reader(_read_gltf)
 
 
 # ---------------------------------------------------------------------------------- writing

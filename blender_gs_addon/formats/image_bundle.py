@@ -6,8 +6,10 @@ kept apart from the format so the safety checks live in one place:
 * Nothing is decompressed before its size is known and checked against a budget the caller
   derives from the splat count: zip members by the size their central directory declares
   (zipfile then stops at that size and verifies the CRC, so a member that inflates further is
-  an error, not a bomb), images by the width × height in their header (Pillow reads only the
-  header on open).
+  an error, not a bomb), and by that size against their compressed size with the
+  decompression-ratio guard of :class:`~.reader_contract.ReadLimits`; images by the width ×
+  height in their header (Pillow reads only the header on open; its own bomb warning is
+  turned into the same error).
 * Member names come from the JSON; they must be relative paths inside the bundle.
 * Images must be WebP or PNG, 8 bits per channel; they are always returned as [H, W, 4].
 * Writing: WebP lossless with ``exact`` (RGB under alpha 0 kept: SOG stores opacity in alpha);
@@ -18,35 +20,39 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import os
 import posixpath
 import tempfile
+import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
 from ..errors import GSError
+from .reader_contract import ReadLimits, resolve_limits
 
 __all__ = ["ImageBundle", "encode_webp", "write_bundle"]
 
 _IMAGE_FORMATS = ("WEBP", "PNG")
-_MAX_JSON_BYTES = 64 << 20
+_MAX_JSON_BYTES = 16 << 20  # a SOG meta.json is a few tens of KB
 
 
 class ImageBundle:
     """Read access to the files of a bundle: ``ImageBundle(path)`` for a zip archive or for a
     JSON file whose images lie beside it (told apart by content). ``json_name`` is the JSON
-    file inside a zip; with ``expect_zip`` anything but a zip archive is refused."""
+    file inside a zip; with ``expect_zip`` anything but a zip archive is refused; ``limits``
+    bounds how far a zip member may inflate."""
 
     def __init__(self, path: str | os.PathLike, *, json_name: str = "meta.json",
-                 expect_zip: bool = False):
+                 expect_zip: bool = False, limits: ReadLimits | None = None):
         self.source = os.fspath(path)
+        self.limits = resolve_limits(limits)
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
-        try:
-            is_zip = zipfile.is_zipfile(self.source)
-        except OSError as err:
-            raise GSError(f"{self.source}: cannot read file ({err.strerror or err})") from None
+        with open(self.source, "rb") as fh:  # an OSError is the reader's to name
+            is_zip = zipfile.is_zipfile(fh)
         if expect_zip and not is_zip:
             raise GSError(f"{self.source}: not a zip archive (a bundled file must be a zip of "
                           f"{json_name} and its images)")
@@ -104,21 +110,47 @@ class ImageBundle:
             raise GSError(f"{self.source}: {member} is missing next to "
                           f"{self.json_name}") from None
 
+    def stored_size(self, names: list[str]) -> int:
+        """Bytes on disk behind the bundle: the archive, or the JSON file and the named files
+        beside it (missing ones count 0: reading them fails later, by name)."""
+        total = os.path.getsize(self.source)
+        if self._zip is None:
+            for name in dict.fromkeys(names):
+                try:
+                    total += self.size(name)
+                except GSError:
+                    pass
+        return total
+
     def read(self, name: str, limit: int) -> bytes:
-        """A member's bytes, refusing (before reading) one that declares more than ``limit``."""
+        """A member's bytes, refusing (before reading) one that declares more than ``limit``
+        or, in a zip, one that would inflate beyond the limits' expansion ratio."""
         member = self._member(name)
         size = self.size(member)
         if size > limit:
             raise GSError(f"{self.source}: {member} declares {size:,} bytes, more than the "
                           f"{limit:,} this file can need (corrupt or a decompression bomb)")
+        if self._zip is not None:
+            packed = self._zip.getinfo(self._prefix + member).compress_size
+            if size > self.limits.expansion_allowance and \
+                    size > self.limits.max_expansion * max(packed, 1):
+                raise GSError(f"{self.source}: {member} declares {size:,} bytes from {packed:,} "
+                              f"compressed, an expansion of {size / max(packed, 1):,.0f}:1; "
+                              "refused as a likely decompression bomb")
+        wanted = min(size, limit) + 1  # never a buffer for more than the member declares
         try:
             if self._zip is not None:
                 with self._zip.open(self._prefix + member) as fh:
-                    data = fh.read(limit + 1)
+                    data = fh.read(wanted)
             else:
                 with open(os.path.join(self._folder, member), "rb") as fh:
-                    data = fh.read(limit + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as err:
+                    data = fh.read(wanted)
+        except OSError as err:
+            if self._zip is None and member == self.json_name:
+                raise  # the file itself: the reader names it
+            raise GSError(f"{self.source}: cannot read {member} ({err.strerror or err})") from None
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, NotImplementedError,
+                RuntimeError, EOFError, ValueError) as err:  # what a damaged member raises
             raise GSError(f"{self.source}: cannot read {member} ({err})") from None
         if len(data) > limit:
             raise GSError(f"{self.source}: {member} is larger than {limit:,} bytes")
@@ -142,7 +174,10 @@ class ImageBundle:
 
         data = self.read(name, byte_limit)
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data))
+            with im:
                 width, height = im.size
                 if im.format not in _IMAGE_FORMATS:
                     raise GSError(f"{self.source}: {name} is a {im.format} image; expected "
@@ -158,7 +193,9 @@ class ImageBundle:
                 rgba = np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im)
         except GSError:
             raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise GSError(f"{self.source}: {name} declares too many pixels ({err})") from None
+        except (OSError, ValueError, SyntaxError) as err:
             raise GSError(f"{self.source}: {name} is not a readable image ({err})") from None
         return rgba
 

@@ -5,7 +5,9 @@ path ending in ``meta.json``) or zipped into one ``.sog`` file. Facts from PlayC
 page (developer.playcanvas.com, formats/sog-v2) and splat-transform's reader and writer:
 
 * Every per-splat image has the same W×H ≥ count; splat i is pixel (i mod W, i div W), row-major
-  from the top left. The writer uses W = ⌈√N / 4⌉·4, H = ⌈N / W / 4⌉·4 and Morton order.
+  from the top left. The writer uses W = ⌈√N / 4⌉·4, H = ⌈N / W / 4⌉·4 and Morton order, and
+  leaves the texels after the last splat empty (quaternion tag 0, as splat-transform does), so
+  a ``count`` raised into them is refused and one lowered below the splats is reported.
 * ``means_l`` / ``means_u``: RGB = low / high byte of a 16-bit value per axis, linear between
   ``means.mins`` and ``means.maxs`` of l(x) = sign(x)·ln(1 + |x|); x = sign(l)·(e^|l| − 1).
 * ``quats``: the unit quaternion (w, x, y, z), sign chosen so its largest component is
@@ -18,9 +20,12 @@ page (developer.playcanvas.com, formats/sog-v2) and splat-transform's reader and
   ``shN.count`` the palette size.
 * Frame: the 3DGS .ply frame itself (no conversion).
 
-Version 3 is announced on PlayCanvas's site as current, but its specification could not be
-obtained and no released tool reads it yet (splat-transform 3.7.0 – 3.10.2 and the PlayCanvas
-engine read and write version 2): the reader refuses it by name.
+Version 3 is announced on PlayCanvas's site as current ("version 2 can still be read by all
+PlayCanvas tools"), but no specification of it has been published and no released tool reads
+or writes it: splat-transform up to 3.10.2 (npm) and its repository up to August 2026 write
+version 2 and refuse any other version ("Unsupported SOG meta version"), and the PlayCanvas
+engine up to 2.23.3 reads versions 1 and 2. The reader refuses version 3 (and any other) by
+name; the writer writes version 2, what every PlayCanvas tool reads.
 
 Error bounds of a write → read round trip (this writer rounds to nearest):
 
@@ -39,10 +44,12 @@ SH bands 1–3       a k-means palette of min(65536, …) vectors (``palette_siz
                    codebook indices: no per-splat bound (the writer reports the RMS error)
 =================  =========================================================================
 
-Bad input: the splat count is checked against ``max_splats`` and every member's declared
-byte size and image size against what that count needs before anything is decompressed;
-unknown or missing fields, indices beyond a codebook or palette, and images too small for the
-count are GSErrors naming the file.
+Bad input (the promise of :mod:`.reader_contract`): the splat count is checked against the
+:class:`~.reader_contract.ReadLimits` — at most ``max_splats``, and what it decodes to (images
+and values) at most ``max_expansion`` times the bytes stored — and every member's declared
+byte size, zip expansion and image header size against what that count needs, before anything
+is decompressed; unknown or missing fields, indices beyond a codebook or palette, and images
+too small for the count are GSErrors naming the file.
 """
 
 from __future__ import annotations
@@ -61,12 +68,11 @@ from ..splats import SplatSet
 from .codebooks import codebook_error, scalar_codebook, vector_palette
 from .compressed_ply import morton_order
 from .image_bundle import ImageBundle, encode_webp, write_bundle
+from .reader_contract import ReadLimits, splat_reader
 
-__all__ = ["read_sog", "write_sog", "SOG_VERSION", "MAX_SPLATS", "texture_shape",
-           "default_palette_size"]
+__all__ = ["read_sog", "write_sog", "SOG_VERSION", "texture_shape", "default_palette_size"]
 
 SOG_VERSION = 2
-MAX_SPLATS = 1 << 26  # default budget of the reader: 67M splats (~7 GB decoded at SH 0)
 META_NAME = "meta.json"
 _MAX_TEXELS = 16383  # WebP's largest width/height
 _PALETTE_WIDTH = 64  # palette entries per row of shN_centroids
@@ -117,21 +123,31 @@ def _numbers(section: dict, key: str, where: str, source: str, *, length: int | 
     return array
 
 
-def _read_meta(bundle: ImageBundle, source: str, max_splats: int) -> tuple[dict, int]:
+def _read_meta(bundle: ImageBundle, source: str, limits: ReadLimits) -> tuple[dict, int]:
+    """meta.json and its splat count, checked against ``limits`` with what the count decodes
+    to (values and per-splat images) against the bytes the bundle stores."""
     meta = bundle.read_json()
     version = meta.get("version")
     if version is None:
         raise GSError(f"{source}: meta.json has no 'version': a legacy SOG (version 1), which "
                       "this reader does not support; convert it with a newer splat-transform")
     if version != SOG_VERSION:
-        raise GSError(f"{source}: SOG version {version!r} is not supported (this reader "
-                      f"knows version {SOG_VERSION}, which every PlayCanvas tool reads)")
+        raise GSError(f"{source}: SOG version {version!r} is not supported: this reader knows "
+                      f"version {SOG_VERSION}, which every PlayCanvas tool reads and writes "
+                      "(no specification of any later version has been published); save the "
+                      f"file as SOG version {SOG_VERSION} with the tool that made it")
     count = meta.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise GSError(f"{source}: meta.json 'count' must be a positive integer, got {count!r}")
-    if count > max_splats:
-        raise GSError(f"{source}: meta.json claims {count:,} splats, more than the reader's "
-                      f"budget of {max_splats:,} (pass max_splats= to allow it)")
+    limits.check_count(count, source=source)
+    shn = meta.get("shN") if isinstance(meta.get("shN"), dict) else {}
+    bands = shn.get("bands") if shn.get("bands") in (1, 2, 3) else 0
+    images = len(_SECTIONS) + 1 + (1 if bands else 0)  # means has two
+    names = [f for section in meta.values() if isinstance(section, dict)
+             for f in (section.get("files") if isinstance(section.get("files"), list) else [])
+             if isinstance(f, str)][:16]
+    limits.check_claim(count, bytes_per_splat=4 * (14 + 3 * coeffs_for_degree(bands) + images),
+                       available=bundle.stored_size(names), compressed=True, source=source)
     return meta, count
 
 
@@ -177,6 +193,19 @@ def _decode_quats(q: np.ndarray, source: str) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _quats_of_count(bundle: ImageBundle, section: dict, count: int, limit: int,
+                    report: Report) -> np.ndarray:
+    """[count, 4] quats texels; a WARNING when texels after ``count`` hold splats too (writers
+    leave that padding empty, so the count is likely wrong: the reader cannot tell more)."""
+    texels = _image(bundle, section["files"][0], limit, need=count, what="quats")
+    beyond = int((texels[count:, 3] >= 252).sum())
+    if beyond:
+        report({"WARNING"}, f"{bundle.source}: meta.json 'count' is {count:,}, but the quats "
+                            f"image holds {beyond:,} more splats after them (a wrong count?); "
+                            f"read {count:,}")
+    return texels[:count]
+
+
 def _decode_sh(bundle: ImageBundle, meta: dict, count: int, limit: int, source: str
                ) -> np.ndarray:
     """[N, K, 3] SH bands from the palette, or [N, 0, 3] without a ``shN`` section."""
@@ -208,26 +237,25 @@ def _decode_sh(bundle: ImageBundle, meta: dict, count: int, limit: int, source: 
     return palette[labels]
 
 
-def read_sog(path: str | os.PathLike, *, nonfinite: str = "drop", report: Report = log_report,
-             max_splats: int = MAX_SPLATS) -> SplatSet:
-    """Read a SOG: a ``.sog`` zip bundle or a ``meta.json`` with its images beside it.
+def _read_sog(source: str, *, limits: ReadLimits, report: Report) -> tuple[SplatSet, bool]:
+    """Read a SOG, a ``.sog`` zip bundle or a ``meta.json`` with its images beside it:
+    ``read_sog(path, *, nonfinite="drop", limits=None, report=log_report)``.
 
     Args:
         nonfinite: 'drop' or 'error' for splats decoded as NaN/Inf (only positions whose
             stored range overflows float32 can be).
-        max_splats: refuse files that claim more splats than this, before decoding anything.
+        limits: :class:`ReadLimits` checked before anything is decompressed (module docstring).
     Returns:
         SplatSet in the 3DGS frame, in file (Morton) order.
     Raises:
         GSError naming the file: not a SOG, unsupported version, bad or missing fields,
-        images too small for the count or larger than it can need, indices out of range.
+        images too small for the count or larger than it can need, indices out of range, a
+        claim beyond ``limits``.
     """
-    source = os.fspath(path)
-    if nonfinite not in ("drop", "error"):
-        raise GSError(f"unknown non-finite policy {nonfinite!r}; use 'drop' or 'error'")
     expect_zip = not source.lower().endswith(".json")
-    with ImageBundle(source, json_name=META_NAME, expect_zip=expect_zip) as bundle:
-        meta, count = _read_meta(bundle, source, max_splats)
+    with ImageBundle(source, json_name=META_NAME, expect_zip=expect_zip,
+                     limits=limits) as bundle:
+        meta, count = _read_meta(bundle, source, limits)
         if meta.get("model") not in (None, "default"):
             report({"WARNING"}, f"{source}: splat model {meta['model']!r} is read as ordinary "
                                 "3D Gaussians")
@@ -240,7 +268,8 @@ def read_sog(path: str | os.PathLike, *, nonfinite: str = "drop", report: Report
 
         positions = _decode_means(per_splat("means", 0), per_splat("means", 1),
                                   sections["means"], source)
-        rotations = _decode_quats(per_splat("quats"), source)
+        rotations = _decode_quats(_quats_of_count(bundle, sections["quats"], count, limit,
+                                                  report), source)
         scales = per_splat("scales")
         log_scales = _lookup(_numbers(sections["scales"], "codebook", "scales", source),
                              scales[:, :3], "scales", source)
@@ -252,7 +281,10 @@ def read_sog(path: str | os.PathLike, *, nonfinite: str = "drop", report: Report
     splats = SplatSet(positions=positions, log_scales=log_scales, rotations=rotations,
                       opacity_logits=np.log(alpha / (1.0 - alpha)).astype(np.float32),
                       sh_dc=sh_dc, sh_rest=sh_rest)
-    return splats.drop_nonfinite(source=source, policy=nonfinite, report=report)
+    return splats, False  # positions can overflow float32: the wrapper scans
+
+
+read_sog = splat_reader(_read_sog)
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -358,7 +390,8 @@ def _encode_images(s: SplatSet, width: int, height: int, palette: int, iteration
     images = {
         "means_l.webp": _texels(lo, width, height),
         "means_u.webp": _texels(hi, width, height),
-        "quats.webp": _texels(_encode_quats(s.rotations), width, height),
+        # padding with tag 0 (no splat), as splat-transform pads: a count too large is an error
+        "quats.webp": _texels(_encode_quats(s.rotations), width, height, fill_alpha=0),
         "scales.webp": _texels(scale_index, width, height),
         "sh0.webp": _texels(np.concatenate([dc_index, alpha[:, None]], axis=1), width, height),
     }
