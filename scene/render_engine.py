@@ -405,19 +405,14 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
     untouched). ``resolution`` rescales the longer image side.
     """
     from ..blender_gs_addon.conventions.frames import FILE_TO_WORLD_UP
-    from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
+    from ..blender_gs_addon.reconstruction.evaluate import cameras_to_render
     from .splat_object import import_splats
 
     if engine not in ENGINES:
         raise GSError(f"unknown render engine {engine!r}; use {', '.join(ENGINES)}")
     if resolution is not None and resolution < 1:
         raise GSError(f"resolution must be a positive number of pixels, got {resolution}")
-    dataset = read_transforms(cameras, check_images=False,
-                              allow_outside_paths=allow_outside_paths)
-    if not dataset.views:
-        raise GSError(f"{cameras}: no frames to render")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    views, out = cameras_to_render(cameras, out_dir, allow_outside_paths=allow_outside_paths)
     scene = bpy.data.scenes.new("GS Render")
     created = []
     try:
@@ -439,7 +434,7 @@ def render_dataset_frames(*, splats_path, cameras, out_dir, engine: str = "eevee
         settings.color_mode = 'RGBA'
         settings.color_depth = '8'
         written = [_render_view(scene, cam, view.resized(resolution), out, engine)
-                   for view in dataset.views]
+                   for view in views]
         report({'INFO'}, f"Rendered {len(written)} frames with {engine} to {out}")
         return written
     finally:

@@ -21,6 +21,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from ..blender_gs_addon.errors import GSError
+from .display.nodes import NodeBuilder
 
 __all__ = ["SAMPLE_SCENES", "build_sample_scene"]
 
@@ -121,40 +122,35 @@ def _principled_material(name: str, viewport_rgb, roughness: float = 0.5,
     return mat, bsdf
 
 
-def _texture_coordinates(mat, scale: float):
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    coords = nodes.new("ShaderNodeTexCoord")
-    mapping = nodes.new("ShaderNodeMapping")
-    mapping.inputs["Scale"].default_value = (scale, scale, scale)
-    links.new(coords.outputs["Object"], mapping.inputs["Vector"])
-    return mapping.outputs["Vector"]
+def _texture_coordinates(g: NodeBuilder, scale: float):
+    """Object coordinates × ``scale``: the texture space of every sample material."""
+    coords = g.node("ShaderNodeTexCoord").outputs["Object"]
+    return g.node("ShaderNodeMapping", [("Vector", coords),
+                                        ("Scale", (scale, scale, scale))]).outputs["Vector"]
+
+
+def _two_colour_ramp(g: NodeBuilder, fac, low, high, positions=(0.0, 1.0)):
+    ramp = g.node("ShaderNodeValToRGB", [("Fac", fac)])
+    for element, colour, position in zip(ramp.color_ramp.elements, (low, high), positions):
+        element.position, element.color = position, (*colour, 1.0)
+    return ramp.outputs["Color"]
 
 
 def _checker_material(name, colour1, colour2, scale: float) -> bpy.types.Material:
     """Checker of two colours, its edges broken up by noise, with noise-varied roughness."""
     mat, bsdf = _principled_material(name, [(a + b) / 2 for a, b in zip(colour1, colour2)])
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    vector = _texture_coordinates(mat, scale)
-    noise = nodes.new("ShaderNodeTexNoise")
-    noise.inputs["Scale"].default_value = 3.0
-    noise.inputs["Detail"].default_value = 4.0
-    links.new(vector, noise.inputs["Vector"])
-    warp = nodes.new("ShaderNodeMix")
-    warp.data_type = 'VECTOR'
-    warp.inputs["Factor"].default_value = 0.08
-    links.new(vector, warp.inputs["A"])
-    links.new(noise.outputs["Color"], warp.inputs["B"])
-    checker = nodes.new("ShaderNodeTexChecker")
-    checker.inputs["Scale"].default_value = 1.0
-    checker.inputs["Color1"].default_value = (*colour1, 1.0)
-    checker.inputs["Color2"].default_value = (*colour2, 1.0)
-    links.new(warp.outputs["Result"], checker.inputs["Vector"])
-    links.new(checker.outputs["Color"], bsdf.inputs["Base Color"])
-    rough = nodes.new("ShaderNodeMapRange")
-    rough.inputs["To Min"].default_value = 0.25
-    rough.inputs["To Max"].default_value = 0.7
-    links.new(noise.outputs["Fac"], rough.inputs["Value"])
-    links.new(rough.outputs["Result"], bsdf.inputs["Roughness"])
+    g = NodeBuilder(mat.node_tree)
+    vector = _texture_coordinates(g, scale)
+    noise = g.node("ShaderNodeTexNoise", [("Vector", vector), ("Scale", 3.0), ("Detail", 4.0)])
+    warp = g.node("ShaderNodeMix", [("Factor", 0.08), ("A", vector),
+                                    ("B", noise.outputs["Color"])], data_type='VECTOR')
+    checker = g.node("ShaderNodeTexChecker", [("Vector", warp.outputs["Result"]), ("Scale", 1.0),
+                                              ("Color1", (*colour1, 1.0)),
+                                              ("Color2", (*colour2, 1.0))])
+    g.feed(bsdf.inputs["Base Color"], checker.outputs["Color"])
+    rough = g.node("ShaderNodeMapRange", [("Value", noise.outputs["Fac"]), ("To Min", 0.25),
+                                          ("To Max", 0.7)])
+    g.feed(bsdf.inputs["Roughness"], rough.outputs["Result"])
     return mat
 
 
@@ -162,19 +158,11 @@ def _noise_material(name, colour_low, colour_high, scale: float) -> bpy.types.Ma
     """Mottled paint: noise through a two-colour ramp."""
     mat, bsdf = _principled_material(name, [(a + b) / 2 for a, b in zip(colour_low, colour_high)],
                                      roughness=0.45)
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    vector = _texture_coordinates(mat, scale)
-    noise = nodes.new("ShaderNodeTexNoise")
-    noise.inputs["Scale"].default_value = 4.0
-    noise.inputs["Detail"].default_value = 6.0
-    links.new(vector, noise.inputs["Vector"])
-    ramp = nodes.new("ShaderNodeValToRGB")
-    ramp.color_ramp.elements[0].position = 0.35
-    ramp.color_ramp.elements[0].color = (*colour_low, 1.0)
-    ramp.color_ramp.elements[1].position = 0.65
-    ramp.color_ramp.elements[1].color = (*colour_high, 1.0)
-    links.new(noise.outputs["Fac"], ramp.inputs["Fac"])
-    links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+    g = NodeBuilder(mat.node_tree)
+    noise = g.node("ShaderNodeTexNoise", [("Vector", _texture_coordinates(g, scale)),
+                                          ("Scale", 4.0), ("Detail", 6.0)])
+    g.feed(bsdf.inputs["Base Color"], _two_colour_ramp(
+        g, noise.outputs["Fac"], colour_low, colour_high, positions=(0.35, 0.65)))
     return mat
 
 
@@ -182,18 +170,11 @@ def _stripe_material(name, colour1, colour2, scale: float) -> bpy.types.Material
     """Brushed-metal stripes: a wave texture along Z through a two-colour ramp, metallic."""
     mat, bsdf = _principled_material(name, [(a + b) / 2 for a, b in zip(colour1, colour2)],
                                      roughness=0.35, metallic=0.6)
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    vector = _texture_coordinates(mat, scale)
-    wave = nodes.new("ShaderNodeTexWave")
-    wave.wave_type = 'BANDS'
-    wave.bands_direction = 'Z'
-    wave.inputs["Distortion"].default_value = 2.0
-    links.new(vector, wave.inputs["Vector"])
-    ramp = nodes.new("ShaderNodeValToRGB")
-    ramp.color_ramp.elements[0].color = (*colour1, 1.0)
-    ramp.color_ramp.elements[1].color = (*colour2, 1.0)
-    links.new(wave.outputs["Fac"], ramp.inputs["Fac"])
-    links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+    g = NodeBuilder(mat.node_tree)
+    wave = g.node("ShaderNodeTexWave", [("Vector", _texture_coordinates(g, scale)),
+                                        ("Distortion", 2.0)],
+                  wave_type='BANDS', bands_direction='Z')
+    g.feed(bsdf.inputs["Base Color"], _two_colour_ramp(g, wave.outputs["Fac"], colour1, colour2))
     return mat
 
 

@@ -180,7 +180,6 @@ def test_cancel_between_stages_writes_nothing(capture, weights, tmp_path, stop_a
 
 def test_warm_worker_loads_the_model_once(capture, weights, tmp_path):
     from blender_gs_addon.worker.client import WorkerClient
-
     from blender_gs_addon.worker.transfer import dataset_bundle
 
     with WorkerClient(env={"OMP_NUM_THREADS": "2"}) as client:

@@ -240,16 +240,8 @@ def views_from_colmap(
                            allow_outside=allow_outside_paths)
         views.append(
             CameraView(
-                name=im.name,
-                file_path=path,
-                width=width,
-                height=height,
-                fx=fx,
-                fy=fy,
-                cx=cx,
-                cy=cy,
-                camera_to_world=c2w_cv @ OPENCV_FROM_OPENGL,
-                split="train",
+                name=im.name, file_path=path, width=width, height=height, fx=fx, fy=fy, cx=cx,
+                cy=cy, camera_to_world=c2w_cv @ OPENCV_FROM_OPENGL, split="train",
             )
         )
     return views

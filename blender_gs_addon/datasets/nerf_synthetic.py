@@ -218,16 +218,8 @@ def _read_frames(file: Path, meta: dict, split: str, *, check_images: bool,
             name = _name_from_path(file_path)
         views.append(
             CameraView(
-                name=name,
-                file_path=image,
-                width=width,
-                height=height,
-                fx=fx,
-                fy=fy,
-                cx=cx,
-                cy=cy,
-                camera_to_world=c2w,
-                split=split,
+                name=name, file_path=image, width=width, height=height, fx=fx, fy=fy, cx=cx,
+                cy=cy, camera_to_world=c2w, split=split,
             )
         )
     return views

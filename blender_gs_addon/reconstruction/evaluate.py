@@ -16,7 +16,7 @@ from ..errors import GSError
 from ..splats import SplatSet
 
 __all__ = ["FILE_TO_WORLD_UP", "splats_file_to_world", "splats_world_to_file", "render_views",
-           "evaluate_splats", "render_frames_exact"]
+           "evaluate_splats", "cameras_to_render", "render_frames_exact"]
 
 FILE_TO_WORLD_UP = "-Y"
 
@@ -103,6 +103,22 @@ def evaluate_splats(splats: SplatSet, dataset, *, split: str = "test", device: s
             "coverage": coverage, "per_view": per_view}
 
 
+def cameras_to_render(cameras, out_dir, *, allow_outside_paths: bool = False) -> tuple:
+    """(views, output folder) for rendering every frame of a transforms file: the cameras only
+    (images need not exist), GSError when there is none; the folder is made."""
+    from pathlib import Path
+
+    from ..datasets.nerf_synthetic import read_transforms
+
+    dataset = read_transforms(cameras, check_images=False,
+                              allow_outside_paths=allow_outside_paths)
+    if not dataset.views:
+        raise GSError(f"{cameras}: no frames to render")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return dataset.views, out
+
+
 def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None = None,
                         device: str = "auto", allow_outside_paths: bool = False) -> list:
     """Render a splat file from every frame of a NeRF-synthetic transforms file to PNGs.
@@ -117,20 +133,14 @@ def render_frames_exact(*, splats_path, cameras, out_dir, resolution: int | None
 
     from PIL import Image
 
-    from ..datasets.nerf_synthetic import read_transforms
     from ..devices import resolve_device
     from ..formats import read_splats
 
     splats = splats_file_to_world(read_splats(splats_path))
-    dataset = read_transforms(cameras, check_images=False,
-                              allow_outside_paths=allow_outside_paths)
-    if not dataset.views:
-        raise GSError(f"{cameras}: no frames to render")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    views, out = cameras_to_render(cameras, out_dir, allow_outside_paths=allow_outside_paths)
     dev = resolve_device(device)
     written = []
-    for view in dataset.views:
+    for view in views:
         view = view.resized(resolution)
         rgb, alpha = render_views(splats, [view], background=(0.0, 0.0, 0.0), device=dev)
         straight = np.where(alpha[0] > 1e-6, rgb[0] / np.maximum(alpha[0], 1e-6), 0.0)
