@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CORE = "blender_gs_addon"
-CORE_BRIDGE = f"{CORE}.cli"
+CORE_BRIDGE = f"{CORE}.cli.blender"
 BLENDER_MODULES = {"bpy", "bpy_extras", "mathutils", "bmesh", "addon_utils", "gpu", "blf",
                    "aud", "bl_math", "idprop", "rna_prop_ui"}
 BLENDER_SIDE = ("scene", "operators", "panels", "preferences")

@@ -46,7 +46,8 @@ CLEAN = {
     "__init__.py": "from . import operators\n",
     "blender_gs_addon/__init__.py": "",
     "blender_gs_addon/errors.py": "class GSError(Exception):\n    pass\n",
-    "blender_gs_addon/cli.py": """
+    "blender_gs_addon/cli/__init__.py": "",
+    "blender_gs_addon/cli/blender.py": """
         def run():
             import bpy
             from .extension import extension_module
@@ -86,7 +87,8 @@ def test_each_planted_violation_is_reported(tmp_path):
     }
     found = "\n".join(import_rules.violations(_tree(tmp_path, planted)))
     assert "the core imports Blender: blender_gs_addon.formats:2 bpy" in found
-    assert "loads the Blender side outside blender_gs_addon.cli: blender_gs_addon.formats" in found
+    assert ("loads the Blender side outside blender_gs_addon.cli.blender: "
+            "blender_gs_addon.formats") in found
     assert "the core imports the Blender side: blender_gs_addon.evaluate:1 → scene.work" in found
     assert "scene/ imports operators/: scene.display:1 → operators.panel_helpers" in found
     assert "import cycle: blender_gs_addon.a → blender_gs_addon.b" in found
