@@ -140,19 +140,61 @@ def _progress_printer():
     return progress
 
 
+def _pose_options(args) -> dict:
+    """recover_poses() keyword arguments from the shared pose options."""
+    up = None
+    if args.up:
+        try:
+            up = [float(v) for v in args.up.split(",")]
+        except ValueError:
+            raise GSError(f"--up must be x,y,z in COLMAP's world, got {args.up!r}") from None
+    return {"masks": args.masks, "frames": args.frames, "max_size": args.max_size,
+            "test_every": args.test_every, "up": up, "camera_model": args.camera_model,
+            "matcher": args.matcher, "threads": args.threads, "seed": args.seed}
+
+
+def _print_pose_report(report: dict) -> None:
+    left = report["left_out"]
+    focal = report["focal_length_px"]
+    print(f"Placed {report['placed']}/{report['images']} images"
+          + (f" (left out: {', '.join(left)})" if left else "")
+          + f"; reprojection error {report['reprojection_error_px']:.2f} px; focal length "
+          f"{focal[0]:.1f} px at {report['image_size'][0]}×{report['image_size'][1]} "
+          f"({report['field_of_view_deg']:.1f}°); {report['points']:,} points; "
+          f"{len(report['test_views'])} held-out views; settings: {report['settings']}")
+    seconds = report.get("seconds", {})
+    print("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+
+
+def cmd_poses(args) -> int:
+    from .poses.recover import recover_poses
+
+    result = recover_poses(photos=args.photos, out=args.out, **_pose_options(args),
+                           progress=_progress_printer(), report=_stdout_report)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_pose_report(result)
+        print(f"Wrote data set {result['dataset']}")
+    return 0
+
+
 def cmd_reconstruct(args) -> int:
     from .reconstruct import reconstruct
 
     result = reconstruct(
         capture=args.capture, out=args.out, backend=args.backend, steps=args.steps,
         weights=args.weights, device=args.device, seed=args.seed, preset=args.preset,
-        offline=True if args.offline else None, dtype=args.dtype,
+        offline=True if args.offline else None, dtype=args.dtype, photos=args.photos,
+        dataset=args.dataset, pose_options=_pose_options(args) if args.photos else None,
         progress=_progress_printer(), report=_stdout_report,
     )
     summary = {k: v for k, v in result.items() if k != "normalisation"}
     if args.json:
         print(json.dumps(summary))
     else:
+        if "poses" in result:
+            _print_pose_report(result["poses"])
         extra = f", held-out PSNR {result['psnr']:.2f} dB" if "psnr" in result else ""
         print(f"Reconstructed {result['count']:,} splats with {args.backend} on "
               f"{result['device']} in {result['seconds']:.1f} s{extra}: {result['splats']}")
@@ -324,6 +366,26 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
+def _add_pose_arguments(p) -> None:
+    from .poses.dataset import DEFAULT_TEST_EVERY
+    from .poses.recover import DEFAULT_FRAMES, DEFAULT_MAX_SIZE
+
+    p.add_argument("--masks", help="folder of masks, one per photo (white: keep)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                   help=f"frames sampled from a video (default {DEFAULT_FRAMES})")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
+                   help=f"longer image side in pixels (default {DEFAULT_MAX_SIZE}; 0: full)")
+    p.add_argument("--test-every", type=int, default=DEFAULT_TEST_EVERY,
+                   help=f"hold out every n-th image for evaluation (default "
+                        f"{DEFAULT_TEST_EVERY}; 0: none)")
+    p.add_argument("--up", help="up direction x,y,z in COLMAP's world (default: the cameras' "
+                                "average up)")
+    p.add_argument("--camera-model", default="SIMPLE_PINHOLE",
+                   choices=["SIMPLE_PINHOLE", "PINHOLE"])
+    p.add_argument("--matcher", default="auto", choices=["auto", "exhaustive", "sequential"])
+    p.add_argument("--threads", type=int, default=-1, help="CPU threads for SfM (-1: all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m blender_gs_addon",
@@ -381,8 +443,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="data set folder to write")
     p.set_defaults(func=cmd_capture)
 
-    p = sub.add_parser("reconstruct", help="reconstruct splats from a capture data set")
-    p.add_argument("--capture", required=True, help="capture folder (transforms_*.json)")
+    p = sub.add_parser("poses", help="recover camera poses of photos or a video (pycolmap) "
+                                     "into a data set")
+    p.add_argument("--photos", required=True, help="a folder of photos or a video file")
+    p.add_argument("--out", required=True, help="data set folder to write")
+    _add_pose_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_poses)
+
+    p = sub.add_parser("reconstruct", help="reconstruct splats from a capture data set, or "
+                                           "from photos (poses first)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--capture", help="capture folder (transforms_*.json)")
+    source.add_argument("--photos", help="a folder of photos or a video file: recover the "
+                                         "poses first")
+    p.add_argument("--dataset", help="with --photos: data set folder for the recovered poses "
+                                     "(default: <out name>_poses beside --out)")
+    _add_pose_arguments(p)
     p.add_argument("--backend", default="fit", choices=["fit", "lgm", "lgm+fit"])
     p.add_argument("--steps", type=int, help="optimisation steps (fit backends)")
     p.add_argument("--preset", choices=["cpu", "gpu"], help="fit schedule (default by device)")
