@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo"]
+BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo", "poses"]
 
 
 def machine() -> str:

@@ -16,9 +16,17 @@ import pytest
 from photo_subject import photos_from_capture, render_subject
 from PIL import Image
 
-from blender_gs_addon.datasets import CameraView, ViewDataset, read_transforms, write_transforms
+from blender_gs_addon.datasets import (
+    OPENCV_FROM_OPENGL,
+    CameraView,
+    ViewDataset,
+    read_colmap_model,
+    read_transforms,
+    write_transforms,
+)
 from blender_gs_addon.datasets.point_cloud import POINTS_FILE, read_point_cloud, write_point_cloud
 from blender_gs_addon.poses.alignment import pose_errors
+from blender_gs_addon.poses.dataset import transform_cameras
 from blender_gs_addon.reconstruct import reconstruct
 
 pytest.importorskip("pycolmap")
@@ -73,6 +81,12 @@ def test_poses_from_120_rendered_views(tmp_path):
     assert len(real_left_out) <= 6, real_left_out  # ≥ 95 % of 120 placed
 
     recovered = read_transforms(tmp_path / "poses")
+    # The kept COLMAP model, read by our COLMAP reader, holds the same cameras in its world.
+    colmap = {Path(v.name).stem: v.camera_to_world
+              for v in read_colmap_model(tmp_path / "poses" / "sparse" / "0").views}
+    moved = transform_cameras(np.asarray(report["colmap_to_dataset"]), np.stack(
+        [colmap[v.name] for v in recovered.views]) @ OPENCV_FROM_OPENGL)
+    np.testing.assert_allclose(moved, recovered.camera_to_world_stack(), atol=1e-6)
     by_name = {Path(v.name).name: v for v in truth.views}
     errors = pose_errors(np.stack([v.camera_to_world for v in recovered.views]),
                          np.stack([by_name[v.name].camera_to_world for v in recovered.views]))

@@ -144,9 +144,10 @@ def pose_views(sfm, similarity, images_dir, *, test_every: int) -> list[CameraVi
     """One CameraView per placed image, in the data set's world."""
     c2w = transform_cameras(similarity, sfm.world_from_camera)
     held_out = held_out_names(sfm.registered, test_every)
-    return [CameraView(name=Path(name).stem, file_path=Path(images_dir) / name, width=sfm.width,
-                       height=sfm.height, fx=sfm.fx, fy=sfm.fy, cx=sfm.cx, cy=sfm.cy,
-                       camera_to_world=matrix, split="test" if name in held_out else "train")
+    (width, height), (fx, fy), (cx, cy) = sfm.image_size, sfm.focal, sfm.principal_point
+    return [CameraView(name=Path(name).stem, file_path=Path(images_dir) / name, width=width,
+                       height=height, fx=fx, fy=fy, cx=cx, cy=cy, camera_to_world=matrix,
+                       split="test" if name in held_out else "train")
             for name, matrix in zip(sfm.registered, c2w)]
 
 
@@ -181,10 +182,10 @@ def pose_report(sfm, dataset: ViewDataset, *, source, seconds: dict) -> dict:
         "left_out": sfm.left_out,
         "left_out_reasons": sfm.left_out_reasons,
         "reprojection_error_px": sfm.reprojection_error,
-        "focal_length_px": [sfm.fx, sfm.fy],
-        "image_size": [sfm.width, sfm.height],
-        "field_of_view_deg": math.degrees(2.0 * math.atan(0.5 * max(sfm.width, sfm.height)
-                                                          / sfm.fx)),
+        "focal_length_px": list(sfm.focal),
+        "image_size": list(sfm.image_size),
+        "field_of_view_deg": math.degrees(2.0 * math.atan(0.5 * max(sfm.image_size)
+                                                          / sfm.focal[0])),
         "points": int(len(sfm.points)),
         "models": sfm.models,
         "settings": sfm.settings,

@@ -113,12 +113,9 @@ class SfmResult:
     names: list[str]  # every input image, input order
     registered: list[str]  # the placed ones, input order
     world_from_camera: np.ndarray  # [R, 4, 4] OpenCV camera → world, registered order
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
+    image_size: tuple[int, int]  # (width, height) of every image
+    focal: tuple[float, float]  # (fx, fy) pixels of the shared camera
+    principal_point: tuple[float, float]  # (cx, cy) pixels
     points: np.ndarray  # [P, 3] float64 sparse points
     colours: np.ndarray  # [P, 3] uint8
     reprojection_error: float  # mean, pixels
@@ -135,15 +132,19 @@ class SfmResult:
 
 
 # ------------------------------------------------------------------------------- options
+def _assign(target, values: dict):
+    for name, value in values.items():
+        setattr(target, name, value)
+    return target
+
+
 def _extraction_options(pycolmap, config: SfmConfig):
-    options = pycolmap.FeatureExtractionOptions()
-    options.num_threads = config.threads
-    options.max_image_size = config.max_image_size
-    sift = options.sift
-    sift.max_num_features = config.max_features
-    sift.peak_threshold = config.peak_threshold
-    sift.estimate_affine_shape = config.affine_shape
-    sift.domain_size_pooling = config.domain_size_pooling
+    options = _assign(pycolmap.FeatureExtractionOptions(), {
+        "num_threads": config.threads, "max_image_size": config.max_image_size})
+    _assign(options.sift, {
+        "max_num_features": config.max_features, "peak_threshold": config.peak_threshold,
+        "estimate_affine_shape": config.affine_shape,
+        "domain_size_pooling": config.domain_size_pooling})
     return options
 
 
@@ -161,16 +162,13 @@ def _reader_options(pycolmap, config: SfmConfig, size: tuple[int, int], mask_dir
 
 
 def _mapping_options(pycolmap, config: SfmConfig):
-    options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = config.threads
-    options.random_seed = config.seed
-    options.ba_refine_principal_point = False
-    options.min_model_size = 3
-    mapper = options.mapper
-    mapper.init_min_num_inliers = config.init_min_inliers
-    mapper.init_min_tri_angle = config.init_min_tri_angle
-    mapper.abs_pose_min_num_inliers = config.abs_pose_min_inliers
-    mapper.random_seed = config.seed
+    options = _assign(pycolmap.IncrementalPipelineOptions(), {
+        "num_threads": config.threads, "random_seed": config.seed,
+        "ba_refine_principal_point": False, "min_model_size": 3})
+    _assign(options.mapper, {
+        "init_min_num_inliers": config.init_min_inliers,
+        "init_min_tri_angle": config.init_min_tri_angle,
+        "abs_pose_min_num_inliers": config.abs_pose_min_inliers, "random_seed": config.seed})
     return options
 
 
@@ -213,9 +211,8 @@ def _extract(pycolmap, database: Path, images_dir, names, config, size, mask_dir
 
 
 def _match(pycolmap, database: Path, count: int, config: SfmConfig, should_stop) -> None:
-    options = pycolmap.FeatureMatchingOptions()
-    options.num_threads = config.threads
-    options.guided_matching = config.guided_matching
+    options = _assign(pycolmap.FeatureMatchingOptions(), {
+        "num_threads": config.threads, "guided_matching": config.guided_matching})
     exhaustive = config.matcher == "exhaustive" or (
         config.matcher == "auto" and count <= config.exhaustive_max_images)
     with _cancellable(pycolmap, should_stop) as token:
@@ -223,10 +220,9 @@ def _match(pycolmap, database: Path, count: int, config: SfmConfig, should_stop)
             pycolmap.match_exhaustive(database, matching_options=options,
                                       device=pycolmap.Device.cpu, cancellation_token=token)
         else:
-            pairing = pycolmap.SequentialPairingOptions()
-            pairing.overlap = config.sequential_overlap
-            pairing.quadratic_overlap = True
-            pairing.loop_detection = False  # needs a vocabulary tree file
+            pairing = _assign(pycolmap.SequentialPairingOptions(), {
+                "overlap": config.sequential_overlap, "quadratic_overlap": True,
+                "loop_detection": False})  # loop detection needs a vocabulary tree file
             pycolmap.match_sequential(database, matching_options=options,
                                       pairing_options=pairing, device=pycolmap.Device.cpu,
                                       cancellation_token=token)
@@ -324,7 +320,7 @@ def run_sfm(images_dir, names: list[str], work_dir, *, size: tuple[int, int],
             model = _largest_model(models)
             if model is not None and (best is None
                                       or model.num_reg_images() > best[0].num_reg_images()):
-                best, best_name = (model, len(models)), name
+                best, best_name = (model, models), name
             placed = 0 if best is None else best[0].num_reg_images()
             if placed >= config.min_registered_fraction * len(names):
                 break
@@ -366,7 +362,31 @@ def _no_model_message(names, reasons) -> str:
             f"of a textured subject){detail}")
 
 
-def _result(pycolmap, model, count: int, settings: str, names, reasons, work_dir: Path,
+def _left_out_reasons(model, models: dict, names, reasons) -> dict[str, str]:
+    """Why each image outside ``model`` is out: the match diagnosis, or another model."""
+    placed = {im.name for im in model.images.values() if im.has_pose}
+    elsewhere = {}
+    for other in models.values():
+        if other is not model:
+            size = other.num_reg_images()
+            for im in other.images.values():
+                if im.has_pose:
+                    elsewhere[im.name] = size
+    out = {}
+    for name in names:
+        if name in placed:
+            continue
+        if name in reasons:
+            out[name] = reasons[name]
+        elif name in elsewhere:
+            out[name] = (f"placed only in a separate model of {elsewhere[name]} images that "
+                         "overlaps too little with the main one")
+        else:
+            out[name] = "could not be placed in the model"
+    return out
+
+
+def _result(pycolmap, model, models: dict, settings: str, names, reasons, work_dir: Path,
             seconds) -> SfmResult:
     from ..datasets.point_cloud import read_point_cloud
 
@@ -386,14 +406,13 @@ def _result(pycolmap, model, count: int, settings: str, names, reasons, work_dir
         poses[i, :3, :3] = rot.T
         poses[i, :3, 3] = -rot.T @ t
     camera = model.cameras[by_name[registered[0]].camera_id]
-    left_reasons = {n: reasons.get(n, "could not be placed in the model") for n in names
-                    if n not in by_name}
     return SfmResult(
         names=list(names), registered=registered, world_from_camera=poses,
-        width=int(camera.width), height=int(camera.height),
-        fx=float(camera.focal_length_x), fy=float(camera.focal_length_y),
-        cx=float(camera.principal_point_x), cy=float(camera.principal_point_y),
+        image_size=(int(camera.width), int(camera.height)),
+        focal=(float(camera.focal_length_x), float(camera.focal_length_y)),
+        principal_point=(float(camera.principal_point_x), float(camera.principal_point_y)),
         points=points, colours=colours,
-        reprojection_error=float(model.compute_mean_reprojection_error()), models=count,
-        settings=settings, sparse_dir=sparse_dir, left_out_reasons=left_reasons,
+        reprojection_error=float(model.compute_mean_reprojection_error()),
+        models=len(models), settings=settings, sparse_dir=sparse_dir,
+        left_out_reasons=_left_out_reasons(model, models, names, reasons),
         seconds=dict(seconds))
