@@ -196,7 +196,7 @@ def reconstruct(*, capture: str | None = None, out: str, backend: str = "fit",
     if backend in ("fit", "lgm+fit"):
         fitted = _fit(dataset, init, preset=preset, device=device, steps=steps, seed=seed,
                       progress=progress, should_stop=stop_requested, report=report)
-        result.update(steps=fitted.steps_run, stopped=fitted.stopped,
+        result.update(steps=fitted.steps_run, stopped=fitted.stopped, fit_seconds=fitted.seconds,
                       cancelled=fitted.stopped == "cancelled")
         if result["cancelled"]:
             return result
@@ -249,6 +249,8 @@ def _evaluate_and_write(splats, dataset, out_path: Path, result: dict, *, start:
 
         scores = {key: result[key] for key in ("psnr", "ssim", "test_views", "splats", "steps")
                   if key in result}
+        scores["seconds"] = {**result["poses"].get("seconds", {}),
+                             "fit": round(result.get("fit_seconds", 0.0), 3)}
         result["poses"] = {**result.get("poses", {}), **update_report(dataset.root, scores)}
     progress("done", 1.0, f"{splats.count:,} splats written to {out_path}")
     return result

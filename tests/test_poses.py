@@ -184,6 +184,20 @@ def test_photos_sharing_no_features_named(tmp_path):
     _assert_nothing_written(tmp_path / "out")
 
 
+@pytest.mark.parametrize("option, value, words", [
+    ("frames", 0, "frames must be at least 1"),
+    ("max_size", 8, "at least 16 pixels"),
+    ("test_every", -1, "test_every must be 0"),
+    ("camera_model", "OPENCV_FISHEYE", "SIMPLE_PINHOLE or PINHOLE"),
+    ("matcher", "vocab_tree", "auto, exhaustive or sequential"),
+    ("threads", 0, "threads must be -1"),
+])
+def test_bad_options_refused(tmp_path, option, value, words):
+    with pytest.raises(GSError, match=words):
+        recover_poses(photos=tmp_path, out=tmp_path / "out", **{option: value})
+    _assert_nothing_written(tmp_path / "out")
+
+
 def test_existing_foreign_folder_kept(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -210,6 +224,11 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'photos'}: only one photo (only.jpg); poses need at least 3 "
         "overlapping photos of the subject from different positions (20 or more work best)"]
+    proc = run_cli("poses", "--photos", tmp_path / "photos", "--out", tmp_path / "out",
+                   check=False, prelude="sys.modules['pycolmap'] = None")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: recovering camera poses needs pycolmap in this "
+                                  "Python environment (pip install pycolmap==4.2.1)")
     proc = run_cli("reconstruct", "--photos", tmp_path / "photos", "--capture", tmp_path,
                    "--out", tmp_path / "x.ply", check=False)
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
@@ -424,3 +443,77 @@ def test_partial_registration_reported(tmp_path, monkeypatch, rng):
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == names
     assert (tmp_path / "out" / "sparse" / "0" / "cameras.bin").is_file()
     assert len(read_point_cloud(tmp_path / "out" / "points3d.ply")[0]) == len(points)
+
+
+def test_reconstruct_starts_from_the_data_sets_points(tmp_path, rng):
+    """With points3d.ply beside the transforms, the fit starts from those points: with 0 steps
+    the written splats are exactly the points (3DGS file frame), coloured like them."""
+    from blender_gs_addon.datasets import CameraView, ViewDataset, write_transforms
+    from blender_gs_addon.evaluate import splats_file_to_world
+    from blender_gs_addon.formats import read_splats
+    from blender_gs_addon.reconstruct import reconstruct
+
+    c2w = look_at_origin(camera_position([0.0, 120.0, 240.0], [20.0] * 3, 2.5))
+    views = []
+    for i, matrix in enumerate(c2w):
+        Image.fromarray(_texture(16, 16, i)).save(tmp_path / f"v{i}.png")
+        views.append(CameraView(name=f"v{i}", file_path=tmp_path / f"v{i}.png", width=16,
+                                height=16, fx=20.0, fy=20.0, cx=8.0, cy=8.0,
+                                camera_to_world=matrix))
+    write_transforms(ViewDataset(views=views), tmp_path)
+    points = rng.uniform(-0.4, 0.4, size=(25, 3))
+    colours = rng.integers(0, 256, size=(25, 3)).astype(np.uint8)
+    write_point_cloud(tmp_path / "points3d.ply", points, colours)
+    result = reconstruct(capture=str(tmp_path), out=str(tmp_path / "s.ply"), steps=0,
+                         device="cpu")
+    splats = splats_file_to_world(read_splats(tmp_path / "s.ply"))
+    assert result["count"] == 25
+    np.testing.assert_allclose(splats.positions, points, atol=1e-6)
+    np.testing.assert_allclose(splats.base_colors(), colours / 255.0, atol=1e-6)
+
+
+def test_sfm_escalates_until_enough_images_are_placed(tmp_path, monkeypatch):
+    """Too few placed with the default settings: the looser mapper runs on the same matches,
+    then denser features are extracted and matched again; the best run is kept."""
+    pytest.importorskip("pycolmap")
+    from blender_gs_addon.poses import sfm
+
+    class Model:
+        def __init__(self, placed):
+            self.placed = placed
+
+        def num_reg_images(self):
+            return self.placed
+
+        def num_points3D(self):
+            return 100 * self.placed
+
+    calls = []
+    placed_per_level = iter([3, 5, 8])
+
+    def features(pycolmap, database, images_dir, names, config, *args):
+        calls.append(("features", config.peak_threshold, config.max_features))
+        return {}
+
+    def mapping(pycolmap, database, images_dir, out_dir, config, count, *args):
+        calls.append(("map", config.init_min_inliers, config.abs_pose_min_inliers))
+        return {0: Model(next(placed_per_level))}
+
+    monkeypatch.setattr(sfm, "_features_and_matches", features)
+    monkeypatch.setattr(sfm, "_map", mapping)
+    monkeypatch.setattr(sfm, "_result", lambda pycolmap, model, models, settings, *a:
+                        (model.placed, settings))
+    messages = []
+    names = [f"i{i}.png" for i in range(10)]
+    best = sfm.run_sfm(tmp_path, names, tmp_path / "work", size=(64, 48),
+                       report=lambda levels, message: messages.append(message))
+    assert calls == [("features", 0.002, 8192), ("map", 30, 15), ("map", 15, 8),
+                     ("features", 0.001, 16384), ("map", 15, 8)]
+    assert best == (8, "denser features")
+    assert messages == ["3 of 10 images placed with the default settings; trying looser ones",
+                        "5 of 10 images placed with the looser mapper settings; trying looser "
+                        "ones"]
+    calls.clear()
+    placed_per_level = iter([9])  # 90 %: enough, no escalation
+    assert sfm.run_sfm(tmp_path, names, tmp_path / "work", size=(64, 48)) == (9, "default")
+    assert calls == [("features", 0.002, 8192), ("map", 30, 15)]

@@ -34,7 +34,7 @@ from .photos import (
     name_list,
     prepare_images,
 )
-from .sfm import SfmCancelled, SfmConfig, run_sfm
+from .sfm import SfmCancelled, SfmConfig, require_pycolmap, run_sfm
 from .video import VIDEO_SUFFIXES, sample_video_frames
 
 __all__ = ["recover_poses", "REPORT_FILE", "DEFAULT_FRAMES", "DEFAULT_MAX_SIZE",
@@ -45,6 +45,26 @@ DEFAULT_FRAMES = 100  # frames sampled from a video
 DEFAULT_MAX_SIZE = 1600  # longer side of the working images (and of the data set's images)
 
 Progress = Callable[[str, float, str], None]
+
+
+def _check_options(*, frames, max_size, test_every, camera_model, matcher, threads) -> None:
+    checks = [
+        (isinstance(frames, int) and frames >= 1, f"frames must be at least 1, got {frames!r}"),
+        (isinstance(max_size, int) and (max_size == 0 or max_size >= 16),
+         f"the working image size must be 0 (full size) or at least 16 pixels, got "
+         f"{max_size!r}"),
+        (isinstance(test_every, int) and test_every >= 0,
+         f"test_every must be 0 (no held-out views) or more, got {test_every!r}"),
+        (camera_model in ("SIMPLE_PINHOLE", "PINHOLE"),
+         f"camera model must be SIMPLE_PINHOLE or PINHOLE, got {camera_model!r}"),
+        (matcher in ("auto", "exhaustive", "sequential"),
+         f"matcher must be auto, exhaustive or sequential, got {matcher!r}"),
+        (isinstance(threads, int) and (threads == -1 or threads >= 1),
+         f"threads must be -1 (all cores) or at least 1, got {threads!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise GSError(message)
 
 
 def _check_out(out: Path) -> None:
@@ -150,6 +170,9 @@ def recover_poses(*, photos, out, masks=None, frames: int = DEFAULT_FRAMES,
     progress = progress or (lambda stage, fraction, message: None)
     should_stop = should_stop or (lambda: False)
     source, out = Path(photos).absolute(), Path(out).absolute()
+    _check_options(frames=frames, max_size=max_size, test_every=test_every,
+                   camera_model=camera_model, matcher=matcher, threads=threads)
+    require_pycolmap()  # before any work: a missing package is the first thing to hear about
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")

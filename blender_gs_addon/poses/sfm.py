@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import GSError, Report, log_report
 from .photos import name_list
 
-__all__ = ["SfmConfig", "SfmResult", "ESCALATION", "run_sfm", "SfmCancelled"]
+__all__ = ["SfmConfig", "SfmResult", "ESCALATION", "run_sfm", "SfmCancelled", "require_pycolmap"]
 
 Progress = Callable[[str, float, str], None]
 # COLMAP's pair id: image_id1 · 2147483647 + image_id2 (image_id1 < image_id2).
@@ -129,6 +129,16 @@ class SfmResult:
     def left_out(self) -> list[str]:
         placed = set(self.registered)
         return [n for n in self.names if n not in placed]
+
+
+def require_pycolmap():
+    """The pycolmap module, or a GSError saying how to install it."""
+    try:
+        import pycolmap
+    except ImportError as err:
+        raise GSError(f"recovering camera poses needs pycolmap in this Python environment "
+                      f"(pip install pycolmap==4.2.1): {err}") from None
+    return pycolmap
 
 
 # ------------------------------------------------------------------------------- options
@@ -290,7 +300,7 @@ def run_sfm(images_dir, names: list[str], work_dir, *, size: tuple[int, int],
     GSError when the images share no features or no model can be started, naming the images
     at fault; :class:`SfmCancelled` when ``should_stop`` says yes.
     """
-    import pycolmap
+    pycolmap = require_pycolmap()
 
     config = config or SfmConfig()
     progress = progress or (lambda stage, fraction, message: None)

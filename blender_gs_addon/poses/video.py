@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import GSError
 from .photos import working_size
 
-__all__ = ["VIDEO_SUFFIXES", "sharpness", "sample_video_frames"]
+__all__ = ["VIDEO_SUFFIXES", "sharpness", "sample_video_frames", "require_av"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts")
 # Sharpness is judged on a copy this wide: enough for edges, cheap for every frame.
@@ -32,8 +32,18 @@ def sharpness(grey) -> float:
     return float(lap.var())
 
 
+def require_av():
+    """The PyAV module, or a GSError saying how to install it."""
+    try:
+        import av
+    except ImportError as err:
+        raise GSError(f"reading videos needs PyAV in this Python environment (pip install "
+                      f"av), or extract the frames into a folder of photos: {err}") from None
+    return av
+
+
 def _open(path: Path):
-    import av
+    av = require_av()
 
     try:
         container = av.open(str(path))
@@ -66,9 +76,9 @@ def sample_video_frames(path, images_dir, *, count: int, max_size: int,
                         should_stop=None) -> list[Path] | None:
     """Write the sharpest frame of each of ``count`` equal time windows; their paths, in time
     order (None when stopped). GSError when the file cannot be decoded or has no frames."""
-    import av
     from PIL import Image
 
+    av = require_av()
     path, images_dir = Path(path), Path(images_dir)
     if count < 1:
         raise GSError(f"frames to sample must be at least 1, got {count}")
