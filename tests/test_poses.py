@@ -216,6 +216,45 @@ def test_cancel_leaves_nothing(tmp_path):
     _assert_nothing_written(tmp_path / "out")
 
 
+@pytest.mark.parametrize("stage", ["extract", "match", "map"])
+def test_cancel_during_sfm_leaves_nothing(tmp_path, stage):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scene = _texture(200, 96, seed=3)
+    for i in range(4):  # overlapping crops: they match, so the run gets as far as mapping
+        Image.fromarray(scene[:, 20 * i: 20 * i + 128]).save(photos / f"p{i}.png")
+    stages = []
+    result = recover_poses(photos=photos, out=tmp_path / "out", threads=1,
+                           progress=lambda name, fraction, message: stages.append(name),
+                           should_stop=lambda: stage in stages)
+    assert result == {"cancelled": True}
+    assert stages[-1] == stage
+    _assert_nothing_written(tmp_path / "out")
+
+
+def test_cancel_inside_feature_extraction(tmp_path):
+    """should_stop() turning true while pycolmap extracts features stops it there (the
+    CancellationToken), long before the extraction of 24 large photos would end."""
+    import time
+
+    photos = tmp_path / "photos"
+    for i in range(24):
+        _photo(photos / f"p{i:02d}.jpg", 800, 600, seed=i)
+    stages, started = [], []
+
+    def should_stop():
+        if "extract" in stages and not started:
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] > 0.3
+
+    result = recover_poses(photos=photos, out=tmp_path / "out", max_size=0,
+                           progress=lambda name, fraction, message: stages.append(name),
+                           should_stop=should_stop)
+    assert result == {"cancelled": True}
+    assert stages[-1] == "extract" and time.monotonic() - started[0] < 5.0
+    _assert_nothing_written(tmp_path / "out")
+
+
 def test_cli_bad_input_is_one_line(tmp_path):
     _photo(tmp_path / "photos" / "only.jpg")
     proc = run_cli("poses", "--photos", tmp_path / "photos", "--out", tmp_path / "out",

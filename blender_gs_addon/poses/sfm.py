@@ -186,6 +186,8 @@ def _mapping_options(pycolmap, config: SfmConfig):
 @contextmanager
 def _cancellable(pycolmap, should_stop):
     """A CancellationToken that a watcher thread trips once should_stop() says yes."""
+    if should_stop():
+        raise SfmCancelled("pose recovery cancelled")
     token = pycolmap.CancellationToken()
     done = threading.Event()
 
