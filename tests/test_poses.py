@@ -266,8 +266,8 @@ def test_cli_bad_input_is_one_line(tmp_path):
     proc = run_cli("poses", "--photos", tmp_path / "photos", "--out", tmp_path / "out",
                    check=False, prelude="sys.modules['pycolmap'] = None")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: recovering camera poses needs pycolmap in this "
-                                  "Python environment (pip install pycolmap==4.2.1)")
+    assert proc.stderr.startswith("error: recovering camera poses needs pycolmap (pip install "
+                                  "pycolmap==4.2.1) in this Python environment")
     proc = run_cli("reconstruct", "--photos", tmp_path / "photos", "--capture", tmp_path,
                    "--out", tmp_path / "x.ply", check=False)
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr

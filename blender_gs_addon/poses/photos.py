@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GSError
+from .packages import register_heif
 
 __all__ = ["PHOTO_SUFFIXES", "MIN_PHOTOS", "PhotoInfo", "PreparedImage", "list_photos",
            "inspect_photo", "check_photo_set", "working_size", "read_photo", "find_masks",
-           "prepare_images", "name_list"]
+           "prepare_images", "name_list", "focal_prior"]
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif", ".tif", ".tiff", ".webp", ".bmp")
 MIN_PHOTOS = 3
@@ -65,15 +66,6 @@ def name_list(names, limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _register_heif() -> bool:
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    return True
-
-
 def list_photos(folder) -> list[Path]:
     """The photos in ``folder`` (not recursive), in name order; GSError when there are none."""
     folder = Path(folder)
@@ -91,7 +83,7 @@ def list_photos(folder) -> list[Path]:
 def _open(path: Path):
     from PIL import Image
 
-    if path.suffix.lower() in (".heic", ".heif") and not _register_heif():
+    if path.suffix.lower() in (".heic", ".heif") and not register_heif():
         raise GSError(f"{path}: HEIC/HEIF photos need the pillow-heif package "
                       "(pip install pillow-heif), or convert them to JPEG")
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import GSError, Report, log_report
 from .dataset import DEFAULT_TEST_EVERY, pose_report, write_pose_dataset
+from .packages import require_pycolmap
 from .photos import (
     PhotoInfo,
     check_photo_set,
@@ -34,7 +35,7 @@ from .photos import (
     name_list,
     prepare_images,
 )
-from .sfm import SfmCancelled, SfmConfig, require_pycolmap, run_sfm
+from .sfm import SfmCancelled, SfmConfig, run_sfm
 from .video import VIDEO_SUFFIXES, sample_video_frames
 
 __all__ = ["recover_poses", "REPORT_FILE", "DEFAULT_FRAMES", "DEFAULT_MAX_SIZE",

@@ -38,9 +38,10 @@ from typing import Literal
 import numpy as np
 
 from ..errors import GSError, Report, log_report
+from .packages import require_pycolmap
 from .photos import name_list
 
-__all__ = ["SfmConfig", "SfmResult", "ESCALATION", "run_sfm", "SfmCancelled", "require_pycolmap"]
+__all__ = ["SfmConfig", "SfmResult", "ESCALATION", "run_sfm", "SfmCancelled"]
 
 Progress = Callable[[str, float, str], None]
 # COLMAP's pair id: image_id1 · 2147483647 + image_id2 (image_id1 < image_id2).
@@ -129,16 +130,6 @@ class SfmResult:
     def left_out(self) -> list[str]:
         placed = set(self.registered)
         return [n for n in self.names if n not in placed]
-
-
-def require_pycolmap():
-    """The pycolmap module, or a GSError saying how to install it."""
-    try:
-        import pycolmap
-    except ImportError as err:
-        raise GSError(f"recovering camera poses needs pycolmap in this Python environment "
-                      f"(pip install pycolmap==4.2.1): {err}") from None
-    return pycolmap
 
 
 # ------------------------------------------------------------------------------- options

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GSError
+from .packages import require_av
 from .photos import working_size
 
-__all__ = ["VIDEO_SUFFIXES", "sharpness", "sample_video_frames", "require_av"]
+__all__ = ["VIDEO_SUFFIXES", "sharpness", "sample_video_frames"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts")
 # Sharpness is judged on a copy this wide: enough for edges, cheap for every frame.
@@ -30,16 +31,6 @@ def sharpness(grey) -> float:
         return 0.0
     lap = (g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4.0 * g[1:-1, 1:-1])
     return float(lap.var())
-
-
-def require_av():
-    """The PyAV module, or a GSError saying how to install it."""
-    try:
-        import av
-    except ImportError as err:
-        raise GSError(f"reading videos needs PyAV in this Python environment (pip install "
-                      f"av), or extract the frames into a folder of photos: {err}") from None
-    return av
 
 
 def _open(path: Path):
