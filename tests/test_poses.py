@@ -530,7 +530,7 @@ def test_sfm_escalates_until_enough_images_are_placed(tmp_path, monkeypatch):
     calls = []
     placed_per_level = iter([3, 5, 8])
 
-    def features(pycolmap, database, images_dir, names, config, *args):
+    def features(pycolmap, database, images_dir, names, config, *args, **kwargs):
         calls.append(("features", config.peak_threshold, config.max_features))
         return {}
 

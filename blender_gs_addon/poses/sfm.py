@@ -311,9 +311,12 @@ def run_sfm(images_dir, names: list[str], work_dir, *, size: tuple[int, int],
                 getattr(previous, f) != getattr(level_config, f)
                 for f in _FEATURE_FIELDS + _MATCH_FIELDS)
             if features_changed:
-                reasons = _features_and_matches(pycolmap, database, images_dir, names,
-                                                level_config, size, mask_dir, seconds,
-                                                progress, should_stop)
+                found = _features_and_matches(pycolmap, database, images_dir, names,
+                                              level_config, size, mask_dir, seconds,
+                                              progress, should_stop, refuse=best is None)
+                if found is None:  # these features match nothing: keep the earlier model
+                    break
+                reasons = found
             previous = level_config
             start = time.perf_counter()
             progress("map", 0.0, f"mapping ({name} settings)")
@@ -338,7 +341,10 @@ def run_sfm(images_dir, names: list[str], work_dir, *, size: tuple[int, int],
 
 
 def _features_and_matches(pycolmap, database, images_dir, names, config, size, mask_dir,
-                          seconds, progress, should_stop) -> dict[str, str]:
+                          seconds, progress, should_stop, *, refuse: bool = True
+                          ) -> dict[str, str] | None:
+    """Extract and match; why images are unmatched. When nothing matches: GSError with
+    ``refuse``, else None."""
     start = time.perf_counter()
     progress("extract", 0.0, f"finding features in {len(names)} images")
     _extract(pycolmap, database, images_dir, names, config, size, mask_dir, should_stop)
@@ -350,6 +356,8 @@ def _features_and_matches(pycolmap, database, images_dir, names, config, size, m
     seconds["match"] += time.perf_counter() - start
     reasons = _match_diagnosis(pycolmap, database, names)
     progress("match", 1.0, f"{len(names) - len(reasons)} images matched")
+    if len(reasons) == len(names) and not refuse:
+        return None
     if len(reasons) == len(names):
         raise GSError("the photos share no features: no two of them could be matched ("
                       + name_list(f"{n}: {r}" for n, r in reasons.items())
