@@ -161,7 +161,7 @@ def _print_pose_report(report: dict) -> None:
           + f"; reprojection error {report['reprojection_error_px']:.2f} px; focal length "
           f"{focal[0]:.1f} px at {report['image_size'][0]}×{report['image_size'][1]} "
           f"({report['field_of_view_deg']:.1f}°); {report['points']:,} points; "
-          f"{len(report['test_views'])} held-out views; settings: {report['settings']}")
+          f"{len(report['held_out'])} held-out views; settings: {report['settings']}")
     seconds = report.get("seconds", {})
     print("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
 

@@ -475,6 +475,7 @@ def test_partial_registration_reported(tmp_path, monkeypatch, rng):
         assert report["left_out"] == ["p04.png", "p09.png"]
         assert report["focal_length_px"] == [60.0, 60.0]
         assert report["reprojection_error_px"] == 0.5
+        assert report["held_out"] == ["p03", "p08"]
     dataset = read_transforms(tmp_path / "out")
     assert sorted(v.name for v in dataset.views) == [n[:-4] for n in names if n not in left]
     assert [v.name for v in dataset.split_views("test")] == ["p03", "p08"]

@@ -110,4 +110,6 @@ def test_poses_from_120_rendered_views(tmp_path):
           f"{baseline['psnr']:.2f} dB on {result['test_views']} views")
     assert result["test_views"] == baseline["test_views"] >= 10
     assert result["psnr"] >= baseline["psnr"] - 1.5
-    assert json.loads((tmp_path / "poses" / "report.json").read_text())["psnr"] == result["psnr"]
+    saved = json.loads((tmp_path / "poses" / "report.json").read_text())
+    assert saved["psnr"] == result["psnr"] and len(saved["held_out"]) == result["test_views"]
+    assert set(saved["seconds"]) == {"prepare", "extract", "match", "map", "fit"}

@@ -190,7 +190,7 @@ def pose_report(sfm, dataset: ViewDataset, *, source, seconds: dict) -> dict:
         "models": sfm.models,
         "settings": sfm.settings,
         "train_views": len(dataset.split_views("train")),
-        "test_views": [v.name for v in dataset.split_views("test")],
+        "held_out": [v.name for v in dataset.split_views("test")],
         "up_colmap": dataset.metadata["up_colmap"],
         "colmap_to_dataset": dataset.metadata["colmap_to_dataset"].tolist(),
         "seconds": {k: round(float(v), 3) for k, v in seconds.items()},
