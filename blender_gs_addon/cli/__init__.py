@@ -2,9 +2,10 @@
 
 One module per group of commands, each adding its sub-parsers with ``add_commands(sub)``:
 :mod:`.files` (info, convert, import, export), :mod:`.reconstruction` (capture, reconstruct,
-check-worker, eval, render), :mod:`.batch`, :mod:`.rigging` (rig, bake), :mod:`.demo`. File
-commands need only numpy; commands that touch a .blend need the ``bpy`` module and reach the
-Blender side only through :mod:`.blender`, the core's one bridge to it.
+check-worker, eval, render), :mod:`.photos` (poses), :mod:`.batch`, :mod:`.rigging` (rig,
+bake), :mod:`.demo`. File commands need only numpy; commands that touch a .blend need the
+``bpy`` module and reach the Blender side only through :mod:`.blender`, the core's one bridge
+to it.
 
 A user error (:class:`GSError`: a bad file, a missing object, …) exits with status 2 and one
 line on stderr, ``error: <message>``, and no traceback.
@@ -17,11 +18,11 @@ import sys
 
 from .. import __version__
 from ..errors import GSError
-from . import batch, demo, files, reconstruction, rigging
+from . import batch, demo, files, photos, reconstruction, rigging
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = (files, reconstruction, batch, rigging, demo)
+COMMAND_MODULES = (files, reconstruction, photos, batch, rigging, demo)
 
 
 class OneLineParser(argparse.ArgumentParser):

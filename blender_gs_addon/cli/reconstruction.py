@@ -10,6 +10,7 @@ from ..errors import GSError
 from .blender import blender_module
 from .options import device_option, outside_paths_option
 from .output import progress_printer, stderr_report, stdout_report
+from .photos import add_pose_arguments, pose_options, print_pose_report
 
 __all__ = ["add_commands"]
 
@@ -37,8 +38,15 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="data set folder to write")
     p.set_defaults(func=cmd_capture)
 
-    p = sub.add_parser("reconstruct", help="reconstruct splats from a capture data set")
-    p.add_argument("--capture", required=True, help="capture folder (transforms_*.json)")
+    p = sub.add_parser("reconstruct", help="reconstruct splats from a capture data set, or "
+                                           "from photos (poses first)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--capture", help="capture folder (transforms_*.json)")
+    source.add_argument("--photos", help="a folder of photos or a video file: recover the "
+                                         "poses first")
+    p.add_argument("--dataset", help="with --photos: data set folder for the recovered poses "
+                                     "(default: <out name>_poses beside --out)")
+    add_pose_arguments(p)
     p.add_argument("--backend", default="fit", choices=["fit", "lgm", "lgm+fit"])
     p.add_argument("--steps", type=int, help="optimisation steps (fit backends)")
     p.add_argument("--preset", choices=["cpu", "gpu"], help="fit schedule (default by device)")
@@ -99,6 +107,10 @@ def cmd_reconstruct(args) -> int:
     options = {"backend": args.backend, "steps": args.steps, "weights": args.weights,
                "device": args.device, "seed": args.seed, "preset": args.preset,
                "offline": True if args.offline else None, "dtype": args.dtype}
+    if args.worker_command and args.photos:
+        raise GSError("--photos runs pose recovery here; recover the poses first (poses "
+                      "--photos DIR --out DATASET), then reconstruct --capture DATASET "
+                      "--worker-command …")
     if args.worker_command:
         from ..worker.offload import reconstruct_in_worker
 
@@ -107,12 +119,16 @@ def cmd_reconstruct(args) -> int:
             progress=progress_printer(), report=stdout_report)
     else:
         result = reconstruct(capture=args.capture, out=args.out, **options,
+                             photos=args.photos, dataset=args.dataset,
+                             pose_options=pose_options(args) if args.photos else None,
                              allow_outside_paths=args.allow_outside_paths,
                              progress=progress_printer(), report=stdout_report)
     summary = {k: v for k, v in result.items() if k != "normalisation"}
     if args.json:
         print(json.dumps(json_safe(summary)))
     else:
+        if "poses" in result:
+            print_pose_report(result["poses"])
         extra = held_out_summary(result)
         print(f"Reconstructed {result['count']:,} splats with {args.backend} on "
               f"{result['device']} in {result['seconds']:.1f} s{', ' + extra if extra else ''}"

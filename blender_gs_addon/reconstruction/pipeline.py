@@ -2,15 +2,21 @@
 worker and the in-process Blender operator.
 
 Backends:
-- ``fit``: per-scene 3DGS optimisation (:mod:`.fit`) from random splats in the unit cube.
+- ``fit``: per-scene 3DGS optimisation (:mod:`.fit`), from the data set's sparse points
+  (``points3d.ply``, as SfM writes it) when it has them, else from random splats in the unit
+  cube.
 - ``lgm``: the LGM feed-forward network (:mod:`.models.lgm`) on the capture's first four
   training views, which must be the LGM rig (a capture made with ``--rig lgm``).
 - ``lgm+fit``: LGM's prediction refined by the fit backend on every training view.
 
+Photos: with ``photos=`` (a folder of photos or a video) the poses are recovered first
+(:func:`..poses.recover.recover_poses`, pycolmap) into a data set folder, which is then
+reconstructed like a capture; the data set's ``report.json`` gains the held-out scores.
+
 Frames: the capture's cameras live in the normalised Blender world of the capture (the object
 scaled into a unit cube at the origin). The output file is written in the 3DGS file convention
-of that world (see :mod:`..conventions.frames`): imported with the default up axis it lands in the
-normalised frame, and the capture's ``normalisation_transform`` maps it back onto the object.
+of that world (see :mod:`..conventions.frames`): imported with the default up axis it lands
+in the normalised frame, and the capture's ``normalisation_transform`` maps it back onto the object.
 """
 
 from __future__ import annotations
@@ -97,32 +103,61 @@ def held_out_summary(result: dict) -> str:
     return f"held-out PSNR {result['psnr']:.2f} dB"
 
 
-def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | None = None,
-                weights: str | None = None, device: str = "auto", seed: int = 0,
-                preset: str | None = None, offline: bool | None = None,
-                variant: str = "big", dtype: str | None = None,
-                allow_outside_paths: bool = False,
-                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-                report: Report = log_report) -> dict:
-    """Reconstruct the capture folder ``capture`` and write the splats to ``out``.
+def _poses_first(*, photos, capture, out_path: Path, dataset, pose_options, progress,
+                 should_stop, report) -> dict:
+    """Recover poses of ``photos`` into a data set folder; its report (or cancelled)."""
+    from ..poses.recover import recover_poses
 
+    if capture:
+        raise GSError("give either a capture data set or photos, not both")
+    folder = Path(dataset) if dataset else out_path.with_name(
+        out_path.name.split(".")[0] + "_poses")
+    return recover_poses(photos=photos, out=folder, **(pose_options or {}), progress=progress,
+                         should_stop=should_stop, report=report)
+
+
+def _points_init(dataset, config, report: Report):
+    """Splats from the data set's ``points3d.ply`` (None when it has none)."""
+    from ..datasets.point_cloud import POINTS_FILE, read_point_cloud
+    from .fit import splats_from_points
+
+    path = Path(dataset.root or ".") / POINTS_FILE
+    if not path.is_file():
+        return None
+    points, colours = read_point_cloud(path)
+    if len(points) < 4:
+        return None
+    report({"INFO"}, f"fit starts from the data set's {len(points):,} sparse points")
+    return splats_from_points(points, colours, sh_degree=config.sh_degree)
+
+
+def reconstruct(*, capture: str | None = None, out: str, backend: str = "fit",
+                steps: int | None = None, weights: str | None = None, device: str = "auto",
+                seed: int = 0, preset: str | None = None, offline: bool | None = None,
+                variant: str = "big", dtype: str | None = None, photos: str | None = None,
+                dataset: str | None = None, pose_options: dict | None = None,
+                allow_outside_paths: bool = False, progress: Progress | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                report: Report = log_report) -> dict:
+    """Reconstruct the capture folder ``capture`` (or ``photos``) and write the splats to
+    ``out``.
+
+    ``photos``: a folder of photos or a video; its poses are recovered first into the data set
+    folder ``dataset`` (default: ``<out name>_poses`` beside ``out``) with ``pose_options``
+    (keyword arguments of :func:`.poses.recover.recover_poses`: masks, frames, max_size, …).
     ``variant`` is the LGM preset the weights are for ("big": the published ones) and
     ``dtype`` the model's precision ("fp16", "bf16", "fp32"; default fp16 on CUDA, fp32 on
     CPU). ``should_stop`` is polled between stages (after reading, after LGM, before the
     evaluation, before writing) and at every fit step; once it says yes, nothing more is
     written and the result has ``cancelled`` True. The capture's images must lie inside its
-    folder unless ``allow_outside_paths`` (see :func:`.datasets.camera_views.check_inside`).
+    folder unless ``allow_outside_paths`` (see :func:`..datasets.camera_views.check_inside`).
 
     Returns a JSON-able dict: splats (path), count, sh_degree, backend, device, seconds,
-    steps, stopped (why the fit stopped early, "" if it did not), cancelled, and psnr/ssim on
+    steps, stopped (why the fit stopped early, "" if it did not), cancelled, psnr/ssim on
     the capture's test views when it has any (:func:`held_out_metrics`: psnr None with a
-    ``psnr_note`` when it is unbounded).
+    ``psnr_note`` when it is unbounded), and with photos ``poses`` (the pose report).
     """
-    from ..conventions.frames import splats_world_to_file
     from ..datasets.nerf_synthetic import read_transforms
-    from ..formats import write_splats
-    from .evaluate import evaluate_splats
-    from .fit import fit_preset, fit_splats, views_from_dataset
 
     progress = progress or (lambda stage, fraction, message: None)
     stop_requested = should_stop or (lambda: False)
@@ -132,56 +167,90 @@ def reconstruct(*, capture: str, out: str, backend: str = "fit", steps: int | No
     if out_path.suffix.lower() not in (".ply", ".splat", ".spz"):
         raise GSError(f"{out}: the output must be a .ply, .compressed.ply, .splat or .spz file")
     start = time.perf_counter()
-    dataset = read_transforms(capture, allow_outside_paths=allow_outside_paths, report=report)
     device = resolve_device(device)
     result = {"backend": backend, "device": device, "steps": 0, "stopped": "",
               "cancelled": False}
+    if photos:
+        poses = _poses_first(photos=photos, capture=capture, out_path=out_path,
+                             dataset=dataset, pose_options=pose_options, progress=progress,
+                             should_stop=stop_requested, report=report)
+        if poses["cancelled"]:
+            return {**result, "cancelled": True}
+        capture, result["poses"] = poses["dataset"], poses
+    elif not capture:
+        raise GSError("nothing to reconstruct: give a capture data set or photos")
+    dataset = read_transforms(capture, allow_outside_paths=allow_outside_paths, report=report)
 
     resolve_dtype(dtype, device)  # a bad dtype fails before any work
     if stop_requested():
-        result["cancelled"] = True
-        return result
-
+        return {**result, "cancelled": True}
     init = None
     if backend in ("lgm", "lgm+fit"):
         init = _lgm_splats(dataset, weights=weights, variant=variant, dtype=dtype,
                            device=device, offline=offline, progress=progress,
                            should_stop=stop_requested, report=report)
         if init is None or stop_requested():
-            result["cancelled"] = True
-            return result
+            return {**result, "cancelled": True}
     splats = init
     if backend in ("fit", "lgm+fit"):
-        progress("load", 0.0, "loading training views")
-        views = views_from_dataset(dataset.split_views("train"))
-        config = fit_preset(preset or ("gpu" if device == "cuda" else "cpu"), steps=steps)
-
-        def on_progress(p):
-            progress("fit", p.step / p.steps, f"step {p.step}/{p.steps}, loss {p.loss:.4f}, "
-                                              f"{p.splats:,} splats, ETA {p.eta:.0f} s")
-
-        fitted = fit_splats(views=views, config=config, init=init, device=device, seed=seed,
-                            progress=on_progress, should_stop=stop_requested, report=report)
-        result.update(steps=fitted.steps_run, stopped=fitted.stopped,
+        fitted = _fit(dataset, init, preset=preset, device=device, steps=steps, seed=seed,
+                      progress=progress, should_stop=stop_requested, report=report)
+        result.update(steps=fitted.steps_run, stopped=fitted.stopped, fit_seconds=fitted.seconds,
                       cancelled=fitted.stopped == "cancelled")
         if result["cancelled"]:
             return result
         splats = fitted.splats
     if stop_requested():  # before the evaluation
-        result["cancelled"] = True
-        return result
+        return {**result, "cancelled": True}
+    return _evaluate_and_write(splats, dataset, out_path, result, start=start, device=device,
+                               poses=bool(photos), progress=progress,
+                               should_stop=stop_requested, report=report)
+
+
+def _fit(dataset, init, *, preset, device, steps, seed, progress: Progress, should_stop,
+         report: Report):
+    """The fit backend on the data set's training views (from ``init``, else its points)."""
+    from .fit import fit_preset, fit_splats, views_from_dataset
+
+    progress("load", 0.0, "loading training views")
+    views = views_from_dataset(dataset.split_views("train"))
+    config = fit_preset(preset or ("gpu" if device == "cuda" else "cpu"), steps=steps)
+    if init is None:
+        init = _points_init(dataset, config, report)
+
+    def on_progress(p):
+        progress("fit", p.step / p.steps, f"step {p.step}/{p.steps}, loss {p.loss:.4f}, "
+                                          f"{p.splats:,} splats, ETA {p.eta:.0f} s")
+
+    return fit_splats(views=views, config=config, init=init, device=device, seed=seed,
+                      progress=on_progress, should_stop=should_stop, report=report)
+
+
+def _evaluate_and_write(splats, dataset, out_path: Path, result: dict, *, start: float, device,
+                        poses: bool, progress: Progress, should_stop, report: Report) -> dict:
+    """Held-out scores (when the data set has test views), then the splat file."""
+    from ..conventions.frames import splats_world_to_file
+    from ..formats import write_splats
+    from .evaluate import evaluate_splats
 
     if dataset.split_views("test"):
         progress("eval", 0.0, "evaluating on held-out views")
         result.update(held_out_metrics(evaluate_splats(splats, dataset, split="test",
                                                        device=device)))
-    if stop_requested():  # before writing: a cancelled job leaves no output behind
-        result["cancelled"] = True
-        return result
+    if should_stop():  # before writing: a cancelled job leaves no output behind
+        return {**result, "cancelled": True}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_splats(out_path, splats_world_to_file(splats), report=report)
     result.update(splats=str(out_path.resolve()), count=splats.count,
                   sh_degree=splats.sh_degree, seconds=time.perf_counter() - start,
                   normalisation=dataset.normalisation.tolist())
+    if poses:
+        from ..poses.recover import update_report
+
+        scores = {key: result[key] for key in ("psnr", "ssim", "test_views", "splats", "steps")
+                  if key in result}
+        scores["seconds"] = {**result["poses"].get("seconds", {}),
+                             "fit": round(result.get("fit_seconds", 0.0), 3)}
+        result["poses"] = {**result.get("poses", {}), **update_report(dataset.root, scores)}
     progress("done", 1.0, f"{splats.count:,} splats written to {out_path}")
     return result
