@@ -1,4 +1,6 @@
-"""Sparse point clouds beside a data set: ``points3d.ply`` (positions + RGB), as INRIA 3DGS's NeRF-synthetic loader reads ``points3d.ply`` from the data set folder when it
+"""Sparse point clouds beside a data set: ``points3d.ply`` (positions + RGB), as INRIA 3DGS has.
+
+INRIA 3DGS's NeRF-synthetic loader reads ``points3d.ply`` from the data set folder when it
 exists (``fetchPly``: vertex properties ``x y z nx ny nz red green blue``, binary little endian,
 float32 / uchar) and initialises its splats from it; the fit backend does the same
 (:func:`blender_gs_addon.reconstruction.fit.splats_from_points`). The points are in the data
