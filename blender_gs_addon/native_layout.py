@@ -1,57 +1,7 @@
 """How a :class:`~.splats.SplatSet` is stored as a Blender 5.3+ native Gaussian splat point cloud
 (the bpy-free half of the native layout; ``scene/native_splats.py`` makes the bpy calls).
 
-Blender 5.3 draws a point cloud of type ``GAUSSIAN_SPLAT`` as splats in EEVEE, Cycles and
-Workbench from these POINT attributes (what its own .ply/.spz importers write):
-
-=====================  ============  ===================================================
-attribute              Blender type  values (see :mod:`.splats`)
-=====================  ============  ===================================================
-``position``           FLOAT_VECTOR  ``positions``
-``scale``              FLOAT_VECTOR  exp(``log_scales``): linear standard deviations
-``rotation``           QUATERNION    ``rotations`` normalised (w, x, y, z)
-``radiance:base``      FLOAT4        (``sh_dc`` RGB, sigmoid(``opacity_logits``))
-``radiance:sh_<k>``    FLOAT_VECTOR  ``sh_rest[:, k, :]`` (RGB), k = 0 … K − 1
-=====================  ============  ===================================================
-
-and this project adds (Blender ignores them, keeps them through edits and saves them):
-
-=====================  ============  ===================================================
-``gs_scale``           FLOAT_VECTOR  ``log_scales`` as read (exact copy)
-``gs_opacity``         FLOAT         ``opacity_logits`` as read (exact copy)
-``gs_rotation``        QUATERNION    ``rotations`` as read; only when some quaternion is
-                                     not already exactly normalised
-``gs_extra_<name>``    FLOAT         ``extra[name]``
-=====================  ============  ===================================================
-
-(the names and meanings of the mesh layout, :mod:`.mesh_layout`).
-
-**Exactness.** exp/log, sigmoid/logit and normalisation do not round-trip bit for bit in
-float32, so a file read into the native attributes alone could not be written back unchanged.
-The exact copies fix that without ever hiding an edit: a reader takes the copy of a splat's
-value only where activating the copy gives the native value bit for bit (the activations are
-computed in float64 and rounded once, so they are deterministic), and otherwise derives the
-raw value from the native one. An untouched object therefore exports exactly the values it was
-made from; a splat whose native scale, opacity or rotation was changed since (by Blender's tools,
-Geometry Nodes or Python) exports the changed value.
-
-**Without exact copies** (splats made by Blender's importers or by other scripts) the raw
-values are derived in float64 from the float32 native ones; the bounds are:
-
-- log-scale = log(scale): within 1 float32 ulp of the scale, i.e. |error| ≤ 6e-8 (+ the
-  float32 rounding of the result); scale 0 becomes log of the smallest normal float
-  (−87.3) rather than −∞.
-- logit = log(p / (1 − p)) of the float32 opacity p: a p that is k float32 steps (ulp) off
-  the true sigmoid gives |error| ≤ k · ulp(p) / (p (1 − p)) + float32 rounding, i.e. about
-  k · 1.2e-7 for p ≤ ½ and k · 3.3e-4 at logit 10. This module's sigmoid is correctly rounded
-  (k ≤ ½); Blender's .ply importer's is within k ≤ 1.9 (measured on 10⁵ logits). A logit above
-  16.6 rounds to p = 1 in float32 and comes back as 16.64 (p = 1 − 2⁻²⁴), p = 0 as −87.3. So
-  the logit cannot be exact from p alone: near p = 1 many logits share one float32 p.
-- rotation: the unit quaternion; the length the file stored is lost (every renderer and
-  writer normalises it).
-
-SH beyond degree 3 (Blender reads degree 4: 24 coefficients) is dropped with a warning, as
-every format of this project stops at degree 3.
+The details: docs/architecture.md, "The splat object's native layout (Blender 5.3+)".
 """
 
 from __future__ import annotations

@@ -1,36 +1,7 @@
 """Splat objects in Blender, in one place: what a splat object is, building them from a SplatSet
 or a file, reading them back (original or evaluated), exporting them.
 
-Every other module asks this one: :func:`is_splat_object` / :func:`require_splat_object` (the
-error names what is missing), :func:`read_stored_splats`, :func:`evaluated_splats`,
-:func:`splat_positions`, :func:`object_to_splats` (world transform baked). A splat object stores
-its splats in one of the layouts of :data:`_LAYOUTS`: Blender 5.3's native Gaussian splat point
-cloud (:mod:`.native_splats`; what Blender's own importers make, drawn by Blender itself) or a
-mesh with ``gs_*`` attributes and the splat display (:mod:`.mesh_splats`; Blender 4.2–5.2, and
-what rigging binds). Each layout module answers the same questions; a new layout is one more
-module with the same functions. What this extension creates uses :func:`creation_layout`:
-native on 5.3+, the mesh before.
-
-Frames: the data holds the file's values; the object's matrix is
-``file_to_blender_matrix(up_axis)``, so a 3DGS file (−Y up) shows upright, and the up axis is
-kept on the data (``gs_up_axis``). Blender's .ply importer also keeps the file's values and puts
-its axis options in the matrix (identity by default); its .spz importer turns the data itself
-into Blender's Z-up world. Export undoes a rotation after the world matrix:
-M = file_to_blender(up_axis)⁻¹ · matrix_world, with ``up_axis`` by default the object's own,
-and for objects that never had one (Blender's importers, scripts) the one under which Blender's
-own importer of the written format places a file (:func:`default_up_axis`), so a file imported
-by Blender and exported here gives back the file's values. Blender
-keeps the rotation as float32 Euler angles, so a 90° turn comes back with 7.5e-8 in its zero
-entries; entries of M's 3×3 part within :data:`SNAP_TOLERANCE` of −1, 0 or 1 are snapped, and
-when M is then exactly the identity the stored values are written untouched (bit-exact round
-trips). Otherwise the set is moved with ``SplatSet.transformed(M)``.
-
-Export reads the ORIGINAL data, never the evaluated geometry: a display modifier
-(Geometry Nodes turning points into quads) or an Armature modifier changes the evaluated
-geometry, and the file must hold the splats themselves.
-
-Every function that creates datablocks removes them again when it fails, so an error leaves
-``bpy.data`` exactly as it was.
+The details: docs/architecture.md, "The splat object".
 """
 
 from __future__ import annotations

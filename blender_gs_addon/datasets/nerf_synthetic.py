@@ -1,37 +1,6 @@
 """transforms.json data sets: NeRF-synthetic (``transforms_{train,val,test}.json``) and nerfstudio.
 
-What we write (readable by INRIA 3DGS, nerfstudio's ``blender`` and ``nerfstudio`` parsers, and
-gsplat-style loaders)::
-
-    {
-      "camera_angle_x": 0.69,             # horizontal field of view in radians (NeRF-synthetic)
-      "camera_model": "PINHOLE",          # nerfstudio keys; per frame when views differ
-      "fl_x": …, "fl_y": …, "cx": …, "cy": …, "w": 800, "h": 800,
-      "normalisation_transform": [[…]],   # ours: original Blender world → data set world
-      "background_color": [1, 1, 1],      # ours, only when set: colour to composite RGBA on
-      "frames": [{"file_path": "./train/view_000", "transform_matrix": [[…]], "name": "…"}]
-    }
-
-``file_path`` is relative to the json's folder and written WITHOUT the ``.png`` extension, as in
-the original NeRF-synthetic data set: INRIA 3DGS and nerfstudio's ``blender`` parser append
-``.png`` themselves. ``transform_matrix`` is camera-to-world with OpenGL camera axes (the
-module docstring of :mod:`.camera_views`). Floats are written with ``repr`` precision, so a
-write → read round trip is exact. ``transforms_test.json`` is always written (INRIA 3DGS opens
-it unconditionally), with no frames if there is no test split.
-
-Reading also accepts nerfstudio's single ``transforms.json``: intrinsics ``fl_x``, ``fl_y``,
-``cx``, ``cy``, ``w``, ``h`` at the top level or per frame (per frame wins), ``camera_model``
-PINHOLE / SIMPLE_PINHOLE / OPENCV (or SIMPLE_RADIAL / RADIAL) whose distortion coefficients
-``k1 k2 k3 k4 p1 p2`` are all zero; ``file_path`` with its extension, relative to the json.
-Missing values fall back to: ``fl_x`` ← ``camera_angle_x`` (and ``w``), ``fl_y`` ←
-``camera_angle_y`` or ``fl_x``, ``cx, cy`` ← image centre, ``w, h`` ← the image file's size.
-
-Worlds: NeRF-synthetic scenes are in Blender's world. nerfstudio's ``ns-process-data`` turns
-COLMAP's world (x, y, z) into (x, z, −y) before writing ``transform_matrix`` and records that as
-``applied_transform`` (3×4); its trainer then re-orients ("up"/"pca"), re-centres and re-scales
-at load time, which is not stored in the file. We keep ``transform_matrix`` as written and put
-``applied_transform`` (as 4×4) into ``ViewDataset.metadata`` for the importer, whose up axis
-may still need a choice because COLMAP's world has no meaningful up.
+The details: docs/architecture.md, "Data sets: NeRF-synthetic transforms.json".
 """
 
 from __future__ import annotations

@@ -1,48 +1,6 @@
 """PlayCanvas / SuperSplat compressed .ply (``*.compressed.ply``): read and write.
 
-Layout (binary little-endian PLY, facts from playcanvas/splat-transform):
-
-* ``element chunk C`` with C = ceil(N / 256): float ``min_x min_y min_z max_x max_y max_z``,
-  ``min_scale_x … max_scale_z`` (log-scales, clamped to ±20) and, in the current 18-float
-  layout, ``min_r min_g min_b max_r max_g max_b`` of the DC colour 0.5 + C0·f_dc. The older
-  12-float layout has no colour range (colour is stored absolutely in [0, 1]).
-* ``element vertex N`` with four ``uint``: ``packed_position`` and ``packed_scale`` (11-10-11
-  bit unorm, x in the top bits, each lerped in its chunk's range), ``packed_rotation`` (bits
-  30–31: index of the largest of (w, x, y, z); then three 10-bit fields for the other
-  components in order, v·√2/2 + 0.5, with the sign chosen so the largest is positive),
-  ``packed_color`` (8-8-8-8: R, G, B in the chunk range, then sigmoid(opacity)).
-* optional ``element sh N`` of ``uchar f_rest_0 … f_rest_{3K-1}`` (K = 3, 8, 15; channel-major
-  like the INRIA .ply): byte = clamp(floor((v/8 + 0.5)·256), 0, 255). At SH degree 0 there is
-  no ``sh`` element at all (PlayCanvas rejects an element without properties).
-
-Splats are written in Morton (Z-curve) order of their centres so each chunk is spatially
-compact, which is what keeps the chunk ranges — and so the errors below — small.
-
-Quantisation error bounds of a write → read round trip, per splat, with R the range
-(max − min) of the quantity over the splat's chunk of 256 (all in the units of the field;
-float32 rounding adds a relative ~6e-8 on top):
-
-=================  =========================================================================
-field              bound
-=================  =========================================================================
-position x, z      R / (2·2047)      (11 bits); R < 1e-5 stores ``min``: error ≤ R
-position y         R / (2·1023)      (10 bits); same small-range rule
-log-scale x, z     R' / (2·2047) and R' / (2·1023) for y, R' the range after clamping to
-                   [−20, 20]; values outside ±20 read back as ±20
-colour 0.5+C0·dc   R / (2·255)       (so f_dc error ≤ R / (2·255·C0) = R · 0.00695)
-                   old 12-float files: colour clipped to [0, 1], error ≤ 1/510
-opacity            |sigmoid(read) − sigmoid(written)| ≤ 1/510 (8 bits of sigmoid; the
-                   end bytes 0 and 255 read back as sigmoid 0.25/255 and 1 − 0.25/255 so the
-                   logit stays finite, ±6.93)
-rotation           the three stored components of the unit quaternion: ≤ √2/2046 ≈ 6.9e-4
-                   each; ‖q_read − q‖ ≤ 2.5e-3 with q normalised and sign-aligned (the
-                   largest component is rebuilt from the unit norm)
-SH rest (f_rest)   ≤ 1/64 for v in [−4 + 1/32, 4 − 1/32]; ≤ 1/32 in the two end bins; values
-                   outside [−4, 4] are clipped to ±4
-=================  =========================================================================
-
-The reader reproduces the reference decoder's arithmetic (bit for bit up to float32 rounding)
-except for opacity, where the reference yields ±inf for the end bytes.
+The details: docs/architecture.md, "Format: PlayCanvas compressed .ply".
 """
 
 from __future__ import annotations

@@ -1,67 +1,6 @@
 """glTF 2.0 Gaussian splats (KHR_gaussian_splatting): ``.glb`` and ``.gltf`` + ``.bin``.
 
-Facts from the extension text (KhronosGroup/glTF, extensions/2.0/Khronos/KHR_gaussian_splatting,
-after the April 2026 editorial revision, which made SCALE linear; an earlier draft stored log
-scales):
-
-* A splat primitive has ``mode`` POINTS (0), the extension object ``{"kernel": "ellipse",
-  "colorSpace": "srgb_rec709_display" | "lin_rec709_display"}`` (optional ``projection``,
-  ``sortingMethod``) and the attributes ``POSITION`` (VEC3), ``KHR_gaussian_splatting:ROTATION``
-  (VEC4 unit quaternion x, y, z, w: float, or normalised signed byte/short),
-  ``…:SCALE`` (VEC3, *linear* standard deviations: float, or unsigned byte/short, plain or
-  normalised), ``…:OPACITY`` (SCALAR, linear 0–1: float or normalised unsigned byte/short),
-  ``…:SH_DEGREE_ℓ_COEF_n`` (VEC3 float, RGB; n = 0 … 2ℓ is m = −ℓ … ℓ, the same order as the
-  3DGS ``f_rest`` coefficients; degree 0 required, degrees complete, lower ones present).
-  ``COLOR_0`` (linear RGBA) is an optional fallback for viewers without the extension.
-* Node transforms apply to the splats (covariance M·C·Cᵀ·Mᵀ) and SHOULD rotate the SH.
-* glTF is right-handed, +Y up, +Z towards the viewer of the front view. Data is converted
-  between that frame and the 3DGS frame with :data:`..conventions.frames.GLTF_FROM_RDF`, a
-  half turn about X, (x, y, z) → (x, −y, −z): the 3DGS file frame shown upright in Blender,
-  then Blender's world as Blender's own glTF exporter writes it. So a file read here comes
-  back in the 3DGS frame like every other format, a .glb written here opens in Blender's glTF
-  importer exactly where this add-on puts the same .ply, and Blender's glTF import of a .glb
-  coincides with this add-on's; glTF's +Z (the side a glTF viewer and Blender's front view
-  look at) is the file's −Z, where a 3DGS capture's cameras look from. **splat-transform**
-  converts with a half turn about Z instead, (x, y, z) → (−x, −y, z): its .glb of a .ply reads
-  here as that .ply turned 180° about the up axis (Y of the 3DGS frame), and a .glb written
-  here shows in its viewer turned the same way (the same kind of difference as
-  splat-transform's unconverted .spz, see :mod:`.` "Frames").
-
-Reading: the default scene (or every root node when there is none) is walked; each node
-instance of a mesh contributes its splat primitives, placed by the node's world matrix with
-positions, rotations, scales and SH bands transformed (a non-uniform node scale is applied to
-the covariance exactly, with the SH turned by its rotation part). Several primitives and
-nodes are concatenated (SH degree the highest, others zero-padded). Accessors may be
-interleaved (byteStride), sparse, or (for POSITION) quantised as KHR_mesh_quantization allows.
-Bad input — a malformed container, JSON or accessor, an accessor that overruns its buffer
-view, a missing required attribute, incomplete SH degrees, an unsupported required extension,
-a buffer file that is not a regular file, more splats (all instances together) than the
-:class:`~.reader_contract.ReadLimits` allow or than the file's bytes can back at its expansion
-limit — is one GSError naming the file and the problem, raised before any large allocation
-(:mod:`.reader_contract` holds the rest of every reader's promise). Opacity 0 and 1 (logit
-±inf, which other tools write) are kept, clamped to sigmoid 2⁻²⁴ and 1 − 2⁻²⁴; NaN values
-follow the ``nonfinite`` policy.
-
-Writing: one node, one mesh, one primitive, tightly packed float accessors (rotation may be
-stored as normalised int16 or int8), COLOR_0 fallback (sRGB-decoded, as the extension asks),
-``colorSpace`` ``srgb_rec709_display`` (what 3DGS training produces). Blender 5.3's bundled
-glTF importer reads these files as the same splats in the same place as this add-on's import
-of the .ply (tests/test_format_gltf.py, with GS_BPY53_PYTHON set); splat-transform's .glb
-files read here as its own decoding of the .ply turned 180° about the up axis
-(tests/test_interop_splat_transform.py).
-
-Round-trip error bounds of this writer and reader (per value):
-
-=================  =========================================================================
-field              bound
-=================  =========================================================================
-position, SH       exact (float32; the frame change only flips signs)
-rotation           the normalised quaternion: float ≤ 6e-8 per component; int16 ≤ 1/65534,
-                   int8 ≤ 1/254 per component
-log-scale          ≤ 2.4e-7 + 2⁻²⁴·|log s| (float32 exp, then log); scales beyond float32
-                   (log s > 88.7) cannot be written
-opacity            |Δsigmoid| ≤ 6e-8; logits beyond ±16.6 come back as ±16.6
-=================  =========================================================================
+The details: docs/architecture.md, "Format: glTF KHR_gaussian_splatting".
 """
 
 from __future__ import annotations

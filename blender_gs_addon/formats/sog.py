@@ -1,55 +1,6 @@
 """PlayCanvas SOG (Spatially Ordered Gaussians), version 2: read and write.
 
-A SOG is a ``meta.json`` plus lossless WebP images, either as files in a folder (write to a
-path ending in ``meta.json``) or zipped into one ``.sog`` file. Facts from PlayCanvas's format
-page (developer.playcanvas.com, formats/sog-v2) and splat-transform's reader and writer:
-
-* Every per-splat image has the same W×H ≥ count; splat i is pixel (i mod W, i div W), row-major
-  from the top left. The writer uses W = ⌈√N / 4⌉·4, H = ⌈N / W / 4⌉·4 and Morton order, and
-  leaves the texels after the last splat empty (quaternion tag 0, as splat-transform does), so
-  a ``count`` raised into them is refused and one lowered below the splats is reported.
-* ``means_l`` / ``means_u``: RGB = low / high byte of a 16-bit value per axis, linear between
-  ``means.mins`` and ``means.maxs`` of l(x) = sign(x)·ln(1 + |x|); x = sign(l)·(e^|l| − 1).
-* ``quats``: the unit quaternion (w, x, y, z), sign chosen so its largest component is
-  positive; RGB = the other three in order as 255·(v·√2 + 1)/2, A = 252 + index of the largest.
-* ``scales``: RGB = indices into ``scales.codebook`` (≤ 256 log-scales, shared by the axes).
-* ``sh0``: RGB = indices into ``sh0.codebook`` (SH DC coefficients), A = sigmoid(opacity)·255.
-* ``shN_labels``: R + 256·G = entry of the SH palette. ``shN_centroids``: entry e is in row
-  e div 64, pixels (e mod 64)·K … (e mod 64)·K + K − 1 for its K coefficients (RGB = indices
-  into ``shN.codebook``); the image is 64·K wide. ``shN.bands`` is the SH degree,
-  ``shN.count`` the palette size.
-* Frame: the 3DGS .ply frame itself (no conversion).
-
-Version 3 is announced on PlayCanvas's site as current ("version 2 can still be read by all
-PlayCanvas tools"), but no specification of it has been published and no released tool reads
-or writes it: splat-transform up to 3.10.2 (npm) and its repository up to August 2026 write
-version 2 and refuse any other version ("Unsupported SOG meta version"), and the PlayCanvas
-engine up to 2.23.3 reads versions 1 and 2. The reader refuses version 3 (and any other) by
-name; the writer writes version 2, what every PlayCanvas tool reads.
-
-Error bounds of a write → read round trip (this writer rounds to nearest):
-
-=================  =========================================================================
-field              bound
-=================  =========================================================================
-position           |Δl| ≤ R/131070 per axis, R = range of l(x) over the set, so
-                   |Δx| ≤ (1 + |x|)·(e^(R/131070) − 1) (≈ 1.5e-5·(1 + |x|) for a ±1 scene)
-rotation           each stored component ≤ 1/(255·√2) ≈ 2.8e-3 (the largest is rebuilt)
-log-scale, SH DC   the nearest of ≤ 256 codebook values fitted to the set's own values:
-                   ≤ half the gap between neighbouring entries (the writer reports the
-                   largest error at INFO)
-opacity            |Δsigmoid| ≤ 1/510; bytes 0 / 255 read as sigmoid 0.25/255 and
-                   1 − 0.25/255 so the logit stays finite (other tools write ±inf there)
-SH bands 1–3       a k-means palette of min(65536, …) vectors (``palette_size``), then 8-bit
-                   codebook indices: no per-splat bound (the writer reports the RMS error)
-=================  =========================================================================
-
-Bad input (the promise of :mod:`.reader_contract`): the splat count is checked against the
-:class:`~.reader_contract.ReadLimits` — at most ``max_splats``, and what it decodes to (images
-and values) at most ``max_expansion`` times the bytes stored — and every member's declared
-byte size, zip expansion and image header size against what that count needs, before anything
-is decompressed; unknown or missing fields, indices beyond a codebook or palette, and images
-too small for the count are GSErrors naming the file.
+The details: docs/architecture.md, "Format: PlayCanvas SOG".
 """
 
 from __future__ import annotations

@@ -1,39 +1,6 @@
 """antimatter15 .splat: 32 bytes per splat, no header, little endian.
 
-Layout of one splat::
-
-    f32 x, y, z | f32 exp(scale_0..2) | u8 R, G, B, A | u8 rot w, x, y, z
-
-with RGB = (0.5 + C0 · f_dc) · 255, A = sigmoid(opacity) · 255 and rot = q/|q| · 128 + 128.
-There are no SH bands beyond DC, so :func:`write_splat` drops ``sh_rest`` (and extras) with a
-WARNING. Like the reference converter, splats are written sorted by −exp(s0+s1+s2)·sigmoid(α)
-(large, opaque splats first), so the order of a set is not preserved.
-
-Quantisation error of a write → read round trip (tested against random data in
-tests/test_format_splat.py):
-
-* position: exact (stored as float32).
-* scale: exp(s) is stored as float32 (relative rounding ≤ 2⁻²⁴), so a log-scale comes back
-  within 2⁻²⁴ + half an ulp of itself. Log-scales outside float32's normal range
-  [−87.3, 88.7] are stored inexactly, as 0 or as infinity (the writer warns; readers drop the
-  last two).
-* colour 0.5 + C0·f_dc: rounded to the nearest of 256 levels after clipping to [0, 1], so the
-  error is ≤ 0.5/255 plus whatever the clip removed; SH bands 1–3 are lost.
-* opacity: rounded to 256 levels in sigmoid space, error ≤ 0.5/255 in sigmoid(opacity). On read
-  A is clamped to [0.5, 254.5]/255 before the logit, so A = 0 or 255 gives a finite logit
-  (±5.54) and the bound still holds.
-* rotation: each component of the unit quaternion is rounded to a multiple of 1/128. The writer
-  flips q to −q (the same rotation) so its largest-magnitude component is negative: −1 is
-  exactly representable (byte 0) while +1 would need byte 256, so no component is ever clipped.
-  The per-component error is then ≤ 1/256, the error vector e has |e| ≤ 2·(1/256) = 1/128, the
-  angle between q and q + e is ≤ arcsin(1/128), and the rotation (twice the quaternion angle)
-  is off by at most 2·arcsin(1/128) ≈ 0.01563 rad ≈ 0.895°. Files from other writers
-  (which truncate instead of rounding) can be up to twice as far off.
-
-Truncation: the format has no header and no splat count. A file whose size is not a multiple
-of 32 bytes is refused (cut inside a record), but a file cut — or extended — by whole records
-reads as a smaller (larger) set of splats: no reader of this format can tell. Prefer .ply or
-.spz to move files over unreliable channels.
+The details: docs/architecture.md, "Format: antimatter15 .splat".
 """
 
 from __future__ import annotations

@@ -1,43 +1,6 @@
 """Niantic .spz: read versions 1–4, write versions 2 and 3 (gzip) and 4 (zstd, optional).
 
-Facts from nianticlabs/spz (src/cc/load-spz.cc, splat-utils.h, splat-types.h):
-
-* Versions 1–3: one gzip stream holding a 16-byte header — u32 magic 0x5053474e ("NGSP"),
-  u32 version, u32 numPoints, u8 shDegree, u8 fractionalBits, u8 flags (1 = antialiased,
-  2 = extensions follow the data), u8 reserved — then the attribute blocks in this order:
-  positions (N·3 24-bit signed fixed point, ``fractionalBits`` fraction bits; version 1: N·3
-  float16), alphas (N u8, sigmoid·255), colours (N·3 u8, f_dc·0.15·255 + 127.5), scales
-  (N·3 u8, (log s + 10)·16), rotations (version ≤ 2: N·3 u8 x, y, z of the unit quaternion
-  with w ≥ 0, v·127.5 + 127.5; version ≥ 3: N u32 "smallest three": bits 30–31 the index of
-  the largest of (x, y, z, w), then for each other component in order a sign bit and 9 bits of
-  |v|/√½·511), SH (N·K·3 u8, coefficient-major with RGB inner, round(v·128) + 128, band 1
-  rounded to 5 significant bits and bands 2+ to 4 by default).
-* Version 4: a plaintext 32-byte header — magic, version, numPoints, shDegree,
-  fractionalBits, flags, u8 numStreams, u32 tocByteOffset, 12 reserved bytes — then optional
-  extension records, then at ``tocByteOffset`` a table of numStreams × (u64 compressed size,
-  u64 uncompressed size), then the streams back to back up to the end of the file: one zstd
-  frame per non-empty attribute block, in the order above (5 streams at SH degree 0, else 6).
-* Extension records: u32 type, u32 byte length, payload. Type 0xADBE0003 (Adobe coordinate
-  system) holds a u32 frame code; data is stored in that frame instead of RUB.
-* Coordinates are stored right-up-back (RUB). A :class:`SplatSet` is in the 3DGS RDF frame,
-  a 180° turn about X away (:data:`..conventions.frames.RUB_FROM_RDF`): positions (x, −y, −z),
-  quaternions
-  (w, x, −y, −z) and a ±1 sign per SH basis function (:data:`SH_SIGNS_RUB_FROM_RDF`).
-
-Round-trip error bounds of our writer (per value): position ≤ 2^−(fractionalBits+1)
-(1/8192 at the default 12 bits); log-scale ≤ 1/32 inside [−10, 5.9375], clipped outside;
-f_dc ≤ 1/(2·0.15·255) ≈ 0.0131 inside ±3.33, clipped outside; opacity |Δsigmoid| ≤ 1/510
-(end bytes read as sigmoid 0.25/255 and 1 − 0.25/255 so logits stay finite); rotation
-version 3: each stored component ≤ √½/1022 ≈ 6.9e-4, version 2: ≤ 1/255 for x, y, z; SH band 1
-≤ 8/128 (5-bit buckets), bands 2–3 ≤ 16/128, plus 1/256 of rounding, within [−1, 127/128].
-
-Bad input never allocates from the header alone: the claimed point count is checked against
-:class:`~.reader_contract.ReadLimits` (at most ``max_splats``; compressed data may not expand
-more than ``max_expansion`` times — real files expand 1.2–4.5×, bombs ~1000× — and deflate
-cannot exceed 1032:1 at all) before anything is inflated. Each block is then inflated to exactly the
-size the header implies and decoded straight into the result, so peak memory is the result
-plus one block; anything after the last block is reported. Version 4 streams are written with
-zstd content checksums, and checksums are verified on read where the writer stored them.
+The details: docs/architecture.md, "Format: Niantic .spz".
 """
 
 from __future__ import annotations

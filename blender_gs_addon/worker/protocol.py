@@ -1,63 +1,6 @@
 """The worker protocol: JSON messages, one per line, over the worker's stdin and stdout.
 
-The worker (``python -m blender_gs_addon.worker``) talks only through that pipe, which may be a
-local subprocess's or an ``ssh`` session's: it opens no socket, and nothing assumes the two
-sides share a filesystem. Files travel in-band as *bundles* (:mod:`.transfer`): a manifest of
-relative paths and sizes, then the bytes in base64 chunks of :data:`CHUNK_BYTES`, then the
-size and SHA-256 of the whole stream.
-
-Client → worker
-    ``{"type": "hello", "protocol": 2, "version": "0.1.0"}``   first message; the worker answers
-        with its own hello or with an error of type ``VersionMismatch`` (naming both sides'
-        versions) and exits.
-    ``{"type": "job", "id": "…", "kind": "reconstruct" | "render" | "check" | "wait",
-    "params": {…}, "files": [{"path": "capture/transforms_train.json", "size": 1234}, …],
-    "size": total}``
-        one job at a time. Its parameters are checked at once (error ``InvalidParameters``
-        naming the parameter). When ``files`` is not empty the job's input follows as
-        ``data`` lines and a ``data_end`` line; the job starts once that has arrived and its
-        checksum matched (error ``TransferError`` otherwise). A job sent while another is
-        accepted or running is answered with an error of type ``Busy`` (its ``id`` the refused
-        job's, ``running`` the running job's id) and not queued.
-    ``{"type": "data", "id": "…", "data": "<base64>"}``      the next chunk of the job's input
-    ``{"type": "data_end", "id": "…", "size": n, "sha256": "…"}``
-    ``{"type": "cancel", "id": "…"}``     cooperative cancel of that job; honoured from the
-        moment the job line has arrived (also while its input is still arriving), ignored for a
-        job that already ended. The job ends with ``cancelled`` (or its result, if it was done).
-    ``{"type": "shutdown"}``              finish the running job, then exit.
-    EOF on stdin                          the client is gone: exit at once when idle; a running
-        job is cancelled and the process exits within half a second regardless.
-
-Worker → client
-    ``{"type": "hello", "protocol": 2, "version": …, "python": …, "torch": …, "cuda": bool,
-       "gsplat": …, "pid": …}``
-    ``{"type": "heartbeat"}``             every :data:`HEARTBEAT_INTERVAL` seconds from the
-        hello on, busy or idle: a client that has seen nothing for :data:`HEARTBEAT_TIMEOUT`
-        seconds knows the worker is stopped, hung, or cut off.
-    ``{"type": "progress", "id": …, "stage": "fit", "fraction": 0.42, "message": "…"}``
-        (stage ``upload`` while the job's input arrives)
-    ``{"type": "log", "id": …, "level": "INFO" | "WARNING", "message": "…"}``
-    ``{"type": "files", "id": …, "files": [{"path": "splats.ply", "size": n}], "size": n}``,
-        ``data`` lines and ``data_end``: the job's output files, before its result
-    ``{"type": "result", "id": …, "outputs": {…}, "files": {"splats": "splats.ply"}}``
-        ``files`` maps output names to paths in the bundle just sent
-    ``{"type": "error", "id": …, "error_type": "GSError", "message": "…",
-       "traceback": "…"}``                                   traceback only for the log
-    ``{"type": "cancelled", "id": …}``
-
-Every line is at most :data:`MAX_LINE` bytes: a longer one is discarded unread and answered
-with one ``ProtocolError``; so is a line that is not a JSON object with a ``type`` (however
-deeply nested). Numbers are finite: NaN and infinities are written as ``null``.
-
-Job folders: each side keeps its files in private folders (mode 0700) named
-:data:`JOB_DIR_PREFIX`… in its own temporary directory and removes them; the worker removes
-this user's folders of that name left untouched for a day (a crash's leftovers) when it starts.
-
-Job kinds (parameters in :mod:`.job_params`): ``reconstruct`` (input: a data set under
-``capture/``; output file ``splats``), ``render`` (one exact still; input ``splats.ply``;
-output file ``still``, an .npz as :func:`blender_gs_addon.render.still.read_still` reads it),
-``check`` (what torch/gsplat/CUDA the worker has), ``wait`` (a diagnostic job that reports
-progress for ``seconds`` and honours cancel unless ``cancellable`` is false; for tests).
+The details: docs/architecture.md, "The worker protocol".
 """
 
 from __future__ import annotations
