@@ -16,9 +16,10 @@ from __future__ import annotations
 import bpy
 
 from ..blender_gs_addon import mesh_layout as layout
-from .display.nodes import GeometryNodeBuilder, layout_nodes
+from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
 
-__all__ = ["ROTATION_GROUP", "GROUP_ATTRIBUTE", "NEWTON_STEPS", "rotation_node_group"]
+__all__ = ["ROTATION_GROUP", "GROUP_ATTRIBUTE", "NEWTON_STEPS", "rotation_node_group",
+           "add_frame_inputs", "group_rotations"]
 
 ROTATION_GROUP = "GS Splat Rotation"  # node group name
 GROUP_ATTRIBUTE = "gs_frame_group"  # INT, POINT: the splat's weight-row group
@@ -28,39 +29,18 @@ _NODE_VERSION = 2  # 2: built with the shared node builder
 
 def rotation_node_group() -> bpy.types.NodeTree:
     """The live-rotation Geometry Nodes group (made once per file, rebuilt when outdated)."""
-    tree = bpy.data.node_groups.get(ROTATION_GROUP)
-    if tree is not None and tree.get("gs_version") == _NODE_VERSION:
-        return tree
-    if tree is None:
-        tree = bpy.data.node_groups.new(ROTATION_GROUP, 'GeometryNodeTree')
-    else:
-        tree.nodes.clear()
-        tree.interface.clear()
-    _build_rotation_tree(tree)
-    tree["gs_version"] = _NODE_VERSION
-    return tree
+    return versioned_node_group(ROTATION_GROUP, _NODE_VERSION, _build_rotation_tree)
 
 
 def _build_rotation_tree(tree: bpy.types.NodeTree) -> None:
     iface = tree.interface
     iface.new_socket("Geometry", in_out='INPUT', socket_type='NodeSocketGeometry')
-    iface.new_socket("Frames", in_out='INPUT', socket_type='NodeSocketObject')
-    size = iface.new_socket("Frame Size", in_out='INPUT', socket_type='NodeSocketFloat')
-    size.default_value = 1.0
+    add_frame_inputs(tree)
     iface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
     g = GeometryNodeBuilder(tree)
     gin = g.node("NodeGroupInput").outputs
     gout = g.node("NodeGroupOutput")
-    frames = g.node("GeometryNodeObjectInfo", [("Object", gin["Frames"])],
-                    transform_space='RELATIVE').outputs["Geometry"]
-    matrix = _group_matrices(g, frames, gin["Frame Size"])
-    for _ in range(NEWTON_STEPS):
-        matrix = _newton_step(g, matrix)
-    rotation = g.node("FunctionNodeSeparateTransform", [(0, matrix)]).outputs["Rotation"]
-    # One point per group carries its rotation; each splat samples its group's.
-    groups = g.node("GeometryNodePoints", [("Count", g.div(g.node(
-        "GeometryNodeAttributeDomainSize", [("Geometry", frames)],
-        component='MESH').outputs["Point Count"], 4.0))]).outputs[0]
+    groups, rotation = group_rotations(g, gin["Frames"], gin["Frame Size"])
     group_index = g.node("GeometryNodeInputNamedAttribute", [("Name", GROUP_ATTRIBUTE)],
                          data_type='INT').outputs["Attribute"]
     per_splat = g.node("GeometryNodeSampleIndex", [("Geometry", groups), ("Value", rotation),
@@ -72,6 +52,31 @@ def _build_rotation_tree(tree: bpy.types.NodeTree) -> None:
     store = g.store(gin["Geometry"], layout.ROTATION, rotated, 'QUATERNION')
     tree.links.new(store, gout.inputs[0])
     layout_nodes(tree)
+
+
+def add_frame_inputs(tree: bpy.types.NodeTree) -> None:
+    """The group inputs :func:`group_rotations` reads: "Frames" (the helper object) and
+    "Frame Size" (its ε)."""
+    tree.interface.new_socket("Frames", in_out='INPUT', socket_type='NodeSocketObject')
+    size = tree.interface.new_socket("Frame Size", in_out='INPUT',
+                                     socket_type='NodeSocketFloat')
+    size.default_value = 1.0
+
+
+def group_rotations(g: GeometryNodeBuilder, frames_object, frame_size):
+    """(geometry with one point per weight-row group, that group's rotation field): the exact
+    polar rotation of each group's blended bone matrix, from the deformed helper frames."""
+    frames = g.node("GeometryNodeObjectInfo", [("Object", frames_object)],
+                    transform_space='RELATIVE').outputs["Geometry"]
+    matrix = _group_matrices(g, frames, frame_size)
+    for _ in range(NEWTON_STEPS):
+        matrix = _newton_step(g, matrix)
+    rotation = g.node("FunctionNodeSeparateTransform", [(0, matrix)]).outputs["Rotation"]
+    # One point per group carries its rotation; each splat samples its group's.
+    groups = g.node("GeometryNodePoints", [("Count", g.div(g.node(
+        "GeometryNodeAttributeDomainSize", [("Geometry", frames)],
+        component='MESH').outputs["Point Count"], 4.0))]).outputs[0]
+    return groups, rotation
 
 
 def _group_matrices(g: GeometryNodeBuilder, frames, frame_size):

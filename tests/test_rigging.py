@@ -33,7 +33,7 @@ def _splat_object(name, positions, rng, *, degree=1):
     return so.create_splat_object(s, name=name, up_axis="+Z"), s
 
 
-def _armature(bpy, name, chains):
+def make_armature(bpy, name, chains):
     """chains: list of [(bone name, head, tail)], each chain parented and connected."""
     data = bpy.data.armatures.new(name)
     arm = bpy.data.objects.new(name, data)
@@ -52,7 +52,7 @@ def _armature(bpy, name, chains):
     return arm
 
 
-def _limb(rng, count=20000, *, x=0.0, length=2.0, radius=0.1):
+def limb_points(rng, count=20000, *, x=0.0, length=2.0, radius=0.1):
     z = rng.uniform(0, length, count)
     phi = rng.uniform(0, 2 * np.pi, count)
     r = radius * rng.uniform(0.9, 1.0, count)
@@ -78,10 +78,10 @@ def _angles(qa, qb):
 
 def test_bent_limb_matches_exact_lbs(blender, rig, rng):
     bpy = blender
-    pos = _limb(rng)
+    pos = limb_points(rng)
     obj, splats = _splat_object("limb", pos, rng)
     obj.rotation_euler = (0.3, 0.0, 0.7)  # the binding works in the object's mesh space
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
     arm.location = (0.5, 0, 0)
     arm.rotation_euler = (0.3, 0.0, 0.7)
@@ -107,11 +107,11 @@ def test_bent_limb_matches_exact_lbs(blender, rig, rng):
 
 def test_two_legs_bound_separately(blender, rig, rng):
     bpy = blender
-    left, right = _limb(rng, 10000, x=-0.15, length=1.0), _limb(rng, 10000, x=0.15, length=1.0)
+    left, right = limb_points(rng, 10000, x=-0.15, length=1.0), limb_points(rng, 10000, x=0.15, length=1.0)
     obj, _ = _splat_object("legs", np.vstack([left, right]), rng, degree=0)
     chains = [[(f"thigh.{s}", (x, 0, 1.0), (x, 0, 0.5)), (f"shin.{s}", (x, 0, 0.5), (x, 0, 0.0))]
               for s, x in (("L", -0.15), ("R", 0.15))]
-    arm = _armature(bpy, "legs_rig", chains)
+    arm = make_armature(bpy, "legs_rig", chains)
     rig.bind_splats(obj, arm)
     w = _weights(obj, ["thigh.L", "shin.L", "thigh.R", "shin.R"])
     assert w[:10000, 2:].max() == 0 and w[10000:, :2].max() == 0
@@ -119,8 +119,8 @@ def test_two_legs_bound_separately(blender, rig, rng):
 
 def test_bad_inputs_leave_the_scene_unchanged(blender, rig, rng):
     bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 2000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("a", (0, 0, 0), (0, 0, 1))]])
+    obj, _ = _splat_object("limb", limb_points(rng, 2000), rng, degree=0)
+    arm = make_armature(bpy, "arm", [[("a", (0, 0, 0), (0, 0, 1))]])
     arm.data.bones["a"].use_deform = False
     state = (len(bpy.data.objects), len(obj.modifiers), len(obj.vertex_groups))
     with pytest.raises(GSError, match="no deform bones"):
@@ -161,8 +161,8 @@ def _skinned_plane(bpy):
 
 def test_rebind_replaces_and_mesh_transfer(blender, rig, rng):
     bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 3000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    obj, _ = _splat_object("limb", limb_points(rng, 3000), rng, degree=0)
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
     rig.bind_splats(obj, arm)
     count = len(bpy.data.objects)
@@ -204,9 +204,9 @@ def test_rig_humanoid_fits_and_poses(blender, rig, rng, pose):
 def _keyed_limb(bpy, rig, rng, count, *, bone, keys):
     """A two-bone limb of ``count`` SH1 splats, bound, with ``bone`` keyed to (frame, angle
     about X) pairs; returns (positions, object, splats, armature)."""
-    pos = _limb(rng, count)
+    pos = limb_points(rng, count)
     obj, splats = _splat_object("limb", pos, rng, degree=1)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
     rig.bind_splats(obj, arm)
     pb = arm.pose.bones[bone]
@@ -255,11 +255,11 @@ def _binding_state(bpy, obj):
 
 def test_failed_bind_leaves_the_earlier_binding_intact(blender, rig, rng, monkeypatch):
     bpy = blender
-    pos = _limb(rng, 3000)
+    pos = limb_points(rng, 3000)
     obj, _ = _splat_object("limb", pos, rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
-    other = _armature(bpy, "other", [[("a", (0, 0, 0), (0, 0, 0.7)),
+    other = make_armature(bpy, "other", [[("a", (0, 0, 0), (0, 0, 0.7)),
                                       ("b", (0, 0, 0.7), (0, 0, 1.4)),
                                       ("c", (0, 0, 1.4), (0, 0, 2))]])
 
@@ -309,8 +309,8 @@ def test_failed_bind_leaves_the_earlier_binding_intact(blender, rig, rng, monkey
 
 def test_mesh_transfer_refuses_a_far_armature(blender, rig, rng):
     bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 2000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    obj, _ = _splat_object("limb", limb_points(rng, 2000), rng, degree=0)
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
     bpy.ops.mesh.primitive_cube_add(size=0.5, location=(0, 0, 1))
     mesh = bpy.context.active_object
@@ -402,10 +402,10 @@ def test_rig_humanoid_operator_matches_the_api(blender, rig, rng):
 
 def test_bind_operator_mesh_method_matches_the_api(blender, rig, rng):
     bpy = blender
-    pos = _limb(rng, 3000)
+    pos = limb_points(rng, 3000)
     api_obj, _ = _splat_object("api", pos, rng, degree=0)
     op_obj, _ = _splat_object("op", pos, rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
     mesh = _skinned_plane(bpy)
     rig.bind_splats(api_obj, arm, method="mesh", source_mesh=mesh)
@@ -448,9 +448,9 @@ def test_posed_splats_reach_the_exact_renderer(blender, rig, rng):
     bpy = blender
     display = extension_module("scene.display")
     engine = extension_module("scene.render_engine")
-    pos = _limb(rng, 5000)
+    pos = limb_points(rng, 5000)
     obj, splats = _splat_object("limb", pos, rng, degree=1)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
                                   ("lower", (0, 0, 1), (0, 0, 2))]])
     obj.modifiers.remove(display.display_modifier(obj))  # added below, after posing
     obj.location, obj.rotation_euler = (1.0, 2.0, 0.5), (0.0, 0.4, 0.3)

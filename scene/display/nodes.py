@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bpy
 
-__all__ = ["NodeBuilder", "GeometryNodeBuilder", "grid_location", "layout_nodes"]
+__all__ = ["NodeBuilder", "GeometryNodeBuilder", "grid_location", "layout_nodes",
+           "versioned_node_group"]
 
 
 class NodeBuilder:
@@ -53,8 +54,8 @@ class NodeBuilder:
     def div(self, a, b):
         return self.math("DIVIDE", a, b)
 
-    def vmath(self, op: str, a, b=None, *, scale=None, out: int = 0):
-        node = self.node("ShaderNodeVectorMath", [(0, a), (1, b)], operation=op)
+    def vmath(self, op: str, a, b=None, c=None, *, scale=None, out: int = 0):
+        node = self.node("ShaderNodeVectorMath", [(0, a), (1, b), (2, c)], operation=op)
         if scale is not None:
             self.feed(node.inputs["Scale"], scale)
         return node.outputs[out]
@@ -94,10 +95,31 @@ class GeometryNodeBuilder(NodeBuilder):
         self.feed(node.inputs["Value"], value)
         return node.outputs[0]
 
+    def group(self, tree: bpy.types.NodeTree, inputs=()) -> bpy.types.Node:
+        """A group node running the node group ``tree`` (inputs by socket name)."""
+        return self.node("GeometryNodeGroup", inputs, node_tree=tree)
+
     def matrix(self, m):
         """Separate Matrix → entries e[row][col]."""
         outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
         return [[outs[col * 4 + row] for col in range(4)] for row in range(4)]
+
+
+def versioned_node_group(name: str, version: int, build, *,
+                         tree_type: str = 'GeometryNodeTree') -> bpy.types.NodeTree:
+    """The node group ``name`` of this file, made by ``build(tree)`` when it is missing or was
+    built by another ``version`` of its builder (rebuilt in place, so its users keep it)."""
+    tree = bpy.data.node_groups.get(name)
+    if tree is not None and tree.get("gs_version") == version:
+        return tree
+    if tree is None:
+        tree = bpy.data.node_groups.new(name, tree_type)
+    else:
+        tree.nodes.clear()
+        tree.interface.clear()
+    build(tree)
+    tree["gs_version"] = version
+    return tree
 
 
 def grid_location(index: int) -> tuple[float, float]:

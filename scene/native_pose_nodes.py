@@ -1,0 +1,90 @@
+"""The Geometry Nodes group that poses a bound native splat object (see :mod:`.rigging`).
+
+A point cloud takes no Armature modifier and no vertex groups, so the skinning runs on a hidden
+helper mesh, the *cage*: one loose vertex per splat at its rest position, carrying the vertex
+groups, the weight-row group index (``gs_frame_group``) and the Armature modifier. The splat
+object's own point cloud stays as it was (unbinding removes the modifier and the helpers, and
+the data was never touched); its Geometry Nodes modifier ``GS Pose`` runs this group:
+
+1. each splat takes its cage vertex's deformed position (Sample Index by index);
+2. its weight-row group's exact polar rotation R from the frames helper
+   (:func:`.rotation_nodes.group_rotations`, shared with the mesh layout's live rotation)
+   turns its rotation: ``rotation`` = R ⊗ q_rest;
+3. its SH bands turn by R (:func:`.sh_rotation_nodes.rotated_sh`): Blender's renderers
+   evaluate SH in object space and would otherwise show the rest colours on a turned splat.
+
+New values are captured on the input geometry before any is stored, so every rotated band
+reads the rest coefficients. Opacity (``radiance:base``.w), scale and the exact copies pass
+through untouched; the result is still a ``GAUSSIAN_SPLAT`` point cloud, which Blender draws
+natively in every view, and which the exact render engine and bake read as the posed splats.
+One group per SH coefficient count (a degree-0 object gets no SH attributes it did not have).
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from ..blender_gs_addon import native_layout as native
+from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
+from .rotation_nodes import GROUP_ATTRIBUTE, add_frame_inputs, group_rotations
+from .sh_rotation_nodes import rotated_sh
+
+__all__ = ["POSE_GROUP", "native_pose_node_group"]
+
+POSE_GROUP = "GS Native Pose (SH {count})"  # node group name per SH coefficient count
+_NODE_VERSION = 1
+
+
+def native_pose_node_group(sh_count: int) -> bpy.types.NodeTree:
+    """The posing group for native splats with ``sh_count`` (0, 3, 8 or 15) rest
+    coefficients: inputs Geometry, Cage, Frames, Frame Size."""
+    return versioned_node_group(POSE_GROUP.format(count=sh_count), _NODE_VERSION,
+                                lambda tree: _build_pose_tree(tree, sh_count))
+
+
+def _build_pose_tree(tree: bpy.types.NodeTree, sh_count: int) -> None:
+    iface = tree.interface
+    iface.new_socket("Geometry", in_out='INPUT', socket_type='NodeSocketGeometry')
+    iface.new_socket("Cage", in_out='INPUT', socket_type='NodeSocketObject')
+    add_frame_inputs(tree)
+    iface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
+    g = GeometryNodeBuilder(tree)
+    gin = g.node("NodeGroupInput").outputs
+    gout = g.node("NodeGroupOutput")
+    cage = g.node("GeometryNodeObjectInfo", [("Object", gin["Cage"])],
+                  transform_space='RELATIVE').outputs["Geometry"]
+    index = g.node("GeometryNodeInputIndex").outputs[0]
+    posed = _sample(g, cage, g.node("GeometryNodeInputPosition").outputs[0], index,
+                    'FLOAT_VECTOR')
+    group = _sample(g, cage, g.attribute(GROUP_ATTRIBUTE, 'INT'), index, 'INT')
+    groups, group_rotation = group_rotations(g, gin["Frames"], gin["Frame Size"])
+    delta = _sample(g, groups, group_rotation, group, 'QUATERNION')
+    rotation = g.node("FunctionNodeRotateRotation",
+                      [("Rotation", g.attribute(native.ROTATION, 'QUATERNION')),
+                       ("Rotate By", delta)], rotation_space='GLOBAL').outputs[0]
+    names = [native.sh_attribute(k) for k in range(sh_count)]
+    bands = rotated_sh(g, delta, [g.attribute(n, 'FLOAT_VECTOR') for n in names]) \
+        if sh_count else []
+    capture = g.node("GeometryNodeCaptureAttribute", [("Geometry", gin["Geometry"])],
+                     domain='POINT')
+    items = [("position", 'VECTOR', posed), (native.ROTATION, 'ROTATION', rotation)]
+    items += [(n, 'VECTOR', b) for n, b in zip(names, bands)]
+    for name, kind, _value in items:
+        capture.capture_items.new(kind, name)
+    for name, _kind, value in items:
+        g.feed(capture.inputs[name], value)
+    geometry = g.node("GeometryNodeSetPosition", [("Geometry", capture.outputs["Geometry"]),
+                                                  ("Position", capture.outputs["position"])]
+                      ).outputs[0]
+    geometry = g.store(geometry, native.ROTATION, capture.outputs[native.ROTATION],
+                       'QUATERNION')
+    for name in names:
+        geometry = g.store(geometry, name, capture.outputs[name], 'FLOAT_VECTOR')
+    tree.links.new(geometry, gout.inputs[0])
+    layout_nodes(tree)
+
+
+def _sample(g: GeometryNodeBuilder, geometry, value, index, data_type: str):
+    return g.node("GeometryNodeSampleIndex", [("Geometry", geometry), ("Value", value),
+                                              ("Index", index)],
+                  data_type=data_type, domain='POINT').outputs[0]
