@@ -71,7 +71,8 @@ _PENDING = "~gs pending "  # prefix of a binding under construction (see bind_sp
 # ---------------------------------------------------------------------------- inputs
 def deform_bones(armature: bpy.types.Object) -> list[bpy.types.Bone]:
     if armature is None or armature.type != 'ARMATURE':
-        kind = "nothing" if armature is None else f"a {armature.type.lower()}"
+        kind = "nothing" if armature is None else "a " + armature.bl_rna.properties[
+            "type"].enum_items[armature.type].name.lower()  # "mesh", "point cloud", …
         raise GSError(f"binding needs an armature object, got {kind}")
     bones = [b for b in armature.data.bones if b.use_deform]
     if not bones:
