@@ -10,8 +10,12 @@ the data was never touched); its Geometry Nodes modifier ``GS Pose`` runs this g
 2. its weight-row group's exact polar rotation R from the frames helper
    (:func:`.rotation_nodes.group_rotations`, shared with the mesh layout's live rotation)
    turns its rotation: ``rotation`` = R ⊗ q_rest;
-3. its SH bands turn by R (:func:`.sh_rotation_nodes.rotated_sh`): Blender's renderers
-   evaluate SH in object space and would otherwise show the rest colours on a turned splat.
+3. its SH bands turn by R: Blender's renderers evaluate SH in object space and would otherwise
+   show the rest colours on a turned splat. The SH rotation matrices D_l(R) are computed once
+   per group (:func:`.sh_rotation_nodes.sh_rotation_matrices`, on the group points, packed
+   into 4×4 matrices) and each splat samples its group's and applies them
+   (:func:`.sh_rotation_nodes.turn_sh`, 83 multiply-adds for SH 3): about a third of the work
+   of evaluating the rotation per splat.
 
 New values are captured on the input geometry before any is stored, so every rotated band
 reads the rest coefficients. Opacity (``radiance:base``.w), scale and the exact copies pass
@@ -25,14 +29,15 @@ from __future__ import annotations
 import bpy
 
 from ..blender_gs_addon import native_layout as native
+from ..blender_gs_addon.sh import degree_for_coeffs
 from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
 from .rotation_nodes import GROUP_ATTRIBUTE, add_frame_inputs, group_rotations
-from .sh_rotation_nodes import rotated_sh
+from .sh_rotation_nodes import matrix_count, sh_rotation_matrices, turn_sh
 
 __all__ = ["POSE_GROUP", "native_pose_node_group"]
 
 POSE_GROUP = "GS Native Pose (SH {count})"  # node group name per SH coefficient count
-_NODE_VERSION = 1
+_NODE_VERSION = 2  # 2: SH rotation matrices per group
 
 
 def native_pose_node_group(sh_count: int) -> bpy.types.NodeTree:
@@ -58,21 +63,27 @@ def _build_pose_tree(tree: bpy.types.NodeTree, sh_count: int) -> None:
                     'FLOAT_VECTOR')
     group = _sample(g, cage, g.attribute(GROUP_ATTRIBUTE, 'INT'), index, 'INT')
     groups, group_rotation = group_rotations(g, gin["Frames"], gin["Frame Size"])
-    delta = _sample(g, groups, group_rotation, group, 'QUATERNION')
+    # Per group (thousands of points, not millions): its rotation and the SH rotation
+    # matrices of that rotation, captured once; each splat samples its group's.
+    degree = degree_for_coeffs(sh_count)
+    per_group = [("rotation", 'ROTATION', group_rotation)]
+    if degree:
+        matrices = g.group(sh_rotation_matrices(degree), [("Rotation", group_rotation)])
+        per_group += [(f"D{m + 1}", 'MATRIX', matrices.outputs[m])
+                      for m in range(matrix_count(degree))]
+    groups = _capture(g, groups, per_group)
+    delta = _sample(g, groups.outputs["Geometry"], groups.outputs["rotation"], group,
+                    'QUATERNION')
     rotation = g.node("FunctionNodeRotateRotation",
                       [("Rotation", g.attribute(native.ROTATION, 'QUATERNION')),
                        ("Rotate By", delta)], rotation_space='GLOBAL').outputs[0]
     names = [native.sh_attribute(k) for k in range(sh_count)]
-    bands = rotated_sh(g, delta, [g.attribute(n, 'FLOAT_VECTOR') for n in names]) \
-        if sh_count else []
-    capture = g.node("GeometryNodeCaptureAttribute", [("Geometry", gin["Geometry"])],
-                     domain='POINT')
+    bands = turn_sh(g, [_sample(g, groups.outputs["Geometry"], groups.outputs[name], group,
+                                'FLOAT4X4') for name, _kind, _value in per_group[1:]],
+                    [g.attribute(n, 'FLOAT_VECTOR') for n in names]) if degree else []
     items = [("position", 'VECTOR', posed), (native.ROTATION, 'ROTATION', rotation)]
-    items += [(n, 'VECTOR', b) for n, b in zip(names, bands)]
-    for name, kind, _value in items:
-        capture.capture_items.new(kind, name)
-    for name, _kind, value in items:
-        g.feed(capture.inputs[name], value)
+    capture = _capture(g, gin["Geometry"], items + [
+        (n, 'VECTOR', b) for n, b in zip(names, bands)])
     geometry = g.node("GeometryNodeSetPosition", [("Geometry", capture.outputs["Geometry"]),
                                                   ("Position", capture.outputs["position"])]
                       ).outputs[0]
@@ -82,6 +93,17 @@ def _build_pose_tree(tree: bpy.types.NodeTree, sh_count: int) -> None:
         geometry = g.store(geometry, name, capture.outputs[name], 'FLOAT_VECTOR')
     tree.links.new(geometry, gout.inputs[0])
     layout_nodes(tree)
+
+
+def _capture(g: GeometryNodeBuilder, geometry, items) -> bpy.types.Node:
+    """A Capture Attribute node holding (name, socket type, value) ``items`` on the points of
+    ``geometry``; its outputs are named after the items."""
+    node = g.node("GeometryNodeCaptureAttribute", [("Geometry", geometry)], domain='POINT')
+    for name, kind, _value in items:
+        node.capture_items.new(kind, name)
+    for name, _kind, value in items:
+        g.feed(node.inputs[name], value)
+    return node
 
 
 def _sample(g: GeometryNodeBuilder, geometry, value, index, data_type: str):

@@ -99,6 +99,26 @@ class GeometryNodeBuilder(NodeBuilder):
         """A group node running the node group ``tree`` (inputs by socket name)."""
         return self.node("GeometryNodeGroup", inputs, node_tree=tree)
 
+    def pack_matrices(self, values: list) -> list:
+        """Float sockets (or numbers) 16 to a 4×4 matrix, column by column; the last one
+        padded with zeros."""
+        out = []
+        for start in range(0, len(values), 16):
+            node = self.node("FunctionNodeCombineMatrix")
+            for i in range(16):
+                value = values[start + i] if start + i < len(values) else 0.0
+                self.feed(node.inputs[f"Column {i // 4 + 1} Row {i % 4 + 1}"], value)
+            out.append(node.outputs[0])
+        return out
+
+    def unpack_matrices(self, matrices: list) -> list:
+        """The float sockets of :meth:`pack_matrices`' matrices, in packing order."""
+        out = []
+        for m in matrices:
+            outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
+            out += [outs[f"Column {i // 4 + 1} Row {i % 4 + 1}"] for i in range(16)]
+        return out
+
     def matrix(self, m):
         """Separate Matrix → entries e[row][col]."""
         outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
