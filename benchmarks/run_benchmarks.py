@@ -21,8 +21,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "native_render", "demo",
-           "fuzz"]
+BENCHES = ["io", "rasterize", "lgm", "fit", "capture", "display", "rigging", "native_render",
+           "demo", "fuzz"]
 
 
 def machine() -> str:

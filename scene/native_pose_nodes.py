@@ -31,7 +31,7 @@ import bpy
 from ..blender_gs_addon import native_layout as native
 from ..blender_gs_addon.sh import degree_for_coeffs
 from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
-from .rotation_nodes import GROUP_ATTRIBUTE, add_frame_inputs, group_rotations
+from .rotation_nodes import FRAME_INPUTS, GROUP_ATTRIBUTE, group_rotations
 from .sh_rotation_nodes import matrix_count, sh_rotation_matrices, turn_sh
 
 __all__ = ["POSE_GROUP", "native_pose_node_group"]
@@ -48,14 +48,9 @@ def native_pose_node_group(sh_count: int) -> bpy.types.NodeTree:
 
 
 def _build_pose_tree(tree: bpy.types.NodeTree, sh_count: int) -> None:
-    iface = tree.interface
-    iface.new_socket("Geometry", in_out='INPUT', socket_type='NodeSocketGeometry')
-    iface.new_socket("Cage", in_out='INPUT', socket_type='NodeSocketObject')
-    add_frame_inputs(tree)
-    iface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
-    g = GeometryNodeBuilder(tree)
-    gin = g.node("NodeGroupInput").outputs
-    gout = g.node("NodeGroupOutput")
+    g, gin, gout = GeometryNodeBuilder.start(
+        tree, [("Geometry", 'NodeSocketGeometry'), ("Cage", 'NodeSocketObject'),
+               *FRAME_INPUTS], [("Geometry", 'NodeSocketGeometry')])
     cage = g.node("GeometryNodeObjectInfo", [("Object", gin["Cage"])],
                   transform_space='RELATIVE').outputs["Geometry"]
     index = g.node("GeometryNodeInputIndex").outputs[0]

@@ -19,11 +19,13 @@ from ..blender_gs_addon import mesh_layout as layout
 from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
 
 __all__ = ["ROTATION_GROUP", "GROUP_ATTRIBUTE", "NEWTON_STEPS", "rotation_node_group",
-           "add_frame_inputs", "group_rotations"]
+           "FRAME_INPUTS", "group_rotations"]
 
 ROTATION_GROUP = "GS Splat Rotation"  # node group name
 GROUP_ATTRIBUTE = "gs_frame_group"  # INT, POINT: the splat's weight-row group
 NEWTON_STEPS = 3
+# The group inputs group_rotations reads: the frames helper object and its ε.
+FRAME_INPUTS = (("Frames", 'NodeSocketObject'), ("Frame Size", 'NodeSocketFloat', 1.0))
 _NODE_VERSION = 2  # 2: built with the shared node builder
 
 
@@ -33,13 +35,9 @@ def rotation_node_group() -> bpy.types.NodeTree:
 
 
 def _build_rotation_tree(tree: bpy.types.NodeTree) -> None:
-    iface = tree.interface
-    iface.new_socket("Geometry", in_out='INPUT', socket_type='NodeSocketGeometry')
-    add_frame_inputs(tree)
-    iface.new_socket("Geometry", in_out='OUTPUT', socket_type='NodeSocketGeometry')
-    g = GeometryNodeBuilder(tree)
-    gin = g.node("NodeGroupInput").outputs
-    gout = g.node("NodeGroupOutput")
+    g, gin, gout = GeometryNodeBuilder.start(
+        tree, [("Geometry", 'NodeSocketGeometry'), *FRAME_INPUTS],
+        [("Geometry", 'NodeSocketGeometry')])
     groups, rotation = group_rotations(g, gin["Frames"], gin["Frame Size"])
     group_index = g.node("GeometryNodeInputNamedAttribute", [("Name", GROUP_ATTRIBUTE)],
                          data_type='INT').outputs["Attribute"]
@@ -52,15 +50,6 @@ def _build_rotation_tree(tree: bpy.types.NodeTree) -> None:
     store = g.store(gin["Geometry"], layout.ROTATION, rotated, 'QUATERNION')
     tree.links.new(store, gout.inputs[0])
     layout_nodes(tree)
-
-
-def add_frame_inputs(tree: bpy.types.NodeTree) -> None:
-    """The group inputs :func:`group_rotations` reads: "Frames" (the helper object) and
-    "Frame Size" (its ε)."""
-    tree.interface.new_socket("Frames", in_out='INPUT', socket_type='NodeSocketObject')
-    size = tree.interface.new_socket("Frame Size", in_out='INPUT',
-                                     socket_type='NodeSocketFloat')
-    size.default_value = 1.0
 
 
 def group_rotations(g: GeometryNodeBuilder, frames_object, frame_size):

@@ -58,15 +58,15 @@ def band_node_group(band: int) -> bpy.types.NodeTree:
                                 lambda tree: _build_band_tree(tree, band))
 
 
+def _vectors(count: int) -> list:
+    """Interface items C1 … C<count> (RGB coefficients)."""
+    return [(f"C{k + 1}", 'NodeSocketVector') for k in range(count)]
+
+
 def _build_band_tree(tree: bpy.types.NodeTree, band: int) -> None:
-    iface = tree.interface
-    iface.new_socket("Direction", in_out='INPUT', socket_type='NodeSocketVector')
-    for k in range(2 * band + 1):
-        iface.new_socket(f"C{k + 1}", in_out='INPUT', socket_type='NodeSocketVector')
-    iface.new_socket("Colour", in_out='OUTPUT', socket_type='NodeSocketVector')
-    g = GeometryNodeBuilder(tree)
-    gin = g.node("NodeGroupInput").outputs
-    gout = g.node("NodeGroupOutput")
+    g, gin, gout = GeometryNodeBuilder.start(
+        tree, [("Direction", 'NodeSocketVector'), *_vectors(2 * band + 1)],
+        [("Colour", 'NodeSocketVector')])
     basis = _band_basis(g, band, g.split(gin["Direction"]))
     colour = None
     for k, value in enumerate(basis):
@@ -110,15 +110,8 @@ def rotate_band_node_group(band: int) -> bpy.types.NodeTree:
 
 def _build_rotate_tree(tree: bpy.types.NodeTree, band: int) -> None:
     width = 2 * band + 1
-    iface = tree.interface
-    iface.new_socket("Rotation", in_out='INPUT', socket_type='NodeSocketRotation')
-    for k in range(width):
-        iface.new_socket(f"C{k + 1}", in_out='INPUT', socket_type='NodeSocketVector')
-    for k in range(width):
-        iface.new_socket(f"C{k + 1}", in_out='OUTPUT', socket_type='NodeSocketVector')
-    g = GeometryNodeBuilder(tree)
-    gin = g.node("NodeGroupInput").outputs
-    gout = g.node("NodeGroupOutput")
+    g, gin, gout = GeometryNodeBuilder.start(
+        tree, [("Rotation", 'NodeSocketRotation'), *_vectors(width)], _vectors(width))
     undo = g.node("FunctionNodeInvertRotation", [(0, gin["Rotation"])]).outputs[0]  # Rᵀ
     colour_group = band_node_group(band)
     seen = []  # f_i: the band's colour along Rᵀ d_i
@@ -144,6 +137,11 @@ def _entry_count(degree: int) -> int:
     return sum((2 * band + 1) ** 2 for band in range(1, degree + 1))  # 9, 34, 83
 
 
+def _matrices(degree: int) -> list:
+    """Interface items D1 … of the packed rotation matrices."""
+    return [(f"D{m + 1}", 'NodeSocketMatrix') for m in range(matrix_count(degree))]
+
+
 def matrix_count(degree: int) -> int:
     """How many 4×4 matrices hold the rotation matrices D_1 … D_degree (1, 3 or 6)."""
     return -(-_entry_count(degree) // 16)
@@ -162,12 +160,8 @@ def sh_rotation_matrices(degree: int) -> bpy.types.NodeTree:
 
 
 def _build_matrices_tree(tree: bpy.types.NodeTree, degree: int) -> None:
-    tree.interface.new_socket("Rotation", in_out='INPUT', socket_type='NodeSocketRotation')
-    for m in range(matrix_count(degree)):
-        tree.interface.new_socket(f"D{m + 1}", in_out='OUTPUT', socket_type='NodeSocketMatrix')
-    g = GeometryNodeBuilder(tree)
-    gin = g.node("NodeGroupInput").outputs
-    gout = g.node("NodeGroupOutput")
+    g, gin, gout = GeometryNodeBuilder.start(tree, [("Rotation", 'NodeSocketRotation')],
+                                             _matrices(degree))
     entries = []
     for band in range(1, degree + 1):
         width = 2 * band + 1
@@ -193,16 +187,8 @@ def sh_turn(degree: int) -> bpy.types.NodeTree:
 
 def _build_turn_tree(tree: bpy.types.NodeTree, degree: int) -> None:
     count = (degree + 1) ** 2 - 1
-    iface = tree.interface
-    for m in range(matrix_count(degree)):
-        iface.new_socket(f"D{m + 1}", in_out='INPUT', socket_type='NodeSocketMatrix')
-    for k in range(count):
-        iface.new_socket(f"C{k + 1}", in_out='INPUT', socket_type='NodeSocketVector')
-    for k in range(count):
-        iface.new_socket(f"C{k + 1}", in_out='OUTPUT', socket_type='NodeSocketVector')
-    g = GeometryNodeBuilder(tree)
-    gin = g.node("NodeGroupInput").outputs
-    gout = g.node("NodeGroupOutput")
+    g, gin, gout = GeometryNodeBuilder.start(tree, [*_matrices(degree), *_vectors(count)],
+                                             _vectors(count))
     entries = iter(g.unpack_matrices([gin[f"D{m + 1}"] for m in range(matrix_count(degree))]))
     for band in range(1, degree + 1):
         first, width = band * band - 1, 2 * band + 1

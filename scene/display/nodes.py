@@ -76,6 +76,23 @@ class NodeBuilder:
 class GeometryNodeBuilder(NodeBuilder):
     """The builder plus the Geometry Nodes that only geometry trees have."""
 
+    @classmethod
+    def start(cls, tree: bpy.types.NodeTree, inputs, outputs):
+        """Declare a node group's interface and begin building it.
+
+        ``inputs`` / ``outputs``: (name, socket type) or (name, socket type, default) items,
+        e.g. ("Geometry", 'NodeSocketGeometry'). Returns (builder, the group input node's
+        outputs, the group output node).
+        """
+        for in_out, items in (('INPUT', inputs), ('OUTPUT', outputs)):
+            for name, socket_type, *default in items:
+                socket = tree.interface.new_socket(name, in_out=in_out,
+                                                   socket_type=socket_type)
+                if default:
+                    socket.default_value = default[0]
+        g = cls(tree)
+        return g, g.node("NodeGroupInput").outputs, g.node("NodeGroupOutput")
+
     def attribute(self, name: str, data_type: str):
         node = self.node("GeometryNodeInputNamedAttribute", [("Name", name)], data_type=data_type)
         return node.outputs[0]
