@@ -192,7 +192,32 @@ def _native_pose_rows(bpy, obj, arm, pose_nodes, label) -> list[dict]:
                      "goal": "info", "note": "median of 5; CPU "
                                              f"{float(np.median([t[1] for t in times])):.2f} s"})
     mod.node_group = full
+    rows.append(_native_sh_error(bpy, obj, label))
     return rows
+
+
+def _native_sh_error(bpy, obj, label) -> dict:
+    """The posed SH bands Geometry Nodes wrote against numpy's float64 rotation of the rest
+    bands by each splat's rotation delta (posed ⊗ rest⁻¹)."""
+    from blender_gs_addon.extension import extension_module
+    from blender_gs_addon.quaternions import quat_to_matrix
+    from blender_gs_addon.sh import rotate_sh_rest
+
+    so = extension_module("scene.splat_object")
+    rest = so.read_stored_splats(obj)
+    posed = so.evaluated_splats(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()))
+    delta = quat_to_matrix(posed.rotations.astype(np.float64)) @ np.swapaxes(
+        quat_to_matrix(rest.rotations.astype(np.float64)), -1, -2)
+    expected = rotate_sh_rest(rest.sh_rest.astype(np.float64), delta)
+    error = np.abs(posed.sh_rest - expected)  # [N, 15, 3]
+    bands = ", ".join(f"band {b}: {error[:, s].max():.2g}" for b, s in
+                      ((1, slice(0, 3)), (2, slice(3, 8)), (3, slice(8, 15))))
+    turned = int((np.abs(posed.sh_rest - rest.sh_rest).max(axis=(1, 2)) > 1e-4).sum())
+    return {"name": f"native: posed SH bands (Geometry Nodes, float32) vs numpy float64, "
+                    f"{label} splats", "value": float(error.max()), "unit": "max abs",
+            "goal": "<= 1e-5",
+            "note": f"{bands}; coefficients N(0, 0.1), largest {np.abs(rest.sh_rest).max():.2f}; "
+                    f"{turned:,} splats turned"}
 
 
 if __name__ == "__main__":
