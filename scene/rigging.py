@@ -296,6 +296,9 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
     if obj.mode != 'OBJECT':
         raise GSError(f"Object {obj.name!r} is in {obj.mode.lower()} mode; switch to object "
                       "mode to bind")
+    if obj.library is not None:
+        raise GSError(f"Object {obj.name!r} is linked from {obj.library.filepath!r} and cannot "
+                      "take modifiers; make it local (Object › Relations › Make Local) to bind")
     plan = _binding_plan(obj, armature, bones, method=method, source_mesh=source_mesh,
                          rotation_steps=rotation_steps, report=report,
                          weight_options=weight_options)

@@ -406,6 +406,28 @@ def test_nan_in_native_attributes_never_crashes_bind_bake_or_render(blender, nat
 
 
 @pytest.mark.bpy
+def test_a_linked_splat_object_is_refused_by_name(blender, gs_extension, rng, tmp_path):
+    """Any layout: an object linked from another file cannot take modifiers."""
+    bpy = blender
+    splats = SplatSet.empty(300, 0)
+    splats.positions = limb_points(rng, 300).astype(np.float32)
+    gs_extension.scene.splat_object.create_splat_object(splats, name="limb", up_axis="+Z")
+    library = tmp_path / "library.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(library))
+    bpy.ops.wm.read_homefile(app_template="", use_empty=True)
+    with bpy.data.libraries.load(str(library), link=True) as (source, target):
+        target.objects = ["limb"]
+    linked = target.objects[0]
+    bpy.context.collection.objects.link(linked)
+    arm = _two_bones(bpy)
+    modifiers = [m.name for m in linked.modifiers]
+    with pytest.raises(GSError, match="'limb' is linked from .*library.blend.*make it local"):
+        gs_extension.scene.rigging.bind_splats(linked, arm)
+    assert [m.name for m in linked.modifiers] == modifiers
+    assert sorted(o.name for o in bpy.data.objects) == ["arm", "limb"]
+
+
+@pytest.mark.bpy
 def test_rig_humanoid_on_a_native_object(blender, native, rng):
     from test_skinning import human_figure
 
