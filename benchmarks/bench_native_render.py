@@ -1,17 +1,17 @@
 """Blender 5.3's native Gaussian splats (Cycles, EEVEE) against this project's exact engine.
 
 The same splats from the same cameras: a random set (sample "random": 20k translucent splats
-in a cube) and a structured one (sample "torus", or a reconstruction's .ply named by the
-environment variable ``GS_BENCH_SPLATS``), each unposed and posed (bound to a two-bone chain
-through the set, the upper bone turned 45°: native splats stay native, their positions, rotations
-and SH bands posed by Geometry Nodes, see scene/native_pose_nodes.py).
+in a cube), a structured one (sample "torus": 20k splats on a knot) and, when the environment
+variable ``GS_BENCH_SPLATS`` names one, a reconstruction's .ply (e.g. the demo's), each unposed
+and posed (bound to a two-bone chain through the set, the upper bone turned 45°: native splats
+stay native, their positions, rotations and SH bands posed by Geometry Nodes,
+scene/native_pose_nodes.py).
 
 How: the Blender part runs in a Python with bpy ≥ 5.3 (``GS_BPY53_PYTHON``, else the
 repository's ``.venv313``), in a subprocess; it renders each camera with Cycles and EEVEE to
 float EXR and writes the splats the exact engine reads from the evaluated scene
 (``render_engine.collect_splats``: world frame, posed) as .ply. This process renders those
-with the exact rasterizer (:func:`blender_gs_addon.render.still.render_still`, torch) and
-compares.
+with the exact engine's rasterizer (torch, CPU) and compares.
 
 Colour: native splats take SH + 0.5 as sRGB and blend in scene-linear light; the exact engine
 blends SH + 0.5 as display values. Both images are compared as display-referred sRGB straight
@@ -20,15 +20,18 @@ RGBA PNG saved under Standard holds) composited over the same white background i
 space. Rows per set, pose and engine: PSNR and mean colour bias (native − exact, over all pixels
 and channels). Diagnostics say what limits the agreement:
 
-- *linear-light reference*: the exact rasterizer fed each splat's colour for that camera
-  converted to linear light (SH evaluated per view in numpy, DC only), result through the sRGB
-  curve: how a rasteriser blending as Blender does would look. Native vs it isolates
-  ray-traced vs rasterised Gaussians, sampling noise and quantisation; exact vs it is the
-  blending-space effect alone.
-- *Cycles noise*: Cycles at the benchmark's samples vs 4× as many (stochastic transparency).
+- *the rasterizer blending as Blender does*: the exact rasterizer fed each splat's colour for
+  that camera in linear light (SH evaluated per view in numpy, DC only), without the 3DGS
+  screen-space low-pass (eps2d 0.3 px² → 0), the result through the sRGB curve. Native vs it is
+  the renderers' own difference: ray-traced (Cycles: stochastic transparency) or quantised and
+  rasterised (EEVEE) Gaussians.
+- *exact vs exact blending in linear light*, *exact vs exact without its low-pass*: each
+  convention of the 3DGS rasterizer alone.
+- *Cycles noise*: Cycles at the benchmark's samples vs 4× as many.
 - *8-bit SH*: the exact render with SH rest coefficients stored as 8 bits in [−1, 1] (Cycles'
   storage, read from its kernel) vs the exact render.
-- *posed, SH not turned*: what Blender would show if the bands did not turn with the pose.
+- *SH not turned*: the posed splats drawn by Cycles with their rest SH bands, what Blender
+  would show without the SH rotation.
 """
 
 from __future__ import annotations
@@ -75,10 +78,12 @@ def _sets(quick: bool) -> dict:
     from blender_gs_addon.samples import sample_splats
 
     count = _settings(quick)["count"]
-    structured = os.environ.get("GS_BENCH_SPLATS")
-    return {"random": sample_splats("random", count=count, sh_degree=3),
-            "structured": read_splats(structured) if structured else
-            sample_splats("torus", count=count, sh_degree=3)}
+    sets = {"random": sample_splats("random", count=count, sh_degree=3),
+            "structured": sample_splats("torus", count=count, sh_degree=3)}
+    reconstruction = os.environ.get("GS_BENCH_SPLATS")  # e.g. the demo's out/splats.ply
+    if reconstruction:
+        sets["reconstruction"] = read_splats(reconstruction)
+    return sets
 
 
 # ---------------------------------------------------------------------------- Blender part
@@ -199,7 +204,8 @@ def blender_part(out: Path, quick: bool) -> None:
             timings[f"{name}_{pose}"] = _render_set(bpy, mods, splats, name, pose, settings,
                                                     out)
     (out / "timings.json").write_text(json.dumps({"timings": timings,
-                                                  "blender": bpy.app.version_string}))
+                                                  "blender": bpy.app.version_string,
+                                                  "sets": list(_sets(quick))}))
 
 
 # ---------------------------------------------------------------------------- comparison
@@ -331,7 +337,7 @@ def compare(folder: Path, quick: bool) -> list[dict]:
     settings = _settings(quick)
     info = json.loads((folder / "timings.json").read_text())
     rows = []
-    for name in ("random", "structured"):
+    for name in info["sets"]:
         for pose in POSES:
             rows += _compare_set(folder, name, pose, settings)
     for key, timing in info["timings"].items():
