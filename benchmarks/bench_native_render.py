@@ -324,7 +324,13 @@ def _compare_set(folder: Path, name: str, pose: str, settings: dict) -> list[dic
                              - 1).astype(np.float32)
         rows += _row(f"{where}: exact with 8-bit SH vs exact",
                      np.stack([exact_display(quantised, v, k, size) for v, k in views]), exact,
-                     "SH rest stored as 8 bits in [−1, 1]")
+                     "SH rest stored as 8 bits in [−1, 1] (Cycles, EEVEE)")
+        opacity = np.clip(np.round(255 / (1 + np.exp(-splats.opacity_logits.astype(
+            np.float64)))), 0.5, 254.5) / 255  # 8 bits, kept off 0 and 1 for the logit
+        quantised.opacity_logits = np.log(opacity / (1 - opacity)).astype(np.float32)
+        rows += _row(f"{where}: exact with 8-bit SH and opacity vs exact",
+                     np.stack([exact_display(quantised, v, k, size) for v, k in views]), exact,
+                     "EEVEE also stores opacity in 8 bits")
     if "cycles_sh_not_turned" in native:
         rows += _row(f"{where}: native cycles with the SH bands not turned vs the rasterizer "
                      "blending as Blender does", native["cycles_sh_not_turned"], blender_like,
