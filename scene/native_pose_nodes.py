@@ -7,15 +7,17 @@ object's own point cloud stays as it was (unbinding removes the modifier and the
 the data was never touched); its Geometry Nodes modifier ``GS Pose`` runs this group:
 
 1. each splat takes its cage vertex's deformed position (Sample Index by index);
-2. its weight-row group's exact polar rotation R from the frames helper
-   (:func:`.rotation_nodes.group_rotations`, shared with the mesh layout's live rotation)
-   turns its rotation: ``rotation`` = R ⊗ q_rest;
+2. its weight-row group's exact polar rotation R from the frames helper turns its rotation:
+   ``rotation`` = R ⊗ q_rest;
 3. its SH bands turn by R: Blender's renderers evaluate SH in object space and would otherwise
    show the rest colours on a turned splat. The SH rotation matrices D_l(R) are computed once
    per group (:func:`.sh_rotation_nodes.sh_rotation_matrices`, on the group points, packed
    into 4×4 matrices) and each splat samples its group's and applies them
    (:func:`.sh_rotation_nodes.turn_sh`, 83 multiply-adds for SH 3): about a third of the work
    of evaluating the rotation per splat.
+
+Steps 2 and 3 are :func:`.rotation_nodes.posed_rotation_and_sh`, shared with the mesh layout's
+live rotation.
 
 New values are captured on the input geometry before any is stored, so every rotated band
 reads the rest coefficients. Opacity (``radiance:base``.w), scale and the exact copies pass
@@ -29,15 +31,13 @@ from __future__ import annotations
 import bpy
 
 from ..blender_gs_addon import native_layout as native
-from ..blender_gs_addon.sh import degree_for_coeffs
 from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
-from .rotation_nodes import FRAME_INPUTS, GROUP_ATTRIBUTE, group_rotations
-from .sh_rotation_nodes import matrix_count, sh_rotation_matrices, turn_sh
+from .rotation_nodes import FRAME_INPUTS, GROUP_ATTRIBUTE, posed_rotation_and_sh
 
 __all__ = ["POSE_GROUP", "native_pose_node_group"]
 
 POSE_GROUP = "GS Native Pose (SH {count})"  # node group name per SH coefficient count
-_NODE_VERSION = 2  # 2: SH rotation matrices per group
+_NODE_VERSION = 3  # 3: posed rotation and SH shared with the mesh layout
 
 
 def native_pose_node_group(sh_count: int) -> bpy.types.NodeTree:
@@ -54,54 +54,15 @@ def _build_pose_tree(tree: bpy.types.NodeTree, sh_count: int) -> None:
     cage = g.node("GeometryNodeObjectInfo", [("Object", gin["Cage"])],
                   transform_space='RELATIVE').outputs["Geometry"]
     index = g.node("GeometryNodeInputIndex").outputs[0]
-    posed = _sample(g, cage, g.node("GeometryNodeInputPosition").outputs[0], index,
-                    'FLOAT_VECTOR')
-    group = _sample(g, cage, g.attribute(GROUP_ATTRIBUTE, 'INT'), index, 'INT')
-    groups, group_rotation = group_rotations(g, gin["Frames"], gin["Frame Size"])
-    # Per group (thousands of points, not millions): its rotation and the SH rotation
-    # matrices of that rotation, captured once; each splat samples its group's.
-    degree = degree_for_coeffs(sh_count)
-    per_group = [("rotation", 'ROTATION', group_rotation)]
-    if degree:
-        matrices = g.group(sh_rotation_matrices(degree), [("Rotation", group_rotation)])
-        per_group += [(f"D{m + 1}", 'MATRIX', matrices.outputs[m])
-                      for m in range(matrix_count(degree))]
-    groups = _capture(g, groups, per_group)
-    delta = _sample(g, groups.outputs["Geometry"], groups.outputs["rotation"], group,
-                    'QUATERNION')
-    rotation = g.node("FunctionNodeRotateRotation",
-                      [("Rotation", g.attribute(native.ROTATION, 'QUATERNION')),
-                       ("Rotate By", delta)], rotation_space='GLOBAL').outputs[0]
+    posed = g.sample_index(cage, g.node("GeometryNodeInputPosition").outputs[0], index,
+                           'FLOAT_VECTOR')
+    group = g.sample_index(cage, g.attribute(GROUP_ATTRIBUTE, 'INT'), index, 'INT')
     names = [native.sh_attribute(k) for k in range(sh_count)]
-    bands = turn_sh(g, [_sample(g, groups.outputs["Geometry"], groups.outputs[name], group,
-                                'FLOAT4X4') for name, _kind, _value in per_group[1:]],
-                    [g.attribute(n, 'FLOAT_VECTOR') for n in names]) if degree else []
-    items = [("position", 'VECTOR', posed), (native.ROTATION, 'ROTATION', rotation)]
-    capture = _capture(g, gin["Geometry"], items + [
-        (n, 'VECTOR', b) for n, b in zip(names, bands)])
-    geometry = g.node("GeometryNodeSetPosition", [("Geometry", capture.outputs["Geometry"]),
-                                                  ("Position", capture.outputs["position"])]
-                      ).outputs[0]
-    geometry = g.store(geometry, native.ROTATION, capture.outputs[native.ROTATION],
-                       'QUATERNION')
-    for name in names:
-        geometry = g.store(geometry, name, capture.outputs[name], 'FLOAT_VECTOR')
+    rotation, bands = posed_rotation_and_sh(
+        g, gin, group, g.attribute(native.ROTATION, 'QUATERNION'),
+        [g.attribute(n, 'FLOAT_VECTOR') for n in names])
+    geometry = g.store_together(gin["Geometry"], [
+        (native.POSITION, 'FLOAT_VECTOR', posed), (native.ROTATION, 'QUATERNION', rotation),
+        *[(n, 'FLOAT_VECTOR', b) for n, b in zip(names, bands)]])
     tree.links.new(geometry, gout.inputs[0])
     layout_nodes(tree)
-
-
-def _capture(g: GeometryNodeBuilder, geometry, items) -> bpy.types.Node:
-    """A Capture Attribute node holding (name, socket type, value) ``items`` on the points of
-    ``geometry``; its outputs are named after the items."""
-    node = g.node("GeometryNodeCaptureAttribute", [("Geometry", geometry)], domain='POINT')
-    for name, kind, _value in items:
-        node.capture_items.new(kind, name)
-    for name, _kind, value in items:
-        g.feed(node.inputs[name], value)
-    return node
-
-
-def _sample(g: GeometryNodeBuilder, geometry, value, index, data_type: str):
-    return g.node("GeometryNodeSampleIndex", [("Geometry", geometry), ("Value", value),
-                                              ("Index", index)],
-                  data_type=data_type, domain='POINT').outputs[0]

@@ -14,7 +14,9 @@ and builds a small hidden helper mesh, ``<object> GS frames``, parented to the s
 with an identity transform: for every group four vertices, a centre c and c + ε·e_x, e_y, e_z,
 carrying the group's weights, deformed by their own Armature modifier. After the splat
 object's Armature modifier the Geometry Nodes group of :mod:`.rotation_nodes` takes each
-group's exact polar rotation and writes ``gs_rotation`` = R_group ⊗ q_rest per splat.
+group's exact polar rotation and writes ``gs_rotation`` = R_group ⊗ q_rest per splat, and
+turns the splat's SH bands by R_group (so the display and the exact engine show the posed
+splat's view-dependent colour, as bake writes it).
 
 The per-frame cost over the Armature modifier alone is one Sample Index, one rotation product
 and one attribute store over N splats, plus an Armature modifier over 4U helper vertices. The
@@ -331,26 +333,34 @@ def _build_mesh(obj, armature, plan: _Plan, built: dict, *, report: Report) -> N
     _add_armature_modifier(obj, armature, name=_PENDING + ARMATURE_MODIFIER)
     built["helper"] = _make_helper(obj, armature, plan)
     rot = obj.modifiers.new(_PENDING + ROTATION_MODIFIER, 'NODES')
-    rot.node_group = rotation_node_group()
+    rot.node_group = rotation_node_group(_turned_sh_count(obj, report))
     _set_input(rot, "Frames", built["helper"])
     _set_input(rot, "Frame Size", plan.epsilon)
 
 
 def _build_native(obj, armature, plan: _Plan, built: dict, *, report: Report) -> None:
     """Native splats: the cage carries the weights; ``GS Pose`` on the point cloud."""
-    sh_count = native.native_sh_count(
-        {a.name: a.data_type for a in obj.data.attributes if a.domain == 'POINT'})
-    rotated = max(k for k in (0, 3, 8, 15) if k <= sh_count)
-    if rotated != sh_count:
-        report({'WARNING'}, f"Object {obj.name!r}: SH coefficients beyond the first {rotated} "
-                            "do not turn with the pose")
     built["cage"] = _make_cage(obj, armature, plan)
     built["helper"] = _make_helper(obj, armature, plan)
     pose = obj.modifiers.new(_PENDING + POSE_MODIFIER, 'NODES')
-    pose.node_group = native_pose_node_group(rotated)
+    pose.node_group = native_pose_node_group(_turned_sh_count(obj, report))
     _set_input(pose, "Cage", built["cage"])
     _set_input(pose, "Frames", built["helper"])
     _set_input(pose, "Frame Size", plan.epsilon)
+
+
+def _turned_sh_count(obj, report: Report) -> int:
+    """How many SH rest coefficients turn with the pose: whole bands 1–3 (warned otherwise)."""
+    attributes = {a.name: a.data_type for a in obj.data.attributes if a.domain == 'POINT'}
+    if obj.type == 'MESH':
+        have = sum(1 for name in attributes if name.startswith(layout.SH_REST_PREFIX))
+    else:
+        have = native.native_sh_count(attributes)
+    turned = max(k for k in (0, 3, 8, 15) if k <= have)
+    if turned != have:
+        report({'WARNING'}, f"Object {obj.name!r}: SH coefficients beyond the first {turned} "
+                            "do not turn with the pose")
+    return turned
 
 
 def _discard_pending(obj, built: dict, trees_before: set[str]) -> None:

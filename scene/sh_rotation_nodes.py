@@ -13,7 +13,7 @@ A_l's condition number is at most 1.94, so float32 nodes stay within a few 1e-6 
 reference). The groups, each built once per file:
 
 - ``GS SH Band l``: Direction, C1 … → the band's colour Σ_k Y_l,k(Direction) · C_k (the basis
-  polynomials of :func:`~blender_gs_addon.sh.sh_basis`);
+  polynomials the splat display uses too, :mod:`.display.sh_nodes`);
 - ``GS SH Rotate Band l``: Rotation, C1 … → the band turned, as f_i = ``GS SH Band l`` at
   Rᵀ d_i and c'_j = Σ_i A_l⁻¹[j, i] f_i;
 - ``GS SH Rotation Matrices (SH d)``: Rotation → D_1 … D_d, 83 numbers for SH 3, packed 16 to
@@ -30,15 +30,9 @@ from __future__ import annotations
 
 import bpy
 
-from ..blender_gs_addon.sh import (
-    BAND_SAMPLE_DIRECTIONS,
-    SH_C1,
-    SH_C2,
-    SH_C3,
-    band_sample_inverse,
-    degree_for_coeffs,
-)
+from ..blender_gs_addon.sh import BAND_SAMPLE_DIRECTIONS, band_sample_inverse, degree_for_coeffs
 from .display.nodes import GeometryNodeBuilder, layout_nodes, versioned_node_group
+from .display.sh_nodes import sh_band_basis
 
 __all__ = ["BAND_GROUP", "ROTATE_GROUP", "MATRICES_GROUP", "TURN_GROUP", "band_node_group",
            "rotate_band_node_group", "matrix_count", "sh_rotation_matrices", "sh_turn",
@@ -67,7 +61,7 @@ def _build_band_tree(tree: bpy.types.NodeTree, band: int) -> None:
     g, gin, gout = GeometryNodeBuilder.start(
         tree, [("Direction", 'NodeSocketVector'), *_vectors(2 * band + 1)],
         [("Colour", 'NodeSocketVector')])
-    basis = _band_basis(g, band, g.split(gin["Direction"]))
+    basis = sh_band_basis(g, band, *g.split(gin["Direction"]))
     colour = None
     for k, value in enumerate(basis):
         # A float linked into a vector socket is read as (v, v, v).
@@ -75,30 +69,6 @@ def _build_band_tree(tree: bpy.types.NodeTree, band: int) -> None:
                          colour if colour is not None else (0.0, 0.0, 0.0))
     tree.links.new(colour, gout.inputs["Colour"])
     layout_nodes(tree)
-
-
-def _band_basis(g: GeometryNodeBuilder, band: int, xyz) -> list:
-    """The band's real SH basis values at (x, y, z), as :func:`sh_basis` writes them."""
-    x, y, z = xyz
-    if band == 1:
-        return [g.mul(y, -SH_C1), g.mul(z, SH_C1), g.mul(x, -SH_C1)]
-    xx, yy, zz = g.mul(x, x), g.mul(y, y), g.mul(z, z)
-    xx_minus_yy = g.sub(xx, yy)
-    if band == 2:
-        two_zz = g.sub(g.sub(g.mul(zz, 2.0), xx), yy)  # 2zz − xx − yy
-        return [g.mul(g.mul(x, y), SH_C2[0]), g.mul(g.mul(y, z), SH_C2[1]),
-                g.mul(two_zz, SH_C2[2]), g.mul(g.mul(x, z), SH_C2[3]),
-                g.mul(xx_minus_yy, SH_C2[4])]
-    four_zz = g.sub(g.sub(g.mul(zz, 4.0), xx), yy)  # 4zz − xx − yy
-    return [
-        g.mul(g.mul(y, g.math("MULTIPLY_ADD", xx, 3.0, g.mul(yy, -1.0))), SH_C3[0]),
-        g.mul(g.mul(g.mul(x, y), z), SH_C3[1]),
-        g.mul(g.mul(y, four_zz), SH_C3[2]),
-        g.mul(g.mul(z, g.math("MULTIPLY_ADD", g.add(xx, yy), -3.0, g.mul(zz, 2.0))), SH_C3[3]),
-        g.mul(g.mul(x, four_zz), SH_C3[4]),
-        g.mul(g.mul(z, xx_minus_yy), SH_C3[5]),
-        g.mul(g.mul(x, g.math("MULTIPLY_ADD", yy, -3.0, xx)), SH_C3[6]),
-    ]
 
 
 def rotate_band_node_group(band: int) -> bpy.types.NodeTree:

@@ -114,6 +114,16 @@ def test_bent_limb_matches_exact_lbs(blender, rig, rng, layout):
     assert np.median(ang) <= 1.0 and np.percentile(ang, 99) <= 5.0
     # rotations are not just the rest ones (the joint region really rotates)
     assert np.percentile(_angles(got_rot, splats.rotations), 90) > 45
+    # SH bands turned by each splat's rotation delta, in the splats every renderer reads
+    from blender_gs_addon.sh import rotate_sh_rest
+
+    posed = extension_module("scene.splat_object").evaluated_splats(
+        obj.evaluated_get(bpy.context.evaluated_depsgraph_get()))
+    delta = quat_to_matrix(got_rot.astype(np.float64)) @ np.swapaxes(
+        quat_to_matrix(splats.rotations.astype(np.float64)), -1, -2)
+    expected = rotate_sh_rest(splats.sh_rest.astype(np.float64), delta)
+    assert np.abs(posed.sh_rest - expected).max() <= 2e-5
+    assert np.abs(posed.sh_rest - splats.sh_rest).max() > 0.5
 
 
 def test_two_legs_bound_separately(blender, rig, rng):

@@ -112,6 +112,34 @@ class GeometryNodeBuilder(NodeBuilder):
         self.feed(node.inputs["Value"], value)
         return node.outputs[0]
 
+    def sample_index(self, geometry, value, index, data_type: str):
+        """``value`` (a field on ``geometry``'s points) at point ``index``."""
+        return self.node("GeometryNodeSampleIndex", [("Geometry", geometry), ("Value", value),
+                                                     ("Index", index)],
+                         data_type=data_type, domain='POINT').outputs[0]
+
+    def capture(self, geometry, items) -> bpy.types.Node:
+        """Capture Attribute holding (name, socket type, value) ``items`` on the points of
+        ``geometry``, evaluated together; outputs named after the items."""
+        node = self.node("GeometryNodeCaptureAttribute", [("Geometry", geometry)],
+                         domain='POINT')
+        for name, kind, _value in items:
+            node.capture_items.new(kind, name)
+        for name, _kind, value in items:
+            self.feed(node.inputs[name], value)
+        return node
+
+    def store_together(self, geometry, items):
+        """Store (attribute name, data type, value) ``items``, every value read from the input
+        ``geometry``: captured first, since a store changes what later fields read."""
+        kinds = {'FLOAT_VECTOR': 'VECTOR', 'QUATERNION': 'ROTATION', 'FLOAT': 'FLOAT'}
+        captured = self.capture(geometry, [(name, kinds[data_type], value)
+                                           for name, data_type, value in items])
+        out = captured.outputs["Geometry"]
+        for name, data_type, _value in items:
+            out = self.store(out, name, captured.outputs[name], data_type)
+        return out
+
     def group(self, tree: bpy.types.NodeTree, inputs=()) -> bpy.types.Node:
         """A group node running the node group ``tree`` (inputs by socket name)."""
         return self.node("GeometryNodeGroup", inputs, node_tree=tree)
