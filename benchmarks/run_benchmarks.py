@@ -21,10 +21,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["io", "native", "rasterize", "lgm", "fit", "capture", "display", "rigging", "demo",
-           "fuzz", "batch", "remote", "formats", "poses"]
+BENCHES = ["io", "native", "rasterize", "lgm", "fit", "capture", "display", "rigging",
+           "native_render", "demo", "fuzz", "batch", "remote", "formats", "poses"]
 # Benchmarks that need another interpreter than this one: bench_native measures Blender 5.3's
 # native splats with bpy 5.3.0, which exists for Python 3.13 only (.venv313, scripts/env.sh).
+# (native_render and rigging start a bpy 5.3 Python themselves.)
 INTERPRETERS = {"native": ROOT / ".venv313" / "bin" / "python"}
 
 

@@ -24,10 +24,12 @@ def bake_splats(obj: bpy.types.Object, *, frames: tuple[int, int], out_dir: str 
                 up_axis: str | None = None, report: Report = log_report) -> list[str]:
     """Write the posed splats of frames A..B (inclusive) as ``<name>_<frame>.ply``.
 
-    Positions and rotations come from the evaluated object, SH bands 1-3 are rotated by each
-    splat's rotation delta (posed ⊗ rest⁻¹); scales, opacities and colours stay. The object's
-    transform is applied as on export (file frame of ``up_axis``; default: the axis the object
-    was imported with). Restores the current frame.
+    Positions and rotations come from the evaluated object (mesh layout or native splats), SH
+    bands 1-3 are rotated by each splat's rotation delta (posed ⊗ rest⁻¹, in float64 from the
+    rest coefficients); scales, opacities and colours stay. The object's transform is applied
+    as on export (file frame of ``up_axis``; default: the axis the object was imported with, or
+    for one without, the axis Blender's .ply importer assumes). Splats with NaN or infinite
+    values are left out with a warning. Restores the current frame.
     """
     splat_object.require_splat_object(obj, allow_empty=False)
     if up_axis is None:
@@ -40,7 +42,8 @@ def bake_splats(obj: bpy.types.Object, *, frames: tuple[int, int], out_dir: str 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GSError(f"{out}: cannot create the output folder: {err}") from None
-    rest = splat_object.object_to_splats(obj, apply_transform=False)
+    # The stored splats, none left out: the evaluated ones correspond to them one to one.
+    rest = splat_object.read_stored_splats(obj, report=report)
     rest_t = np.swapaxes(quat_to_matrix(rest.rotations.astype(np.float64)), -1, -2)
     scene = bpy.context.scene
     current = scene.frame_current
@@ -53,9 +56,14 @@ def bake_splats(obj: bpy.types.Object, *, frames: tuple[int, int], out_dir: str 
             pos, rot = evaluated_splats(obj)
             posed = rest.copy()
             posed.positions = pos
-            posed.rotations = normalize_quat(rot).astype(np.float32)
-            delta = quat_to_matrix(rot.astype(np.float64)) @ rest_t  # [N, 3, 3]
-            posed.sh_rest = rotate_sh_rest(rest.sh_rest, delta)
+            unit = normalize_quat(rot)  # a NaN row would become the identity: kept NaN
+            posed.rotations = np.where(np.isfinite(rot).all(axis=1, keepdims=True), unit,
+                                       np.nan).astype(np.float32)
+            with np.errstate(invalid="ignore"):  # NaN splats stay NaN, and are dropped below
+                delta = quat_to_matrix(rot.astype(np.float64)) @ rest_t  # [N, 3, 3]
+                posed.sh_rest = rotate_sh_rest(rest.sh_rest, delta)
+            posed = posed.drop_nonfinite(source=f"Object {obj.name!r}, frame {frame}",
+                                         report=report)
             matrix = splat_object.export_matrix(obj, up_axis=up_axis)
             if not np.array_equal(matrix, np.eye(4)):
                 posed = posed.transformed(matrix)

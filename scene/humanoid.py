@@ -171,6 +171,7 @@ def rig_humanoid(obj: bpy.types.Object, *, report: Report = log_report) -> bpy.t
     depsgraph = bpy.context.evaluated_depsgraph_get()
     world = np.array(obj.evaluated_get(depsgraph).matrix_world, np.float64)
     points = transform_points(world, splat_object.splat_positions(obj).astype(np.float64))
+    points = points[np.isfinite(points).all(axis=1)]  # NaN splats stay unbound (bind warns)
     source = f"Object {obj.name!r}"
     fit_humanoid(points, source=source)  # refuse a non-figure before anything is created
     active = bpy.context.view_layer.objects.active

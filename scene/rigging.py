@@ -14,48 +14,67 @@ and builds a small hidden helper mesh, ``<object> GS frames``, parented to the s
 with an identity transform: for every group four vertices, a centre c and c + ε·e_x, e_y, e_z,
 carrying the group's weights, deformed by their own Armature modifier. After the splat
 object's Armature modifier the Geometry Nodes group of :mod:`.rotation_nodes` takes each
-group's exact polar rotation and writes ``gs_rotation`` = R_group ⊗ q_rest per splat.
+group's exact polar rotation and writes ``gs_rotation`` = R_group ⊗ q_rest per splat, and
+turns the splat's SH bands by R_group (so the display and the exact engine show the posed
+splat's view-dependent colour, as bake writes it).
 
 The per-frame cost over the Armature modifier alone is one Sample Index, one rotation product
 and one attribute store over N splats, plus an Armature modifier over 4U helper vertices. The
 rest rotation lives in the original mesh's ``gs_rotation``; export reads the original mesh, the
 display reads the evaluated one, bake (:mod:`.bake`) reads the evaluated one.
 
-Edited bones (rest pose changes) need a re-bind; B-bones are sampled at each group's centre.
+Native splats (Blender 5.3+ point clouds) take no Armature modifier and no vertex groups. Their
+binding puts the weights on a second hidden helper, ``<object> GS cage`` (one vertex per splat,
+vertex groups, the group index, an Armature modifier), and one Geometry Nodes modifier,
+``GS Pose``, on the point cloud itself (:mod:`.native_pose_nodes`): positions from the cage,
+rotations from the frames, SH bands turned with them. The point cloud's data is never changed,
+so it keeps being drawn natively while posed and unbinding gives back exactly what was there.
+
+Splats with a non-finite position get no weights (a warning says how many): they stay where
+they are, and every renderer and writer skips them. Edited bones (rest pose changes) need a
+re-bind; B-bones are sampled at each group's centre.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import bpy
 import numpy as np
 from mathutils import Matrix
 
 from ..blender_gs_addon import mesh_layout as layout
+from ..blender_gs_addon import native_layout as native
 from ..blender_gs_addon.conventions.frames import transform_points
 from ..blender_gs_addon.errors import GSError, Report, log_report
 from ..blender_gs_addon.rigging import skinning
 from . import splat_object
 from .display import set_modifier_input
-from .rotation_nodes import GROUP_ATTRIBUTE, ROTATION_GROUP, rotation_node_group
+from .native_pose_nodes import native_pose_node_group
+from .rotation_nodes import GROUP_ATTRIBUTE, rotation_node_group
 
 __all__ = [
-    "ARMATURE_MODIFIER", "ROTATION_MODIFIER", "deform_bones", "bind_splats", "unbind_splats",
-    "evaluated_splats", "bone_matrices",
+    "ARMATURE_MODIFIER", "ROTATION_MODIFIER", "POSE_MODIFIER", "HELPER_PROP", "CAGE_PROP",
+    "ARMATURE_PROP", "deform_bones", "bind_splats", "unbind_splats", "evaluated_splats",
+    "binding_weights_object", "bone_matrices",
 ]
 
 ARMATURE_MODIFIER = "GS Armature"
 ROTATION_MODIFIER = "GS Rotation"
-HELPER_PROP = "gs_frames_object"  # on the splat object: name of its helper
+POSE_MODIFIER = "GS Pose"  # native splats: the posing Geometry Nodes on the point cloud
+HELPER_PROP = "gs_frames_object"  # on the splat object: name of its frames helper
+CAGE_PROP = "gs_cage_object"  # on a native splat object: name of its cage
 ARMATURE_PROP = "gs_armature"
+_MODIFIERS = (ARMATURE_MODIFIER, ROTATION_MODIFIER, POSE_MODIFIER)
 _PENDING = "~gs pending "  # prefix of a binding under construction (see bind_splats)
 
 
 # ---------------------------------------------------------------------------- inputs
 def deform_bones(armature: bpy.types.Object) -> list[bpy.types.Bone]:
     if armature is None or armature.type != 'ARMATURE':
-        kind = "nothing" if armature is None else f"a {armature.type.lower()}"
+        kind = "nothing" if armature is None else "a " + armature.bl_rna.properties[
+            "type"].enum_items[armature.type].name.lower()  # "mesh", "point cloud", …
         raise GSError(f"binding needs an armature object, got {kind}")
     bones = [b for b in armature.data.bones if b.use_deform]
     if not bones:
@@ -105,6 +124,79 @@ def _mesh_weights(source: bpy.types.Object, names: list[str], to_local: np.ndarr
     return verts, tris.reshape(-1, 3), weights
 
 
+# ---------------------------------------------------------------------------- weights
+@dataclass
+class _Plan:
+    """What a binding writes, computed before anything in the scene changes."""
+
+    names: list[str]  # deform bone names, the columns of ``bones``
+    positions: np.ndarray  # [N, 3] float32 splat centres as stored
+    bones: np.ndarray  # [N, K] bone indices
+    levels: np.ndarray  # [N, K] weights in 1/255 (rows of 0: unbound splats)
+    group: np.ndarray  # [N] int32 weight-row group of each splat
+    group_bones: np.ndarray  # [U, K]
+    group_levels: np.ndarray  # [U, K] in 1/rotation_steps
+    centres: np.ndarray  # [U, 3] mean rest position of each group
+    epsilon: float  # frame size of the helper
+    rotation_steps: int
+
+
+def _skin_weights(obj, armature, bones, positions, *, method, source_mesh, report,
+                  weight_options) -> skinning.SkinWeights:
+    """Weights of the finite ``positions`` [M, 3] (mesh space of ``obj``)."""
+    names = [b.name for b in bones]
+    to_local = _to_local(obj, armature)
+    heads = transform_points(to_local, np.array([b.head_local for b in bones], np.float64))
+    tails = transform_points(to_local, np.array([b.tail_local for b in bones], np.float64))
+    source = f"Object {obj.name!r}"
+    if method == "auto":
+        return skinning.bone_weights(positions, heads, tails, source=source, report=report,
+                                     **weight_options)
+    if method == "mesh":
+        # The same placement check as the automatic weights: a mesh skinned elsewhere would
+        # otherwise hand every splat the weights of whatever surface happens to be nearest.
+        skinning.check_far(positions, heads, tails, source=source, report=report)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        world_inv = np.linalg.inv(np.array(obj.evaluated_get(depsgraph).matrix_world))
+        verts, tris, vw = _mesh_weights(source_mesh, names, world_inv)
+        return skinning.transfer_weights(positions, verts, tris, vw)
+    raise GSError(f"unknown binding method {method!r}; use 'auto' or 'mesh'")
+
+
+def _binding_plan(obj, armature, bones, *, method, source_mesh, rotation_steps, report,
+                  weight_options) -> _Plan:
+    positions = splat_object.splat_positions(obj)
+    finite = np.isfinite(positions).all(axis=1)  # [N]
+    source = f"Object {obj.name!r}"
+    if not finite.any():
+        raise GSError(f"{source}: no splat has a finite position; nothing to bind")
+    sw = _skin_weights(obj, armature, bones, positions[finite], method=method,
+                       source_mesh=source_mesh, report=report, weight_options=weight_options)
+    bone_rows, weights = sw.bones, sw.weights
+    if not finite.all():
+        report({'WARNING'}, f"{source}: {int((~finite).sum()):,} of {len(positions):,} splats "
+                            "have NaN or infinite positions and stay unbound (renderers and "
+                            "writers skip them)")
+        bone_rows = np.zeros((len(positions), sw.bones.shape[1]), sw.bones.dtype)
+        weights = np.zeros((len(positions), sw.weights.shape[1]), sw.weights.dtype)
+        bone_rows[finite], weights[finite] = sw.bones, sw.weights
+    # Rotation groups use coarser weights (1/64: at a 90° joint the blended rotation is off by
+    # at most ~0.7°) so that 1M splats need tens of thousands of helper frames, not millions.
+    rot_levels = skinning.quantize_weights(weights, levels=rotation_steps)
+    group, group_bones, group_levels = skinning.frame_groups(bone_rows, rot_levels)
+    count = len(group_bones)
+    placed = np.where(finite[:, None], positions, 0.0)  # [N, 3]
+    centres = np.zeros((count, 3))
+    for axis in range(3):
+        centres[:, axis] = np.bincount(group, placed[:, axis], minlength=count)
+    centres /= np.maximum(np.bincount(group, minlength=count), 1)[:, None]
+    extent = float(np.linalg.norm(positions[finite].max(0) - positions[finite].min(0)))
+    return _Plan(names=[b.name for b in bones], positions=positions, bones=bone_rows,
+                 levels=skinning.quantize_weights(weights), group=group,
+                 group_bones=group_bones, group_levels=group_levels, centres=centres,
+                 epsilon=max(extent * 1e-2, 1e-6), rotation_steps=rotation_steps)
+
+
 # ---------------------------------------------------------------------------- writing
 def _write_groups(obj: bpy.types.Object, names: list[str], bones: np.ndarray,
                   levels: np.ndarray, *, steps: int = skinning.WEIGHT_LEVELS) -> None:
@@ -140,9 +232,9 @@ def _add_armature_modifier(obj, armature, name=ARMATURE_MODIFIER):
     return mod
 
 
-def _helper_of(obj: bpy.types.Object) -> bpy.types.Object | None:
-    """The live-rotation helper object of a bound splat object, if any."""
-    return bpy.data.objects.get(obj.get(HELPER_PROP, "")) if HELPER_PROP in obj else None
+def _linked_object(obj: bpy.types.Object, prop: str) -> bpy.types.Object | None:
+    """The helper object whose name ``obj[prop]`` holds, if any."""
+    return bpy.data.objects.get(obj.get(prop, "")) if prop in obj else None
 
 
 def _remove_helper(helper: bpy.types.Object) -> None:
@@ -159,17 +251,27 @@ def _remove_modifiers(obj: bpy.types.Object, names) -> None:
             obj.modifiers.remove(mod)
 
 
+def binding_weights_object(obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The object holding a bound splat object's vertex groups: the object itself (mesh
+    layout) or its cage (native splats); None when ``obj`` is not bound."""
+    if ARMATURE_PROP not in obj:
+        return None
+    return _linked_object(obj, CAGE_PROP) if CAGE_PROP in obj else obj
+
+
 def unbind_splats(obj: bpy.types.Object) -> None:
-    """Remove what :func:`bind_splats` added (modifiers, helper, groups, group attribute)."""
-    helper = _helper_of(obj)
-    _remove_modifiers(obj, (ROTATION_MODIFIER, ARMATURE_MODIFIER))
-    if helper is not None:
-        _remove_helper(helper)
-    obj.vertex_groups.clear()
-    attr = obj.data.attributes.get(GROUP_ATTRIBUTE)
-    if attr is not None:
-        obj.data.attributes.remove(attr)
-    for prop in (HELPER_PROP, ARMATURE_PROP):
+    """Remove what :func:`bind_splats` added (modifiers, helpers, groups, group attribute)."""
+    helpers = [_linked_object(obj, prop) for prop in (HELPER_PROP, CAGE_PROP)]
+    _remove_modifiers(obj, _MODIFIERS)
+    for helper in helpers:
+        if helper is not None:
+            _remove_helper(helper)
+    if obj.type == 'MESH':
+        obj.vertex_groups.clear()
+        attr = obj.data.attributes.get(GROUP_ATTRIBUTE)
+        if attr is not None:
+            obj.data.attributes.remove(attr)
+    for prop in (HELPER_PROP, CAGE_PROP, ARMATURE_PROP):
         if prop in obj:
             del obj[prop]
 
@@ -177,7 +279,7 @@ def unbind_splats(obj: bpy.types.Object) -> None:
 def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: str = "auto",
                 source_mesh: bpy.types.Object | None = None, rotation_steps: int = 64,
                 report: Report = log_report, **weight_options) -> dict:
-    """Skin the splat object ``obj`` to ``armature``.
+    """Skin the splat object ``obj`` (mesh layout or native splats) to ``armature``.
 
     Args:
         method: "auto" (weights from the splat cloud, :func:`skinning.bone_weights`) or "mesh"
@@ -191,96 +293,129 @@ def bind_splats(obj: bpy.types.Object, armature: bpy.types.Object, *, method: st
         far from the armature or a mesh without matching groups.
     """
     start = time.perf_counter()
-    layout = splat_object.require_splat_object(obj, allow_empty=False)
+    layout_name = splat_object.require_splat_object(obj, allow_empty=False)
     bones = deform_bones(armature)
-    if layout == "NATIVE":
-        raise GSError(f"Object {obj.name!r} is a native Gaussian splat point cloud: Blender "
-                      "gives point clouds no vertex groups or Armature modifier, so it cannot "
-                      "be bound yet; import the splats as a mesh (layout MESH) to rig them")
     if obj.mode != 'OBJECT':
         raise GSError(f"Object {obj.name!r} is in {obj.mode.lower()} mode; switch to object "
                       "mode to bind")
-    names = [b.name for b in bones]
-    to_local = _to_local(obj, armature)
-    heads = transform_points(to_local, np.array([b.head_local for b in bones], np.float64))
-    tails = transform_points(to_local, np.array([b.tail_local for b in bones], np.float64))
-    positions = splat_object.splat_positions(obj)
-    source = f"Object {obj.name!r}"
-    if method == "auto":
-        sw = skinning.bone_weights(positions, heads, tails, source=source, report=report,
-                                   **weight_options)
-    elif method == "mesh":
-        # The same placement check as the automatic weights: a mesh skinned elsewhere would
-        # otherwise hand every splat the weights of whatever surface happens to be nearest.
-        skinning.check_far(positions, heads, tails, source=source, report=report)
-        depsgraph = bpy.context.evaluated_depsgraph_get()
-        world_inv = np.linalg.inv(np.array(obj.evaluated_get(depsgraph).matrix_world))
-        verts, tris, vw = _mesh_weights(source_mesh, names, world_inv)
-        sw = skinning.transfer_weights(positions, verts, tris, vw)
-    else:
-        raise GSError(f"unknown binding method {method!r}; use 'auto' or 'mesh'")
-    levels = skinning.quantize_weights(sw.weights)
-    # Rotation groups use coarser weights (1/64: at a 90° joint the blended rotation is off by
-    # at most ~0.7°) so that 1M splats need tens of thousands of helper frames, not millions.
-    rot_levels = skinning.quantize_weights(sw.weights, levels=rotation_steps)
-    group, group_bones, group_levels = skinning.frame_groups(sw.bones, rot_levels)
-    count = len(group_bones)
-    centres = np.zeros((count, 3))
-    for axis in range(3):
-        centres[:, axis] = np.bincount(group, positions[:, axis], minlength=count)
-    centres /= np.maximum(np.bincount(group, minlength=count), 1)[:, None]
-    extent = float(np.linalg.norm(positions.max(0) - positions.min(0)))
-    epsilon = max(extent * 1e-2, 1e-6)
-
+    if obj.library is not None:
+        raise GSError(f"Object {obj.name!r} is linked from {obj.library.filepath!r} and cannot "
+                      "take modifiers; make it local (Object › Relations › Make Local) to bind")
+    plan = _binding_plan(obj, armature, bones, method=method, source_mesh=source_mesh,
+                         rotation_steps=rotation_steps, report=report,
+                         weight_options=weight_options)
     # The new binding is built beside any earlier one under temporary names and swapped in
     # only once complete, so a failure part-way leaves the earlier binding (or none) exactly
     # as it was: unbinding first would lose the user's working rig to a late error.
-    had_tree = ROTATION_GROUP in bpy.data.node_groups
-    helper = None
+    trees_before = set(bpy.data.node_groups.keys())
+    built: dict[str, bpy.types.Object] = {}
     try:
-        _write_groups(obj, [f"{_PENDING}{i}" for i in range(len(names))], sw.bones, levels)
-        attr = obj.data.attributes.new(_PENDING + GROUP_ATTRIBUTE, 'INT', 'POINT')
-        attr.data.foreach_set("value", group.astype(np.int32))
-        _add_armature_modifier(obj, armature, name=_PENDING + ARMATURE_MODIFIER)
-        helper = _make_helper(obj, armature, names, centres, group_bones, group_levels,
-                              epsilon, rotation_steps)
-        rot = obj.modifiers.new(_PENDING + ROTATION_MODIFIER, 'NODES')
-        rot.node_group = rotation_node_group()
-        _set_input(rot, "Frames", helper)
-        _set_input(rot, "Frame Size", epsilon)
+        build = _build_native if layout_name == "NATIVE" else _build_mesh
+        build(obj, armature, plan, built, report=report)
     except BaseException:
-        _discard_pending(obj, helper, had_tree)
+        _discard_pending(obj, built, trees_before)
         raise
-    _swap_in(obj, armature, names, helper)
+    _swap_in(obj, armature, plan.names, built)
     seconds = time.perf_counter() - start
-    report({'INFO'}, f"Bound {len(positions):,} splats to {len(names)} bones of "
-                     f"{armature.name!r} ({count:,} rotation groups) in {seconds:.2f} s")
-    return {"splats": len(positions), "bones": len(names), "groups": count,
-            "seconds": seconds}
+    report({'INFO'}, f"Bound {len(plan.positions):,} splats to {len(plan.names)} bones of "
+                     f"{armature.name!r} ({len(plan.group_bones):,} rotation groups) in "
+                     f"{seconds:.2f} s")
+    return {"splats": len(plan.positions), "bones": len(plan.names),
+            "groups": len(plan.group_bones), "seconds": seconds}
 
 
-def _discard_pending(obj, helper, had_tree) -> None:
-    """Remove a half-built binding (everything under the temporary names)."""
-    _remove_modifiers(obj, (_PENDING + ROTATION_MODIFIER, _PENDING + ARMATURE_MODIFIER))
-    for vg in [vg for vg in obj.vertex_groups if vg.name.startswith(_PENDING)]:
-        obj.vertex_groups.remove(vg)
-    attr = obj.data.attributes.get(_PENDING + GROUP_ATTRIBUTE)
-    if attr is not None:
-        obj.data.attributes.remove(attr)
-    if helper is not None and helper.name in bpy.data.objects:
-        _remove_helper(helper)
-    tree = bpy.data.node_groups.get(ROTATION_GROUP)
-    if not had_tree and tree is not None and tree.users == 0:
-        bpy.data.node_groups.remove(tree)
+def _build_mesh(obj, armature, plan: _Plan, built: dict, *, report: Report) -> None:
+    """Mesh layout: vertex groups, group index and Armature modifier on ``obj`` itself."""
+    _write_groups(obj, [f"{_PENDING}{i}" for i in range(len(plan.names))], plan.bones,
+                  plan.levels)
+    attr = obj.data.attributes.new(_PENDING + GROUP_ATTRIBUTE, 'INT', 'POINT')
+    attr.data.foreach_set("value", plan.group.astype(np.int32))
+    _add_armature_modifier(obj, armature, name=_PENDING + ARMATURE_MODIFIER)
+    built["helper"] = _make_helper(obj, armature, plan)
+    rot = obj.modifiers.new(_PENDING + ROTATION_MODIFIER, 'NODES')
+    rot.node_group = rotation_node_group(_turned_sh_count(obj, report))
+    _set_input(rot, "Frames", built["helper"])
+    _set_input(rot, "Frame Size", plan.epsilon)
 
 
-def _swap_in(obj, armature, names, helper) -> None:
+def _build_native(obj, armature, plan: _Plan, built: dict, *, report: Report) -> None:
+    """Native splats: the cage carries the weights; ``GS Pose`` on the point cloud."""
+    built["cage"] = _make_cage(obj, armature, plan)
+    built["helper"] = _make_helper(obj, armature, plan)
+    pose = obj.modifiers.new(_PENDING + POSE_MODIFIER, 'NODES')
+    pose.node_group = native_pose_node_group(_turned_sh_count(obj, report))
+    _set_input(pose, "Cage", built["cage"])
+    _set_input(pose, "Frames", built["helper"])
+    _set_input(pose, "Frame Size", plan.epsilon)
+
+
+def _turned_sh_count(obj, report: Report) -> int:
+    """How many SH rest coefficients turn with the pose: whole bands 1–3 (warned otherwise)."""
+    attributes = {a.name: a.data_type for a in obj.data.attributes if a.domain == 'POINT'}
+    if obj.type == 'MESH':
+        have = sum(1 for name in attributes if name.startswith(layout.SH_REST_PREFIX))
+    else:
+        have = native.native_sh_count(attributes)
+    turned = max(k for k in (0, 3, 8, 15) if k <= have)
+    if turned != have:
+        report({'WARNING'}, f"Object {obj.name!r}: SH coefficients beyond the first {turned} "
+                            "do not turn with the pose")
+    return turned
+
+
+def _discard_pending(obj, built: dict, trees_before: set[str]) -> None:
+    """Remove a half-built binding (everything under the temporary names, the helpers made
+    and the node groups that did not exist before)."""
+    _remove_modifiers(obj, [_PENDING + name for name in _MODIFIERS])
+    if obj.type == 'MESH':
+        for vg in [vg for vg in obj.vertex_groups if vg.name.startswith(_PENDING)]:
+            obj.vertex_groups.remove(vg)
+        attr = obj.data.attributes.get(_PENDING + GROUP_ATTRIBUTE)
+        if attr is not None:
+            obj.data.attributes.remove(attr)
+    for helper in built.values():
+        if helper.name in bpy.data.objects:
+            _remove_helper(helper)
+    removed = True
+    while removed:  # a group used only by another new group is free once that one is gone
+        new = [t for t in bpy.data.node_groups if t.name not in trees_before and t.users == 0]
+        for tree in new:
+            bpy.data.node_groups.remove(tree)
+        removed = bool(new)
+
+
+def _swap_in(obj, armature, names, built: dict) -> None:
     """Replace the earlier binding by the complete pending one (renames only: cannot fail on
     valid data)."""
-    old_helper = _helper_of(obj)
-    _remove_modifiers(obj, (ROTATION_MODIFIER, ARMATURE_MODIFIER))
-    if old_helper is not None and old_helper != helper:
-        _remove_helper(old_helper)
+    for prop in (HELPER_PROP, CAGE_PROP):
+        old = _linked_object(obj, prop)
+        if old is not None and old not in built.values():
+            _remove_helper(old)
+    _remove_modifiers(obj, _MODIFIERS)
+    if obj.type == 'MESH':
+        _rename_pending_groups(obj, names)
+    for name in _MODIFIERS:
+        mod = obj.modifiers.get(_PENDING + name)
+        if mod is not None:
+            mod.name = name
+    # Deform first: a display modifier (scene/display) must see the posed splats.
+    ours = [name for name in _MODIFIERS if name in obj.modifiers]
+    for index, name in enumerate(ours):
+        obj.modifiers.move(obj.modifiers.find(name), index)
+    for key, prop, suffix in (("helper", HELPER_PROP, "frames"), ("cage", CAGE_PROP, "cage")):
+        helper = built.get(key)
+        if helper is None:
+            if prop in obj:
+                del obj[prop]
+            continue
+        helper.name = helper.data.name = f"{obj.name} GS {suffix}"
+        obj[prop] = helper.name
+    obj[ARMATURE_PROP] = armature.name
+    obj.data.update_tag()
+
+
+def _rename_pending_groups(obj, names) -> None:
+    """Mesh layout: the pending vertex groups and group attribute take their final names."""
     for vg in [vg for vg in obj.vertex_groups if not vg.name.startswith(_PENDING)]:
         obj.vertex_groups.remove(vg)
     for i, name in enumerate(names):
@@ -292,43 +427,60 @@ def _swap_in(obj, armature, names, helper) -> None:
         obj.data.attributes.remove(attr)
     # Looked up again by name: removing a layer may move the others in memory.
     obj.data.attributes[_PENDING + GROUP_ATTRIBUTE].name = GROUP_ATTRIBUTE
-    for name in (ARMATURE_MODIFIER, ROTATION_MODIFIER):
-        obj.modifiers[_PENDING + name].name = name
-    # Deform first: a display modifier (scene/display) must see the posed splats.
-    for index, name in enumerate((ARMATURE_MODIFIER, ROTATION_MODIFIER)):
-        obj.modifiers.move(obj.modifiers.find(name), index)
-    helper.name = helper.data.name = f"{obj.name} GS frames"
-    obj[HELPER_PROP] = helper.name
-    obj[ARMATURE_PROP] = armature.name
-    obj.data.update()
 
 
-def _make_helper(obj, armature, names, centres, group_bones, group_levels, epsilon, steps):
-    count = len(centres)
-    offsets = np.vstack([np.zeros(3), np.eye(3) * epsilon])  # [4, 3]
-    co = (centres[:, None, :] + offsets[None]).reshape(-1, 3).astype(np.float32)
-    mesh = bpy.data.meshes.new(f"{obj.name} GS frames")
+def _hidden_child(obj, name: str, co: np.ndarray) -> bpy.types.Object:
+    """A hidden mesh object of loose vertices ``co`` [V, 3], parented to ``obj`` with an
+    identity transform (so its mesh space is ``obj``'s), in ``obj``'s collections."""
+    mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(co))
-    mesh.attributes["position"].data.foreach_set("vector", co.ravel())
+    mesh.attributes["position"].data.foreach_set(
+        "vector", np.ascontiguousarray(co, np.float32).ravel())
     mesh.update()
-    helper = bpy.data.objects.new(mesh.name, mesh)
+    helper = bpy.data.objects.new(name, mesh)
     try:
         for collection in obj.users_collection:
             collection.objects.link(helper)
         helper.parent = obj
         helper.matrix_parent_inverse = Matrix.Identity(4)
         helper.matrix_basis = Matrix.Identity(4)
-        _write_groups(helper, names, np.repeat(group_bones, 4, axis=0),
-                      np.repeat(group_levels, 4, axis=0), steps=steps)
-        _add_armature_modifier(helper, armature)
         helper.hide_viewport = True
         helper.hide_render = True
         helper.hide_select = True
     except BaseException:
         _remove_helper(helper)
         raise
-    assert len(co) == 4 * count
     return helper
+
+
+def _make_helper(obj, armature, plan: _Plan) -> bpy.types.Object:
+    """The frames helper: per rotation group a centre and three ε-offset points."""
+    offsets = np.vstack([np.zeros(3), np.eye(3) * plan.epsilon])  # [4, 3]
+    co = (plan.centres[:, None, :] + offsets[None]).reshape(-1, 3)  # [4U, 3]
+    helper = _hidden_child(obj, f"{_PENDING}{obj.name} GS frames", co)
+    try:
+        _write_groups(helper, plan.names, np.repeat(plan.group_bones, 4, axis=0),
+                      np.repeat(plan.group_levels, 4, axis=0), steps=plan.rotation_steps)
+        _add_armature_modifier(helper, armature)
+    except BaseException:
+        _remove_helper(helper)
+        raise
+    return helper
+
+
+def _make_cage(obj, armature, plan: _Plan) -> bpy.types.Object:
+    """Native splats: one vertex per splat at its rest position, with the splat's weights and
+    weight-row group, deformed by the armature."""
+    cage = _hidden_child(obj, f"{_PENDING}{obj.name} GS cage", plan.positions)
+    try:
+        attr = cage.data.attributes.new(GROUP_ATTRIBUTE, 'INT', 'POINT')
+        attr.data.foreach_set("value", plan.group.astype(np.int32))
+        _write_groups(cage, plan.names, plan.bones, plan.levels)
+        _add_armature_modifier(cage, armature)
+    except BaseException:
+        _remove_helper(cage)
+        raise
+    return cage
 
 
 def _set_input(modifier, name, value):
@@ -344,11 +496,15 @@ def _set_input(modifier, name, value):
 def evaluated_splats(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
     """(positions [N, 3], rotations [N, 4]) of the posed splat object, in mesh space.
 
-    Modifiers after the rigging ones (a display modifier turning splats into quads) are
-    switched off for the read and restored afterwards.
+    Modifiers after the rigging ones (a display modifier turning splats into quads, a user's
+    modifiers on native splats) are switched off for the read and restored afterwards. Native
+    splats give their posed unit ``rotation``; the mesh layout its ``gs_rotation``.
     """
+    is_native = splat_object.require_splat_object(obj) == "NATIVE"
+    last, names = ((POSE_MODIFIER, (native.POSITION, native.ROTATION)) if is_native else
+                   (ROTATION_MODIFIER, (layout.POSITION, layout.ROTATION)))
     after = []
-    index = obj.modifiers.find(ROTATION_MODIFIER)
+    index = obj.modifiers.find(last)
     if index >= 0:
         after = [m for m in list(obj.modifiers)[index + 1:] if m.show_viewport]
     try:
@@ -356,15 +512,16 @@ def evaluated_splats(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
             mod.show_viewport = False
         depsgraph = bpy.context.evaluated_depsgraph_get()
         depsgraph.update()
-        mesh = obj.evaluated_get(depsgraph).data
-        count = len(obj.data.vertices)
-        if len(mesh.vertices) != count or layout.ROTATION not in mesh.attributes:
+        data = obj.evaluated_get(depsgraph).data
+        count = splat_object.splat_count(obj)
+        have = len(data.points) if is_native else len(data.vertices)
+        if have != count or names[1] not in data.attributes:
             raise GSError(f"Object {obj.name!r}: its modifiers change the splat count "
-                          f"({count:,} → {len(mesh.vertices):,}); cannot read posed splats")
+                          f"({count:,} → {have:,}); cannot read posed splats")
         pos = np.empty(count * 3, np.float32)
-        mesh.attributes[layout.POSITION].data.foreach_get("vector", pos)
+        data.attributes[names[0]].data.foreach_get("vector", pos)
         rot = np.empty(count * 4, np.float32)
-        mesh.attributes[layout.ROTATION].data.foreach_get("value", rot)
+        data.attributes[names[1]].data.foreach_get("value", rot)
     finally:
         for mod in after:
             mod.show_viewport = True

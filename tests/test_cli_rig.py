@@ -24,14 +24,6 @@ pytestmark = [
 COUNT = 2000
 
 
-def _skip_if_imports_are_native():
-    """The CLI ``import`` makes native splats on Blender 5.3+, which cannot be bound yet."""
-    import bpy
-
-    if tuple(bpy.app.version) >= (5, 3, 0):
-        pytest.skip("binding Blender 5.3's native splats is issue 13 item 4; the mesh "
-                    "layout's binding runs on every version in test_rigging.py")
-
 # Adds armature "Arm" (upper 0→1, lower 1→2 along +Z) to the open file; "lower" is keyed
 # straight at frame 1 and bent 90° about +X at frame 2.
 ADD_ARMATURE = r'''
@@ -70,13 +62,14 @@ rig = extension_module("scene.rigging")
 bpy.ops.wm.open_mainfile(filepath=sys.argv[2])
 obj = bpy.data.objects["Person"]
 arm = bpy.data.objects[obj["gs_armature"]]
-rest = np.array([v.co for v in obj.data.vertices])
+rest = extension_module("scene.splat_object").splat_positions(obj)
 pb = arm.pose.bones["upper_arm.L"]
 pb.rotation_mode = "XYZ"
 pb.rotation_euler = (0, 0, math.pi / 3)
 moved = np.linalg.norm(rig.evaluated_splats(obj)[0] - rest, axis=1)
 print(json.dumps({
     "armature": arm.name, "type": arm.type, "modifiers": [m.name for m in obj.modifiers],
+    "layout": extension_module("scene.splat_object").splat_layout(obj),
     "deform_bones": sum(b.use_deform for b in arm.data.bones),
     "left_hand_moved": float(moved[rest[:, 0] > 0.75].min()),
     "right_arm_moved": float(moved[rest[:, 0] < -0.4].max()),
@@ -110,7 +103,6 @@ def limb_blend(tmp_path_factory):
 
 
 def test_rig_with_armature_then_bake(limb_blend, tmp_path):
-    _skip_if_imports_are_native()
     blend, splats = limb_blend
     out = tmp_path / "rigged.blend"
     proc = cli("rig", "--blend", blend, "--object", "Limb", "--armature", "Arm", "--out", out)
@@ -142,7 +134,6 @@ def test_rig_with_armature_then_bake(limb_blend, tmp_path):
 def test_rig_template_humanoid(tmp_path):
     from test_skinning import human_figure
 
-    _skip_if_imports_are_native()
     rng = np.random.default_rng(11)
     pts, _ = human_figure(rng, pose="T", count=15000)
     _ply(tmp_path / "person.ply", pts, rng, degree=0)
@@ -155,7 +146,10 @@ def test_rig_template_humanoid(tmp_path):
     assert "'Person' bound to 'Person rig'" in proc.stdout
     check = json.loads(blender_script(CHECK_HUMANOID, ROOT, out).strip().splitlines()[-1])
     assert check["armature"] == "Person rig" and check["type"] == "ARMATURE"
-    assert check["modifiers"][:2] == ["GS Armature", "GS Rotation"]
+    # The mesh layout is posed by its Armature and rotation modifiers; native splats (5.3+)
+    # by one Geometry Nodes modifier reading the hidden cage.
+    assert check["modifiers"][:2] == {"MESH": ["GS Armature", "GS Rotation"],
+                                      "NATIVE": ["GS Pose"]}[check["layout"]]
     assert check["deform_bones"] >= 20
     assert check["left_hand_moved"] > 0.1 and check["right_arm_moved"] < 1e-5
 
@@ -166,7 +160,7 @@ def test_rig_template_humanoid(tmp_path):
         (["rig", "--blend", "{blend}", "--object", "Nope", "--armature", "Arm", "--out",
           "{tmp}/o.blend"], "no object named 'Nope'"),
         (["rig", "--blend", "{blend}", "--object", "Limb", "--armature", "Limb", "--out",
-          "{tmp}/o.blend"], "needs an armature object, got a "),
+          "{tmp}/o.blend"], "needs an armature object, got a "),  # mesh or point cloud
         (["rig", "--blend", "{tmp}/missing.blend", "--object", "Limb", "--armature", "Arm",
           "--out", "{tmp}/o.blend"], "no such .blend"),
         (["bake", "--blend", "{blend}", "--object", "Nope", "--frames", "1:2", "--out",

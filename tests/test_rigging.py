@@ -21,7 +21,16 @@ def rig(blender, gs_extension):
     return extension_module("scene.rigging")
 
 
-def _splat_object(name, positions, rng, *, degree=1):
+@pytest.fixture(params=["MESH", "NATIVE"])
+def layout(request, gs_extension):
+    """Both splat-object layouts where this Blender has them (native: 5.3+)."""
+    if request.param == "NATIVE" and not gs_extension.scene.native_splats.supported():
+        pytest.skip("native Gaussian splats need bpy 5.3+")
+    return request.param
+
+
+def _splat_object(name, positions, rng, *, degree=1, layout=None):
+    """A splat object in ``layout`` (default: the one this Blender creates)."""
     from blender_gs_addon.extension import extension_module
 
     so = extension_module("scene.splat_object")
@@ -30,12 +39,10 @@ def _splat_object(name, positions, rng, *, degree=1):
     q = rng.normal(size=(len(positions), 4))
     s.rotations = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
     s.sh_rest = rng.normal(size=s.sh_rest.shape).astype(np.float32)
-    # The mesh layout: what binding takes on every Blender version (native point clouds take
-    # no vertex groups or Armature modifier).
-    return so.create_splat_object(s, name=name, up_axis="+Z", layout="MESH"), s
+    return so.create_splat_object(s, name=name, up_axis="+Z", layout=layout), s
 
 
-def _armature(bpy, name, chains):
+def make_armature(bpy, name, chains):
     """chains: list of [(bone name, head, tail)], each chain parented and connected."""
     data = bpy.data.armatures.new(name)
     arm = bpy.data.objects.new(name, data)
@@ -54,7 +61,7 @@ def _armature(bpy, name, chains):
     return arm
 
 
-def _limb(rng, count=20000, *, x=0.0, length=2.0, radius=0.1):
+def limb_points(rng, count=20000, *, x=0.0, length=2.0, radius=0.1):
     z = rng.uniform(0, length, count)
     phi = rng.uniform(0, 2 * np.pi, count)
     r = radius * rng.uniform(0.9, 1.0, count)
@@ -62,7 +69,9 @@ def _limb(rng, count=20000, *, x=0.0, length=2.0, radius=0.1):
 
 
 def _weights(obj, names):
-    """[N, B] weights read back from the vertex groups (test-side check of what was written)."""
+    """[N, B] weights read back from the vertex groups (test-side check of what was written):
+    the object's own, or its cage's for native splats."""
+    obj = extension_module("scene.rigging").binding_weights_object(obj)
     w = np.zeros((len(obj.data.vertices), len(names)))
     column = {obj.vertex_groups[n].index: i for i, n in enumerate(names)
               if n in obj.vertex_groups}
@@ -78,13 +87,13 @@ def _angles(qa, qb):
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-def test_bent_limb_matches_exact_lbs(blender, rig, rng):
+def test_bent_limb_matches_exact_lbs(blender, rig, rng, layout):
     bpy = blender
-    pos = _limb(rng)
-    obj, splats = _splat_object("limb", pos, rng)
+    pos = limb_points(rng)
+    obj, splats = _splat_object("limb", pos, rng, layout=layout)
     obj.rotation_euler = (0.3, 0.0, 0.7)  # the binding works in the object's mesh space
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
     arm.location = (0.5, 0, 0)
     arm.rotation_euler = (0.3, 0.0, 0.7)
     obj.location = (0.5, 0, 0)
@@ -105,24 +114,35 @@ def test_bent_limb_matches_exact_lbs(blender, rig, rng):
     assert np.median(ang) <= 1.0 and np.percentile(ang, 99) <= 5.0
     # rotations are not just the rest ones (the joint region really rotates)
     assert np.percentile(_angles(got_rot, splats.rotations), 90) > 45
+    # SH bands turned by each splat's rotation delta, in the splats every renderer reads
+    from blender_gs_addon.sh import rotate_sh_rest
+
+    posed = extension_module("scene.splat_object").evaluated_splats(
+        obj.evaluated_get(bpy.context.evaluated_depsgraph_get()))
+    delta = quat_to_matrix(got_rot.astype(np.float64)) @ np.swapaxes(
+        quat_to_matrix(splats.rotations.astype(np.float64)), -1, -2)
+    expected = rotate_sh_rest(splats.sh_rest.astype(np.float64), delta)
+    assert np.abs(posed.sh_rest - expected).max() <= 2e-5
+    assert np.abs(posed.sh_rest - splats.sh_rest).max() > 0.5
 
 
 def test_two_legs_bound_separately(blender, rig, rng):
     bpy = blender
-    left, right = _limb(rng, 10000, x=-0.15, length=1.0), _limb(rng, 10000, x=0.15, length=1.0)
+    left = limb_points(rng, 10000, x=-0.15, length=1.0)
+    right = limb_points(rng, 10000, x=0.15, length=1.0)
     obj, _ = _splat_object("legs", np.vstack([left, right]), rng, degree=0)
     chains = [[(f"thigh.{s}", (x, 0, 1.0), (x, 0, 0.5)), (f"shin.{s}", (x, 0, 0.5), (x, 0, 0.0))]
               for s, x in (("L", -0.15), ("R", 0.15))]
-    arm = _armature(bpy, "legs_rig", chains)
+    arm = make_armature(bpy, "legs_rig", chains)
     rig.bind_splats(obj, arm)
     w = _weights(obj, ["thigh.L", "shin.L", "thigh.R", "shin.R"])
     assert w[:10000, 2:].max() == 0 and w[10000:, :2].max() == 0
 
 
-def test_bad_inputs_leave_the_scene_unchanged(blender, rig, rng):
+def test_bad_inputs_leave_the_scene_unchanged(blender, rig, rng, layout):
     bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 2000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("a", (0, 0, 0), (0, 0, 1))]])
+    obj, _ = _splat_object("limb", limb_points(rng, 2000), rng, degree=0, layout=layout)
+    arm = make_armature(bpy, "arm", [[("a", (0, 0, 0), (0, 0, 1))]])
     arm.data.bones["a"].use_deform = False
     state = (len(bpy.data.objects), len(obj.modifiers), len(obj.vertex_groups))
     with pytest.raises(GSError, match="no deform bones"):
@@ -163,16 +183,16 @@ def _skinned_plane(bpy):
 
 def test_rebind_replaces_and_mesh_transfer(blender, rig, rng):
     bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 3000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    obj, _ = _splat_object("limb", limb_points(rng, 3000), rng, degree=0)
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
     rig.bind_splats(obj, arm)
     count = len(bpy.data.objects)
     mesh = _skinned_plane(bpy)
     rig.bind_splats(obj, arm, method="mesh", source_mesh=mesh)
     assert len(bpy.data.objects) == count + 1  # the helper was replaced, not duplicated
     w = _weights(obj, ["upper", "lower"])
-    z = np.array([v.co.z for v in obj.data.vertices])
+    z = extension_module("scene.splat_object").splat_positions(obj)[:, 2]
     assert np.abs(w[:, 1] - np.clip(z / 2, 0, 1)).max() < 0.02
 
 
@@ -203,13 +223,13 @@ def test_rig_humanoid_fits_and_poses(blender, rig, rng, pose):
     assert moved[pts[:, 0] < -0.4].max() < 1e-5
 
 
-def _keyed_limb(bpy, rig, rng, count, *, bone, keys):
+def _keyed_limb(bpy, rig, rng, count, *, bone, keys, layout=None):
     """A two-bone limb of ``count`` SH1 splats, bound, with ``bone`` keyed to (frame, angle
     about X) pairs; returns (positions, object, splats, armature)."""
-    pos = _limb(rng, count)
-    obj, splats = _splat_object("limb", pos, rng, degree=1)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    pos = limb_points(rng, count)
+    obj, splats = _splat_object("limb", pos, rng, degree=1, layout=layout)
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
     rig.bind_splats(obj, arm)
     pb = arm.pose.bones[bone]
     pb.rotation_mode = 'XYZ'
@@ -219,13 +239,13 @@ def _keyed_limb(bpy, rig, rng, count, *, bone, keys):
     return pos, obj, splats, arm
 
 
-def test_bake_writes_posed_sequence(blender, rig, rng, tmp_path):
+def test_bake_writes_posed_sequence(blender, rig, rng, tmp_path, layout):
     from blender_gs_addon.formats import read_splats
     from blender_gs_addon.sh import rotate_sh_rest
 
     bpy = blender
     pos, obj, splats, arm = _keyed_limb(bpy, rig, rng, 2000, bone="upper",
-                                        keys=((1, 0.0), (2, math.pi / 2)))
+                                        keys=((1, 0.0), (2, math.pi / 2)), layout=layout)
     paths = extension_module("scene.bake").bake_splats(obj, frames=(1, 2), out_dir=tmp_path)
     assert [p.rsplit("_", 1)[1] for p in paths] == ["0001.ply", "0002.ply"]
     first, second = read_splats(paths[0]), read_splats(paths[1])
@@ -256,14 +276,15 @@ def _binding_state(bpy, obj):
 
 
 def test_failed_bind_leaves_the_earlier_binding_intact(blender, rig, rng, monkeypatch):
+    """The mesh layout (native splats: tests/test_native_rigging.py)."""
     bpy = blender
-    pos = _limb(rng, 3000)
-    obj, _ = _splat_object("limb", pos, rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
-    other = _armature(bpy, "other", [[("a", (0, 0, 0), (0, 0, 0.7)),
-                                      ("b", (0, 0, 0.7), (0, 0, 1.4)),
-                                      ("c", (0, 0, 1.4), (0, 0, 2))]])
+    pos = limb_points(rng, 3000)
+    obj, _ = _splat_object("limb", pos, rng, degree=0, layout="MESH")
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
+    other = make_armature(bpy, "other", [[("a", (0, 0, 0), (0, 0, 0.7)),
+                                          ("b", (0, 0, 0.7), (0, 0, 1.4)),
+                                          ("c", (0, 0, 1.4), (0, 0, 2))]])
 
     def fail(*args, **kwargs):
         raise GSError("injected failure")
@@ -311,9 +332,9 @@ def test_failed_bind_leaves_the_earlier_binding_intact(blender, rig, rng, monkey
 
 def test_mesh_transfer_refuses_a_far_armature(blender, rig, rng):
     bpy = blender
-    obj, _ = _splat_object("limb", _limb(rng, 2000), rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    obj, _ = _splat_object("limb", limb_points(rng, 2000), rng, degree=0)
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
     bpy.ops.mesh.primitive_cube_add(size=0.5, location=(0, 0, 1))
     mesh = bpy.context.active_object
     mesh.vertex_groups.new(name="upper").add(list(range(8)), 1.0, 'REPLACE')
@@ -324,7 +345,8 @@ def test_mesh_transfer_refuses_a_far_armature(blender, rig, rng):
     assert _binding_state(bpy, obj) == state
     arm.location = (0, 0, 0)
     rig.bind_splats(obj, arm, method="mesh", source_mesh=mesh)  # the same call, placed: binds
-    assert [vg.name for vg in obj.vertex_groups] == ["upper"]
+    groups = extension_module("scene.rigging").binding_weights_object(obj).vertex_groups
+    assert [vg.name for vg in groups] == ["upper"]
 
 
 def test_failed_humanoid_rig_restores_rigify(blender, rig, rng, monkeypatch):
@@ -404,11 +426,11 @@ def test_rig_humanoid_operator_matches_the_api(blender, rig, rng):
 
 def test_bind_operator_mesh_method_matches_the_api(blender, rig, rng):
     bpy = blender
-    pos = _limb(rng, 3000)
+    pos = limb_points(rng, 3000)
     api_obj, _ = _splat_object("api", pos, rng, degree=0)
     op_obj, _ = _splat_object("op", pos, rng, degree=0)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
     mesh = _skinned_plane(bpy)
     rig.bind_splats(api_obj, arm, method="mesh", source_mesh=mesh)
     with _op_context(bpy, op_obj, arm):
@@ -450,10 +472,10 @@ def test_posed_splats_reach_the_exact_renderer(blender, rig, rng):
     bpy = blender
     display = extension_module("scene.display")
     engine = extension_module("scene.render_engine")
-    pos = _limb(rng, 5000)
-    obj, splats = _splat_object("limb", pos, rng, degree=1)
-    arm = _armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
-                                  ("lower", (0, 0, 1), (0, 0, 2))]])
+    pos = limb_points(rng, 5000)
+    obj, splats = _splat_object("limb", pos, rng, degree=1, layout="MESH")
+    arm = make_armature(bpy, "arm", [[("upper", (0, 0, 0), (0, 0, 1)),
+                                      ("lower", (0, 0, 1), (0, 0, 2))]])
     obj.modifiers.remove(display.display_modifier(obj))  # added below, after posing
     obj.location, obj.rotation_euler = (1.0, 2.0, 0.5), (0.0, 0.4, 0.3)
     arm.location, arm.rotation_euler = (1.0, 2.0, 0.5), (0.0, 0.4, 0.3)

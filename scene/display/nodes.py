@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bpy
 
-__all__ = ["NodeBuilder", "GeometryNodeBuilder", "grid_location", "layout_nodes"]
+__all__ = ["NodeBuilder", "GeometryNodeBuilder", "grid_location", "layout_nodes",
+           "versioned_node_group"]
 
 
 class NodeBuilder:
@@ -53,8 +54,8 @@ class NodeBuilder:
     def div(self, a, b):
         return self.math("DIVIDE", a, b)
 
-    def vmath(self, op: str, a, b=None, *, scale=None, out: int = 0):
-        node = self.node("ShaderNodeVectorMath", [(0, a), (1, b)], operation=op)
+    def vmath(self, op: str, a, b=None, c=None, *, scale=None, out: int = 0):
+        node = self.node("ShaderNodeVectorMath", [(0, a), (1, b), (2, c)], operation=op)
         if scale is not None:
             self.feed(node.inputs["Scale"], scale)
         return node.outputs[out]
@@ -75,6 +76,23 @@ class NodeBuilder:
 class GeometryNodeBuilder(NodeBuilder):
     """The builder plus the Geometry Nodes that only geometry trees have."""
 
+    @classmethod
+    def start(cls, tree: bpy.types.NodeTree, inputs, outputs):
+        """Declare a node group's interface and begin building it.
+
+        ``inputs`` / ``outputs``: (name, socket type) or (name, socket type, default) items,
+        e.g. ("Geometry", 'NodeSocketGeometry'). Returns (builder, the group input node's
+        outputs, the group output node).
+        """
+        for in_out, items in (('INPUT', inputs), ('OUTPUT', outputs)):
+            for name, socket_type, *default in items:
+                socket = tree.interface.new_socket(name, in_out=in_out,
+                                                   socket_type=socket_type)
+                if default:
+                    socket.default_value = default[0]
+        g = cls(tree)
+        return g, g.node("NodeGroupInput").outputs, g.node("NodeGroupOutput")
+
     def attribute(self, name: str, data_type: str):
         node = self.node("GeometryNodeInputNamedAttribute", [("Name", name)], data_type=data_type)
         return node.outputs[0]
@@ -94,10 +112,79 @@ class GeometryNodeBuilder(NodeBuilder):
         self.feed(node.inputs["Value"], value)
         return node.outputs[0]
 
+    def sample_index(self, geometry, value, index, data_type: str):
+        """``value`` (a field on ``geometry``'s points) at point ``index``."""
+        return self.node("GeometryNodeSampleIndex", [("Geometry", geometry), ("Value", value),
+                                                     ("Index", index)],
+                         data_type=data_type, domain='POINT').outputs[0]
+
+    def capture(self, geometry, items) -> bpy.types.Node:
+        """Capture Attribute holding (name, socket type, value) ``items`` on the points of
+        ``geometry``, evaluated together; outputs named after the items."""
+        node = self.node("GeometryNodeCaptureAttribute", [("Geometry", geometry)],
+                         domain='POINT')
+        for name, kind, _value in items:
+            node.capture_items.new(kind, name)
+        for name, _kind, value in items:
+            self.feed(node.inputs[name], value)
+        return node
+
+    def store_together(self, geometry, items):
+        """Store (attribute name, data type, value) ``items``, every value read from the input
+        ``geometry``: captured first, since a store changes what later fields read."""
+        kinds = {'FLOAT_VECTOR': 'VECTOR', 'QUATERNION': 'ROTATION', 'FLOAT': 'FLOAT'}
+        captured = self.capture(geometry, [(name, kinds[data_type], value)
+                                           for name, data_type, value in items])
+        out = captured.outputs["Geometry"]
+        for name, data_type, _value in items:
+            out = self.store(out, name, captured.outputs[name], data_type)
+        return out
+
+    def group(self, tree: bpy.types.NodeTree, inputs=()) -> bpy.types.Node:
+        """A group node running the node group ``tree`` (inputs by socket name)."""
+        return self.node("GeometryNodeGroup", inputs, node_tree=tree)
+
+    def pack_matrices(self, values: list) -> list:
+        """Float sockets (or numbers) 16 to a 4×4 matrix, column by column; the last one
+        padded with zeros."""
+        out = []
+        for start in range(0, len(values), 16):
+            node = self.node("FunctionNodeCombineMatrix")
+            for i in range(16):
+                value = values[start + i] if start + i < len(values) else 0.0
+                self.feed(node.inputs[f"Column {i // 4 + 1} Row {i % 4 + 1}"], value)
+            out.append(node.outputs[0])
+        return out
+
+    def unpack_matrices(self, matrices: list) -> list:
+        """The float sockets of :meth:`pack_matrices`' matrices, in packing order."""
+        out = []
+        for m in matrices:
+            outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
+            out += [outs[f"Column {i // 4 + 1} Row {i % 4 + 1}"] for i in range(16)]
+        return out
+
     def matrix(self, m):
         """Separate Matrix → entries e[row][col]."""
         outs = self.node("FunctionNodeSeparateMatrix", [(0, m)]).outputs
         return [[outs[col * 4 + row] for col in range(4)] for row in range(4)]
+
+
+def versioned_node_group(name: str, version: int, build, *,
+                         tree_type: str = 'GeometryNodeTree') -> bpy.types.NodeTree:
+    """The node group ``name`` of this file, made by ``build(tree)`` when it is missing or was
+    built by another ``version`` of its builder (rebuilt in place, so its users keep it)."""
+    tree = bpy.data.node_groups.get(name)
+    if tree is not None and tree.get("gs_version") == version:
+        return tree
+    if tree is None:
+        tree = bpy.data.node_groups.new(name, tree_type)
+    else:
+        tree.nodes.clear()
+        tree.interface.clear()
+    build(tree)
+    tree["gs_version"] = version
+    return tree
 
 
 def grid_location(index: int) -> tuple[float, float]:

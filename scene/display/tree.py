@@ -25,9 +25,10 @@ from types import SimpleNamespace
 import bpy
 
 from ...blender_gs_addon import mesh_layout as layout
-from ...blender_gs_addon.sh import SH_C0, SH_C1, SH_C2, SH_C3
+from ...blender_gs_addon.sh import SH_C0
 from .material import ALPHA_THRESHOLD, COLOR, OPACITY, UV, VERSION_PROP, display_material
 from .nodes import GeometryNodeBuilder, layout_nodes
+from .sh_nodes import sh_band_basis
 
 __all__ = ["NODE_GROUP_NAME", "TREE_VERSION", "VERSION_PROP", "OPTIONS", "OPTION_NAMES",
            "RENDER_INPUTS", "REQUIRED_NODE_TYPES", "NEAR", "FAR", "EPS2D", "build_display_tree",
@@ -213,24 +214,8 @@ def sh_color(g: GeometryNodeBuilder, direction, degree):
 
 
 def _sh_bases(g: GeometryNodeBuilder, x, y, z) -> list[list]:
-    """The real SH basis functions of bands 1–3 at the unit direction (x, y, z), in the order
-    of the 3DGS coefficients (as :func:`blender_gs_addon.sh.sh_basis`)."""
-    xx, yy, zz = g.mul(x, x), g.mul(y, y), g.mul(z, z)
-    band1 = [g.mul(-SH_C1, y), g.mul(SH_C1, z), g.mul(-SH_C1, x)]
-    band2 = [g.mul(SH_C2[0], g.mul(x, y)), g.mul(SH_C2[1], g.mul(y, z)),
-             g.mul(SH_C2[2], g.sub(g.mul(2.0, zz), g.add(xx, yy))), g.mul(SH_C2[3], g.mul(x, z)),
-             g.mul(SH_C2[4], g.sub(xx, yy))]
-    four_zz_minus = g.sub(g.mul(4.0, zz), g.add(xx, yy))
-    band3 = [
-        g.mul(SH_C3[0], g.mul(y, g.sub(g.mul(3.0, xx), yy))),
-        g.mul(SH_C3[1], g.mul(g.mul(x, y), z)),
-        g.mul(SH_C3[2], g.mul(y, four_zz_minus)),
-        g.mul(SH_C3[3], g.mul(z, g.sub(g.mul(2.0, zz), g.mul(3.0, g.add(xx, yy))))),
-        g.mul(SH_C3[4], g.mul(x, four_zz_minus)),
-        g.mul(SH_C3[5], g.mul(z, g.sub(xx, yy))),
-        g.mul(SH_C3[6], g.mul(x, g.sub(xx, g.mul(3.0, yy)))),
-    ]
-    return [band1, band2, band3]
+    """The real SH basis functions of bands 1–3 at the unit direction (x, y, z)."""
+    return [sh_band_basis(g, band, x, y, z) for band in (1, 2, 3)]
 
 
 def _quad_keep(g: GeometryNodeBuilder, gin, fields, projected, raw_color):
