@@ -765,7 +765,7 @@ def test_capture_fit_render_under_standard_reproduces_the_captured_pixels(blende
         view = dataset.split_views("test")[0]
         truth = np.asarray(Image.open(view.file_path), np.float64) / 255.0  # straight RGBA
         # The rasteriser on the fit's own file, in the capture's world, as an 8-bit PNG.
-        splats = splats_file_to_world(read_splats(folder / "splats.ply"))
+        splats = splats_file_to_world(read_splats(session.result["splats"]))
         still = engine.rasterize_still(splats, viewmat=opengl_c2w_to_viewmat(
             view.camera_to_world), k=view.intrinsics_matrix(), width=view.width,
             height=view.height)

@@ -77,13 +77,16 @@ def cmd_demo(args) -> int:
     result = session.result
     job_dir = Path(session.job_dir)
     try:
-        for name in ("capture", "splats.ply"):
+        # The splats are where the session wrote them (in the job folder, or where a worker's
+        # result arrived); the capture is the job folder's.
+        for source, name in ((job_dir / "capture", "capture"), (Path(result["splats"]),
+                                                                 "splats.ply")):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-            shutil.move(str(job_dir / name), str(target))
+            shutil.move(str(source), str(target))
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
 
