@@ -32,7 +32,7 @@ from blender_gs_addon.reconstruction.pipeline import reconstruct
 pytest.importorskip("pycolmap")
 pytest.importorskip("bpy")
 
-FIT_STEPS = 200  # both fits; short on 2 CPU cores, the comparison is like with like
+FIT_STEPS = 100  # both fits; short on 2 CPU cores, the comparison is like with like
 
 
 def _unrelated_photo(path: Path, masks: Path, seed: int) -> None:
@@ -104,8 +104,9 @@ def test_poses_from_120_rendered_views(tmp_path):
     assert np.degrees(np.arccos(ups[2] / np.linalg.norm(ups))) < 1.0
 
     true_set = _true_pose_dataset(truth, recovered, errors.alignment, tmp_path / "truth")
+    # The truth set points at the capture's images beside it: our own files, so trusted.
     baseline = reconstruct(capture=str(true_set), out=str(tmp_path / "true.ply"),
-                           steps=FIT_STEPS, device="cpu")
+                           steps=FIT_STEPS, device="cpu", allow_outside_paths=True)
     print(f"held-out PSNR: recovered poses {result['psnr']:.2f} dB, true poses "
           f"{baseline['psnr']:.2f} dB on {result['test_views']} views")
     assert result["test_views"] == baseline["test_views"] >= 10
