@@ -10,7 +10,8 @@ Client → worker
     ``{"type": "hello", "protocol": 2, "version": "0.1.0"}``   first message; the worker answers
         with its own hello or with an error of type ``VersionMismatch`` (naming both sides'
         versions) and exits.
-    ``{"type": "job", "id": "…", "kind": "reconstruct" | "render" | "check" | "wait",
+    ``{"type": "job", "id": "…", "kind": "reconstruct" | "photos" | "render" | "check" |
+    "wait",
     "params": {…}, "files": [{"path": "capture/transforms_train.json", "size": 1234}, …],
     "size": total}``
         one job at a time. Its parameters are checked at once (error ``InvalidParameters``
@@ -30,7 +31,7 @@ Client → worker
 
 Worker → client
     ``{"type": "hello", "protocol": 2, "version": …, "python": …, "torch": …, "cuda": bool,
-       "gsplat": …, "pid": …}``
+       "gsplat": …, "pycolmap": …, "pid": …}``
     ``{"type": "heartbeat"}``             every :data:`HEARTBEAT_INTERVAL` seconds from the
         hello on, busy or idle: a client that has seen nothing for :data:`HEARTBEAT_TIMEOUT`
         seconds knows the worker is stopped, hung, or cut off.
@@ -40,7 +41,8 @@ Worker → client
     ``{"type": "files", "id": …, "files": [{"path": "splats.ply", "size": n}], "size": n}``,
         ``data`` lines and ``data_end``: the job's output files, before its result
     ``{"type": "result", "id": …, "outputs": {…}, "files": {"splats": "splats.ply"}}``
-        ``files`` maps output names to paths in the bundle just sent
+        ``files`` maps output names to paths in the bundle just sent; a path ending in ``/``
+        names a folder, whose files the bundle holds (``"dataset": "dataset/"``)
     ``{"type": "error", "id": …, "error_type": "GSError", "message": "…",
        "traceback": "…"}``                                   traceback only for the log
     ``{"type": "cancelled", "id": …}``
@@ -54,8 +56,11 @@ Job folders: each side keeps its files in private folders (mode 0700) named
 this user's folders of that name left untouched for a day (a crash's leftovers) when it starts.
 
 Job kinds (parameters in :mod:`.job_params`): ``reconstruct`` (input: a data set under
-``capture/``; output file ``splats``), ``render`` (one exact still; input ``splats.ply``;
-output file ``still``, an .npz as :func:`blender_gs_addon.render.still.read_still` reads it),
+``capture/``; output file ``splats``), ``photos`` (input: photos under ``photos/``, or one
+video ``photos/<name>``, masks under ``masks/``; poses recovered with pycolmap, then the fit;
+outputs ``splats`` and the folder ``dataset``, the posed data set with its report.json),
+``render`` (one exact still; input ``splats.ply``; output file ``still``, an .npz as
+:func:`blender_gs_addon.render.still.read_still` reads it),
 ``check`` (what torch/gsplat/CUDA the worker has), ``wait`` (a diagnostic job that reports
 progress for ``seconds`` and honours cancel unless ``cancellable`` is false; for tests).
 """
