@@ -145,6 +145,34 @@ def test_photos_become_splats_and_cameras_in_one_collection(ext, blender, tmp_pa
     assert after["world"] == before["world"] and after["frame"] == before["frame"]
 
 
+@worker_with_pycolmap
+def test_a_video_becomes_splats_and_cameras_through_the_worker(ext, blender, tmp_path):
+    av = pytest.importorskip("av")  # to write the video here; the worker reads it
+    bpy = blender
+    _use(ext, "SUBPROCESS")
+    frames = [np.asarray(Image.open(p)) for p in sorted(
+        overlapping_photos(tmp_path / "crops", 10).iterdir())]
+    video = tmp_path / "walk.mkv"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)  # lossless: the frames come back exact
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "bgr0"
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    assert bpy.ops.gs.reconstruct_photos(photos=str(video), frames=10, steps=STEPS,
+                                         threads=1) == {'FINISHED'}
+    result = ext.job.last_result()
+    collection = bpy.data.collections[result["collection"]]
+    assert collection.name == "walk Photos" and result["dataset"] == str(tmp_path / "walk_poses")
+    cameras = collection.children[0].objects
+    assert sorted(c.name for c in cameras) == [f"frame_{i:04d}" for i in range(1, 11)]
+    for camera in cameras:  # each frame as its camera's background, as sampled
+        image = camera.data.background_images[0].image
+        index = int(camera.name.split("_")[1]) - 1
+        assert np.array_equal(np.asarray(Image.open(image.filepath)), frames[index])
+    assert result["poses"]["source"] == str(video)
+
+
 def test_sidebar_has_the_photos_field_and_button(ext, blender):
     from types import SimpleNamespace
 
