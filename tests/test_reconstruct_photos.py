@@ -5,8 +5,7 @@ named with the user's paths; a failed or cancelled run leaves the scene, bpy.dat
 set folder as they were.
 
 Fast runs use ten overlapping crops of one texture (pycolmap places them in about a second with
-one thread); the upright test photographs a textured object with a known up direction (about
-12 s on 2 cores, rendering the photos included).
+one thread); the upright test (slow) photographs a textured object with a known up direction.
 """
 
 import functools
@@ -411,6 +410,7 @@ def test_a_failure_while_importing_puts_everything_back(ext, blender, tmp_path, 
 
 
 # ------------------------------------------------------------------------------- upright
+@pytest.mark.slow  # 9-21 s on 2 shared cores, rendering the photos included
 @worker_with_pycolmap
 def test_photos_of_an_object_arrive_upright_through_the_worker(ext, blender, tmp_path):
     """30 photos of a textured object (three rings of 10 at 160²; 8 per ring are too far apart
@@ -426,7 +426,7 @@ def test_photos_of_an_object_arrive_upright_through_the_worker(ext, blender, tmp
     _use(ext, "SUBPROCESS")
     truth = read_transforms(render_subject(tmp_path, views_per_ring=10, resolution=160))
     photos_from_capture(truth, tmp_path / "photos")
-    assert bpy.ops.gs.reconstruct_photos(photos=str(tmp_path / "photos"), steps=5,
+    assert bpy.ops.gs.reconstruct_photos(photos=str(tmp_path / "photos"), steps=1,
                                          threads=1) == {'FINISHED'}
     result = ext.job.last_result()
     report = result["poses"]
