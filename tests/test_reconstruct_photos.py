@@ -144,20 +144,32 @@ def test_photos_become_splats_and_cameras_in_one_collection(ext, blender, tmp_pa
     assert after["world"] == before["world"] and after["frame"] == before["frame"]
 
 
+# Written by the worker's Python (it has PyAV; Blender's need not): frames → lossless video.
+_WRITE_VIDEO = r"""
+import sys
+import av
+import numpy as np
+from PIL import Image
+
+with av.open(sys.argv[1], "w") as container:
+    stream = container.add_stream("ffv1", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 128, 96, "bgr0"
+    for path in sys.argv[2:]:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    container.mux(stream.encode())
+"""
+
+
 @worker_with_pycolmap
 def test_a_video_becomes_splats_and_cameras_through_the_worker(ext, blender, tmp_path):
-    av = pytest.importorskip("av")  # to write the video here; the worker reads it
     bpy = blender
     _use(ext, "SUBPROCESS")
-    frames = [np.asarray(Image.open(p)) for p in sorted(
-        overlapping_photos(tmp_path / "crops", 10).iterdir())]
+    paths = sorted(overlapping_photos(tmp_path / "crops", 10).iterdir())
+    frames = [np.asarray(Image.open(p)) for p in paths]
     video = tmp_path / "walk.mkv"
-    with av.open(str(video), "w") as container:
-        stream = container.add_stream("ffv1", rate=10)  # lossless: the frames come back exact
-        stream.width, stream.height, stream.pix_fmt = 128, 96, "bgr0"
-        for rgb in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(stream.encode())
+    subprocess.run([WORKER_PYTHON, "-c", _WRITE_VIDEO, str(video), *map(str, paths)],
+                   check=True, capture_output=True)
     assert bpy.ops.gs.reconstruct_photos(photos=str(video), frames=10, steps=STEPS,
                                          threads=1) == {'FINISHED'}
     result = ext.job.last_result()
