@@ -8,8 +8,8 @@ import bpy
 
 from ..scene.splat_object import is_splat_object, splat_count, splat_layout, splat_sh_degree
 
-__all__ = ["SplatsSidebarPanel", "SplatsSubPanel", "GS_PT_splats", "GS_PT_capture",
-           "GS_PT_rigging", "CLASSES"]
+__all__ = ["SplatsSidebarPanel", "SplatsSubPanel", "SceneSettingsSubPanel", "GS_PT_splats",
+           "GS_PT_capture", "GS_PT_photos", "GS_PT_rigging", "CLASSES"]
 
 
 class SplatsSidebarPanel:
@@ -24,6 +24,18 @@ class SplatsSubPanel(SplatsSidebarPanel):
     """A sub-panel of :class:`GS_PT_splats`."""
 
     bl_parent_id = "GS_PT_splats"
+
+
+class SceneSettingsSubPanel(SplatsSubPanel):
+    """A closed sub-panel that draws a settings group of the scene (``scene.<settings>``),
+    shown when that group is registered."""
+
+    bl_options = {'DEFAULT_CLOSED'}
+    settings = ""
+
+    @classmethod
+    def poll(cls, context):
+        return getattr(context.scene, cls.settings, None) is not None
 
 
 class GS_PT_splats(SplatsSidebarPanel, bpy.types.Panel):
@@ -72,20 +84,43 @@ def _draw_reconstruct(layout, context) -> None:
         selected = len(getattr(context, "selected_objects", ()))
         col.enabled = selected > 0
         col.operator("gs.reconstruct", text=f"Reconstruct Selection ({selected})", icon='PLAY')
+    _draw_photos_row(box, context)
     if status.last_result:
         box.label(text=status.last_result, icon='CHECKMARK')
 
 
-class GS_PT_capture(SplatsSubPanel, bpy.types.Panel):
+def _draw_photos_row(box, context) -> None:
+    photos = getattr(getattr(context, "scene", None), "gs_photos", None)
+    if photos is None:
+        return
+    col = box.column(align=True)
+    col.prop(photos, "photos", text="Photos")
+    row = col.row()
+    row.enabled = bool(photos.photos.strip())
+    row.operator("gs.reconstruct_photos", text="Reconstruct from Photos", icon='IMAGE_DATA')
+
+
+class GS_PT_photos(SceneSettingsSubPanel, bpy.types.Panel):
+    """Options of Reconstruct from Photos (the folder or video is in the Reconstruct box)."""
+
+    bl_idname = "GS_PT_photos"
+    bl_label = "From Photos"
+    settings = "gs_photos"
+
+    def draw(self, context):
+        photos = context.scene.gs_photos
+        col = self.layout.column()
+        for name in ("masks", "dataset", "frames", "max_size", "test_every", "steps", "threads",
+                     "up"):
+            col.prop(photos, name)
+
+
+class GS_PT_capture(SceneSettingsSubPanel, bpy.types.Panel):
     """Capture settings: used by Capture Views and by Reconstruct."""
 
     bl_idname = "GS_PT_capture"
     bl_label = "Capture"
-    bl_options = {'DEFAULT_CLOSED'}
-
-    @classmethod
-    def poll(cls, context):
-        return getattr(context.scene, "gs_capture", None) is not None
+    settings = "gs_capture"
 
     def draw(self, context):
         from ..operators.capture import draw_capture_settings
@@ -111,4 +146,4 @@ class GS_PT_rigging(SplatsSubPanel, bpy.types.Panel):
         col.operator("gs.bake_splats", icon='EXPORT')
 
 
-CLASSES = (GS_PT_splats, GS_PT_capture, GS_PT_rigging)
+CLASSES = (GS_PT_splats, GS_PT_photos, GS_PT_capture, GS_PT_rigging)

@@ -38,7 +38,7 @@ from ..blender_gs_addon.datasets.camera_views import CameraView, ViewDataset
 from ..blender_gs_addon.errors import GSError, Report, log_report
 
 __all__ = ["read_view_dataset", "import_camera_views", "create_view_cameras", "apply_intrinsics",
-           "camera_intrinsics", "camera_object_matrix"]
+           "camera_intrinsics", "camera_object_matrix", "set_scene_resolution"]
 
 _MAX_CAMERAS = 10_000
 
@@ -124,11 +124,12 @@ def camera_object_matrix(camera_to_world: np.ndarray, world_to_blender: np.ndarr
 # ---------------------------------------------------------------------------------- building
 def create_view_cameras(dataset: ViewDataset, *, scene: bpy.types.Scene, name: str,
                         world_to_blender: np.ndarray, images: bool = True,
+                        parent: bpy.types.Collection | None = None,
                         report: Report = log_report) -> bpy.types.Collection:
-    """One camera object per view in a new collection ``name`` under ``scene``'s master
-    collection; returns the collection. ``world_to_blender`` [4, 4] maps the data set's world
-    into Blender's. Each camera keeps its view's name, split and size as custom properties
-    (``gs_view``, ``gs_split``, ``gs_size``)."""
+    """One camera object per view in a new collection ``name`` under ``parent`` (default:
+    ``scene``'s master collection); returns the collection. ``world_to_blender`` [4, 4] maps
+    the data set's world into Blender's. Each camera keeps its view's name, split and size as
+    custom properties (``gs_view``, ``gs_split``, ``gs_size``)."""
     if not dataset.views:
         raise GSError(f"{name}: the data set has no views")
     if len(dataset.views) > _MAX_CAMERAS:
@@ -138,7 +139,7 @@ def create_view_cameras(dataset: ViewDataset, *, scene: bpy.types.Scene, name: s
     images_before = set(bpy.data.images)
     collection = bpy.data.collections.new(name)
     try:
-        scene.collection.children.link(collection)
+        (parent or scene.collection).children.link(collection)
         centres = np.stack([camera_object_matrix(v.camera_to_world, world_to_blender)
                             .to_translation() for v in dataset.views])  # [N, 3]
         spread = float(np.linalg.norm(centres - centres.mean(axis=0), axis=1).max())
@@ -225,13 +226,15 @@ def import_camera_views(path, *, context=None, up_axis: str = "AUTO",
                                      world_to_blender=world_to_blender, images=images,
                                      report=report)
     if set_resolution:
-        _set_scene_resolution(scene, dataset, report=report)
+        set_scene_resolution(scene, dataset, report=report)
     report({'INFO'}, f"Imported {len(dataset.views)} cameras from {path} into collection "
                      f"{collection.name!r}")
     return collection
 
 
-def _set_scene_resolution(scene, dataset: ViewDataset, *, report: Report) -> None:
+def set_scene_resolution(scene, dataset: ViewDataset, *, report: Report) -> None:
+    """The scene's render size (and pixel aspect) set to the views' when they all agree, so
+    looking through a view's camera frames its background image exactly; else a warning."""
     sizes = {(v.width, v.height) for v in dataset.views}
     aspects = {round(v.fx / v.fy, 6) for v in dataset.views}
     if len(sizes) != 1 or len(aspects) != 1:

@@ -30,6 +30,7 @@ import bpy
 
 from ..blender_gs_addon.devices import torch_available, torch_unavailable_reason
 from ..blender_gs_addon.errors import GSError
+from ..blender_gs_addon.poses.packages import pycolmap_available, pycolmap_unavailable_reason
 from ..blender_gs_addon.worker.offload import STARTUP_TIMEOUT, describe_environment, require_torch
 from ..preferences import DEFAULTS, Settings
 
@@ -45,11 +46,14 @@ CANCEL_GRACE = 1.0              # seconds a worker job gets to stop before the w
 
 
 # ------------------------------------------------------------------------ where the model runs
-def use_in_process(settings: Settings) -> bool:
-    """Decide where the model runs for ``settings.execution`` (AUTO / IN_PROCESS / SUBPROCESS).
+def use_in_process(settings: Settings, *, photos: bool = False) -> bool:
+    """Decide, from the preferences' execution mode (AUTO / IN_PROCESS / SUBPROCESS), whether
+    the model runs in Blender's own Python (torch imports there) or in the worker.
 
     AUTO runs in Blender's Python when torch imports there, except when a Worker Command is set:
-    someone who configured a remote worker (usually a GPU box) means it to be used."""
+    someone who configured a remote worker (usually a GPU box) means it to be used. With
+    ``photos`` (pose recovery first) Blender's Python also needs pycolmap: AUTO goes to the
+    worker without it, IN_PROCESS says so."""
     mode = settings.execution
     if mode == "SUBPROCESS":
         return False
@@ -59,12 +63,17 @@ def use_in_process(settings: Settings) -> bool:
                           f"{torch_unavailable_reason() or 'torch is unavailable'} (Python "
                           f"{sys.version.split()[0]}); choose 'Worker Process' or 'Automatic' "
                           "in the add-on preferences and point it at a Python with torch")
+        if photos and not pycolmap_available():
+            raise GSError(f"the add-on is set to run the model inside Blender, but pose "
+                          f"recovery needs pycolmap and {pycolmap_unavailable_reason()}; "
+                          "choose 'Worker Process' or 'Automatic' in the add-on preferences "
+                          "(the worker's Python needs pycolmap)")
         return True
     if mode != "AUTO":
         raise GSError(f"unknown execution mode {mode!r}; choose AUTO, IN_PROCESS or SUBPROCESS")
     if getattr(settings, "worker_command", "").strip():
         return False
-    return torch_available()
+    return torch_available() and (not photos or pycolmap_available())
 
 
 def worker_python(settings: Settings) -> str:

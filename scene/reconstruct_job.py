@@ -1,5 +1,6 @@
 """One-click reconstruction in Blender: capture the selection → reconstruct → import the splats
-on top of the source objects.
+on top of the source objects; or photos (a folder or a video) → poses and fit → the splats and
+the recovered cameras in a new collection (:mod:`.photo_import`).
 
 :class:`ReconstructSession` runs the three stages either a slice at a time (``step()`` from a
 modal operator's timer; never blocks for long) or all at once (``run()``, background mode and
@@ -13,7 +14,9 @@ which one, and the worker's lifecycle, is :mod:`.model_runner`'s business.
 Files: every job gets a private folder (``tempfile.mkdtemp``: mode 0700) holding the capture
 data set and the splat file; it is removed when the session closes. A worker gets the data set
 and sends the splats back over its pipe (it may run on another machine), so it never reads or
-writes this folder itself.
+writes this folder itself. From photos, the worker gets the photos (the ``photos`` job) and
+sends back the splats and the posed data set, which is kept beside the photos (or where the
+:class:`~blender_gs_addon.poses.photo_job.PhotoJob` says) only once the import succeeds.
 
 Scene state: the capture restores everything it touches; the splats are imported in a single
 all-or-nothing call at the very end, so a cancel or a failure at any stage leaves the scene as
@@ -53,12 +56,15 @@ from mathutils import Matrix
 from ..blender_gs_addon.capture.options import CaptureOptions
 from ..blender_gs_addon.datasets.nerf_synthetic import read_transforms
 from ..blender_gs_addon.errors import Cancelled, GSError, Report, log_report
+from ..blender_gs_addon.poses.photo_job import PhotoJob
 from ..blender_gs_addon.reconstruction.pipeline import held_out_summary
+from ..blender_gs_addon.worker.offload import require_pycolmap_in
 from ..blender_gs_addon.worker.protocol import JOB_DIR_PREFIX
 from ..blender_gs_addon.worker.transfer import dataset_bundle
 from ..preferences import DEFAULTS, Settings, backend_from_item
 from . import model_runner
 from .capture import CaptureCancelled, CaptureSession
+from .photo_import import import_photo_result
 from .splat_object import import_splats
 
 __all__ = [
@@ -70,6 +76,12 @@ STAGES = ("idle", "capture", "reconstruct", "import", "done", "cancelled", "fail
 
 # Share of the progress bar each stage gets (the model dominates the wall time).
 _SPAN = {"capture": (0.0, 0.25), "reconstruct": (0.25, 0.97), "import": (0.97, 1.0)}
+# From photos there is no capture: the model's stages share the bar (poses, then the fit).
+_PHOTO_SPAN = {"capture": (0.0, 0.0), "reconstruct": (0.0, 0.97), "import": (0.97, 1.0)}
+_PHOTO_STAGES = {"upload": (0.0, 0.05), "photos": (0.05, 0.1), "frames": (0.05, 0.1),
+                 "extract": (0.1, 0.25), "match": (0.25, 0.32), "map": (0.32, 0.4),
+                 "dataset": (0.4, 0.42), "load": (0.42, 0.43), "fit": (0.43, 0.95),
+                 "eval": (0.95, 0.98), "done": (0.98, 0.98), "download": (0.98, 1.0)}
 
 # Capture settings when the caller gives none (the operator passes the scene's gs_capture).
 DEFAULT_CAPTURE = CaptureOptions(rig="orbit", views=16, elevations=(0.0, 30.0), resolution=256,
@@ -146,18 +158,22 @@ class ReconstructSession:
         steps: fit steps (None: the backend's default); seed: random seed.
         name: name of the new object (default: "<active object> Splats").
         keep_files: keep the job folder (debugging); it is reported.
+        dataset: reconstruct this data set folder instead of capturing.
+        photos: reconstruct from photos instead (:class:`PhotoJob`): poses first, then the
+            fit; the result is a collection with the splats and the recovered cameras.
         report: ``report(levels, message)``, called from the thread that calls step/run.
 
     Use: ``start()``, then ``step()`` until it returns False (or ``run()``); ``cancel()`` any
     time; ``close()`` always (idempotent; ``run()`` closes itself). After success ``object``
-    holds the imported splat object and ``result`` the reconstruction result dict.
+    holds the imported splat object and ``result`` the reconstruction result dict (from photos
+    with ``poses``, the data set's report, and ``collection``, the new collection's name).
     """
 
     def __init__(self, context, *, objects=None, capture: CaptureOptions | dict | None = None,
                  settings: Settings = DEFAULTS, backend: str | None = None,
                  steps: int | None = None, seed: int = 0, name: str | None = None,
                  keep_files: bool = False, dataset: str | os.PathLike | None = None,
-                 report: Report = log_report):
+                 photos: PhotoJob | None = None, report: Report = log_report):
         self.scene = context.scene
         self.view_layer = context.view_layer
         self.objects = list(context.selected_objects if objects is None else objects)
@@ -172,7 +188,10 @@ class ReconstructSession:
         # An existing data set (a capture, transforms.json photos, the cameras-with-photos
         # export) is reconstructed as it is: no capture, no objects needed.
         self.dataset = Path(os.path.abspath(os.fspath(dataset))) if dataset else None
-        if self.dataset is not None:
+        self.photos = photos
+        if photos is not None:
+            base_name = photos.name
+        elif self.dataset is not None:
             base_name = self.dataset.name
         else:
             base_name = base.name if base else "Capture"
@@ -181,9 +200,12 @@ class ReconstructSession:
         self.report = report
         if self.backend not in ("fit", "lgm", "lgm+fit"):
             raise GSError(f"unknown backend {self.backend!r}; choose fit, lgm or lgm+fit")
+        if photos is not None and self.backend != "fit":
+            raise GSError(f"photos are reconstructed with the fit backend, not {self.backend} "
+                          "(LGM needs its own 4-view rig)")
         if self.dataset is None and self.backend != "fit":
             self.capture_options = _use_lgm_rig(self.capture_options, self.backend, report)
-        self.in_process = model_runner.use_in_process(settings)
+        self.in_process = model_runner.use_in_process(settings, photos=photos is not None)
         # How the worker starts (a local Python or a command such as ssh), None in-process.
         self.worker = None if self.in_process else model_runner.worker_launch(settings)
         self.python = None if self.worker is None else (
@@ -202,6 +224,7 @@ class ReconstructSession:
         self._events: queue.Queue = queue.Queue()  # (kind, payload) from model threads
         self._thread: threading.Thread | None = None
         self._thread_outcome: dict = {}
+        self._upload = None  # the photos' bundle for the worker
         self._job = None  # WorkerJob while the worker runs ours
         self._worker_start: Future | None = None
         self._reaper: Future | None = None  # the cancelled worker job's grace period
@@ -216,7 +239,7 @@ class ReconstructSession:
         """Overall progress 0‥1 (capture, reconstruct and import weighted)."""
         if self.stage == "done":
             return 1.0
-        lo, hi = _SPAN.get(self.stage, (0.0, 0.0))
+        lo, hi = (_PHOTO_SPAN if self.photos else _SPAN).get(self.stage, (0.0, 0.0))
         return lo + (hi - lo) * min(1.0, max(0.0, self.stage_fraction))
 
     @property
@@ -225,6 +248,16 @@ class ReconstructSession:
 
     def _set(self, stage: str, fraction: float, message: str) -> None:
         self.stage, self.stage_fraction, self.message = stage, fraction, message
+
+    def _model_progress(self, stage: str, fraction: float, message: str) -> None:
+        """The model's progress: from photos each of its stages has its part of the bar."""
+        if self.photos is not None and stage in _PHOTO_STAGES:
+            lo, hi = _PHOTO_STAGES[stage]
+            fraction = lo + (hi - lo) * min(1.0, max(0.0, float(fraction)))
+        elif stage == "done":
+            fraction = 1.0
+        self.stage_fraction = float(fraction)
+        self.message = f"{stage}: {message}" if message else stage
 
     # ----------------------------------------------------------------------------- start
     def start(self) -> None:
@@ -238,6 +271,13 @@ class ReconstructSession:
         model_runner.sweep_once()
         self.job_dir = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))  # mode 0700
         _ACTIVE["session"] = self
+        if self.photos is not None:
+            try:
+                self._start_photos()
+            except BaseException as err:
+                self._fail(err)
+                raise
+            return
         if self.dataset is not None:
             try:
                 read_transforms(self.dataset, check_images=True, report=self.report)
@@ -259,6 +299,15 @@ class ReconstructSession:
         except BaseException as err:
             self._fail(err)
             raise
+
+    def _start_photos(self) -> None:
+        """Check the photos and the data set folder (and pack the photos for the worker)
+        before the model starts: bad input is named at once, not after minutes."""
+        self.photos.check()
+        if not self.in_process:
+            self._upload = self.photos.worker_job()
+        self._set("reconstruct", 0.0, "starting the model")
+        self._launch()
 
     # ------------------------------------------------------------------------------ step
     def step(self, *, budget: float = 0.05) -> bool:
@@ -298,6 +347,8 @@ class ReconstructSession:
         """The model's options; the worker gets its data set and sends the splats in-band,
         so paths (capture, out) are added only for the in-process run."""
         settings = self.settings
+        if self.photos is not None:  # the fit only: no weights, no downloads
+            return {"steps": self.steps, "device": settings.device.lower(), "seed": self.seed}
         weights = settings.weights.strip() or None
         if weights and (self.worker is None or "python" in self.worker):
             weights = os.path.abspath(os.path.expanduser(bpy.path.abspath(weights)))
@@ -313,8 +364,12 @@ class ReconstructSession:
     def _launch(self) -> None:
         """Start the model: a thread running reconstruct() here, or a thread starting the
         worker (its torch import takes seconds) after which the job is submitted."""
-        params = {**self._params(), "capture": str(self._capture_dir),
-                  "out": str(self.job_dir / "splats.ply")}
+        if self.photos is not None:
+            params = {**self._params(),
+                      **self.photos.in_process_arguments(self.job_dir / "result")}
+        else:
+            params = {**self._params(), "capture": str(self._capture_dir),
+                      "out": str(self.job_dir / "splats.ply")}
         events, stop, outcome = self._events, self._stop, self._thread_outcome
 
         def in_process():
@@ -358,9 +413,7 @@ class ReconstructSession:
             except queue.Empty:
                 return
             if kind == "progress":
-                stage, fraction, message = payload
-                self.stage_fraction = float(fraction) if stage != "done" else 1.0
-                self.message = f"{stage}: {message}" if message else stage
+                self._model_progress(*payload)
             else:
                 levels, message = payload
                 self.report(set(levels), message)
@@ -380,18 +433,13 @@ class ReconstructSession:
                 return
             if self._stop.is_set():
                 raise ReconstructCancelled("reconstruction cancelled")
-            self._job = client.submit(
-                "reconstruct", self._params(),
-                upload=dataset_bundle(self._capture_dir, report=self.report),
-                download_dir=self.job_dir / "result")
-            self.message = f"worker pid {client.info.get('pid')}: reconstructing"
+            self._submit(client)
             return
         deadline = time.monotonic() + max(wait, budget)
         while True:
             for event in self._job.poll():
                 if event.kind == "progress":
-                    self.stage_fraction = event.fraction if event.stage != "done" else 1.0
-                    self.message = f"{event.stage}: {event.message}"
+                    self._model_progress(event.stage, event.fraction, event.message)
                 else:
                     self.report({event.level}, event.message)
             if self._job.done or time.monotonic() >= deadline:
@@ -401,6 +449,19 @@ class ReconstructSession:
             if self._job.cancelled:
                 raise ReconstructCancelled("reconstruction cancelled")
             self._collect({"result": self._job.outputs})
+
+    def _submit(self, client) -> None:
+        """Our job to the warm worker: the photos, or the data set to reconstruct."""
+        if self.photos is not None:
+            require_pycolmap_in(client)
+            params, upload = self._upload
+            kind, params = "photos", {**self._params(), **params}
+        else:
+            kind, params = "reconstruct", self._params()
+            upload = dataset_bundle(self._capture_dir, report=self.report)
+        self._job = client.submit(kind, params, upload=upload,
+                                  download_dir=self.job_dir / "result")
+        self.message = f"worker pid {client.info.get('pid')}: reconstructing"
 
     def _collect(self, outcome: dict) -> None:
         if "error" in outcome:
@@ -414,11 +475,41 @@ class ReconstructSession:
             raise ReconstructCancelled("reconstruction cancelled")
         if "splats" not in result or "normalisation" not in result:
             raise GSError(f"the reconstruction returned no splats ({result})")
+        if self.photos is not None and "poses" not in result:
+            raise GSError(f"the reconstruction returned no poses ({result})")
         self.result = result
         self._set("import", 0.0, f"importing {result.get('count', 0):,} splats")
 
     # ---------------------------------------------------------------------------- import
     def _import(self) -> None:
+        if self.photos is not None:
+            self._import_photos()
+        else:
+            self._import_on_objects()
+        seconds = time.perf_counter() - self._started
+        self.result["total_seconds"] = seconds
+        held_out = held_out_summary(self.result)
+        if self.result.get("psnr_note"):
+            self.report({'WARNING'}, f"Held-out PSNR not available: {self.result['psnr_note']}")
+        self._set("done", 1.0, f"{self.result.get('count', 0):,} splats in {seconds:.1f} s "
+                               f"({'in Blender' if self.in_process else 'worker'}, "
+                               f"{self.result.get('device', '?')})"
+                               + (f", {held_out}" if held_out else ""))
+        _ACTIVE["last"] = {**self.result, "object": self.object.name,
+                           "job_dir": str(self.job_dir), "in_process": self.in_process,
+                           "python": self.python}
+        self.close()
+
+    def _import_photos(self) -> None:
+        """The data set kept, the splats and cameras in a new collection (all or nothing)."""
+        collection, obj, poses = import_photo_result(
+            self.photos, self.job_dir / "result", scene=self.scene,
+            view_layer=self.view_layer, report=self.report)
+        self.object = obj
+        self.result.update(poses=poses, dataset=str(self.photos.dataset_folder),
+                           splats=poses["splats"], collection=collection.name)
+
+    def _import_on_objects(self) -> None:
         normalisation = np.asarray(self.result["normalisation"], dtype=np.float64)  # [4, 4]
         if normalisation.shape != (4, 4) or not np.isfinite(normalisation).all():
             raise GSError(f"the capture's normalisation is not a finite 4×4 matrix "
@@ -431,18 +522,6 @@ class ReconstructSession:
         # date by the next depsgraph evaluation (it still reads as the identity here).
         obj.matrix_basis = undo @ obj.matrix_basis
         self.object = obj
-        seconds = time.perf_counter() - self._started
-        self.result["total_seconds"] = seconds
-        held_out = held_out_summary(self.result)
-        if self.result.get("psnr_note"):
-            self.report({'WARNING'}, f"Held-out PSNR not available: {self.result['psnr_note']}")
-        self._set("done", 1.0, f"{self.result.get('count', 0):,} splats in {seconds:.1f} s "
-                               f"({'in Blender' if self.in_process else 'worker'}, "
-                               f"{self.result.get('device', '?')})"
-                               + (f", {held_out}" if held_out else ""))
-        _ACTIVE["last"] = {**self.result, "object": obj.name, "job_dir": str(self.job_dir),
-                           "in_process": self.in_process, "python": self.python}
-        self.close()
 
     # ------------------------------------------------------------------------ synchronous
     def run(self, *, progress: Callable[[str, float, str], None] | None = print_progress,

@@ -524,7 +524,8 @@ def test_sidebar_draws_the_button_or_the_progress_bar(ext, blender):
     context.scene.gs_capture.reconstruct_dataset = "/some/capture"
     calls.clear()
     sidebar._draw_reconstruct(_Layout(calls), context)
-    assert [c[2].get("text") for c in calls if c[0] == "operator"] == ["Reconstruct Data Set"]
+    assert [c[2].get("text") for c in calls if c[0] == "operator"] == [
+        "Reconstruct Data Set", "Reconstruct from Photos"]  # photos: test_reconstruct_photos
     assert any(c[0] == "prop" and "reconstruct_dataset" in c[1] for c in calls)
 
 

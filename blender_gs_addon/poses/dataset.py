@@ -40,7 +40,8 @@ from ..datasets.point_cloud import POINTS_FILE, write_point_cloud
 from ..errors import GSError, Report, log_report
 
 __all__ = ["camera_up", "world_normalisation", "transform_cameras", "pose_views",
-           "write_pose_dataset", "pose_report", "held_out_names", "DEFAULT_TEST_EVERY"]
+           "write_pose_dataset", "pose_report", "pose_summary", "held_out_names",
+           "DEFAULT_TEST_EVERY"]
 
 DEFAULT_TEST_EVERY = 8  # as 3DGS holds out every 8th image of its real scenes
 _MIN_FOR_TEST = 10  # fewer placed images than this: no hold-out, all train
@@ -196,3 +197,17 @@ def pose_report(sfm, dataset: ViewDataset, *, source, seconds: dict) -> dict:
         "colmap_to_dataset": dataset.metadata["colmap_to_dataset"].tolist(),
         "seconds": {k: round(float(v), 3) for k, v in seconds.items()},
     }
+
+
+def pose_summary(report: dict) -> str:
+    """One line of a :func:`pose_report`: 'placed 22/24 images (left out: a.png, b.png);
+    reprojection error 0.54 px; focal length 170.2 px (41.2°)'."""
+    from .photos import name_list
+
+    left = report.get("left_out") or []
+    focal = report["focal_length_px"][0]
+    error = report.get("reprojection_error_px")
+    return (f"placed {report['placed']}/{report['images']} images"
+            + (f" (left out: {name_list(left)})" if left else "")
+            + ("; reprojection error " + (f"{error:.2f} px" if error is not None else "n/a"))
+            + f"; focal length {focal:.1f} px ({report['field_of_view_deg']:.1f}°)")

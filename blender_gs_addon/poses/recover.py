@@ -39,7 +39,8 @@ from .sfm import SfmCancelled, SfmConfig, run_sfm
 from .video import VIDEO_SUFFIXES, sample_video_frames
 
 __all__ = ["recover_poses", "REPORT_FILE", "DEFAULT_FRAMES", "DEFAULT_MAX_SIZE",
-           "update_report"]
+           "update_report", "source_kind", "check_dataset_folder", "publish_folder",
+           "install_dataset", "restore_folder"]
 
 REPORT_FILE = "report.json"
 DEFAULT_FRAMES = 100  # frames sampled from a video
@@ -68,7 +69,11 @@ def _check_options(*, frames, max_size, test_every, camera_model, matcher, threa
             raise GSError(message)
 
 
-def _check_out(out: Path) -> None:
+def check_dataset_folder(out) -> None:
+    """GSError unless ``out`` may receive a pose data set: missing, an empty folder, or an
+    earlier pose data set of ours (it has our ``report.json``), so a mistyped folder never
+    loses someone's files."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise GSError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not _is_pose_dataset(out):
@@ -83,8 +88,11 @@ def _is_pose_dataset(folder: Path) -> bool:
         return False
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished staging folder to ``out``, replacing an earlier data set there."""
+def publish_folder(staging, out, *, keep_old: bool = False) -> Path | None:
+    """Move the finished folder ``staging`` to ``out`` (same file system), replacing what is
+    there. The replaced folder is removed, or with ``keep_old`` moved to a hidden sibling whose
+    path is returned (:func:`restore_folder` puts it back; the caller removes it otherwise)."""
+    staging, out = Path(staging), Path(out)
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
@@ -95,8 +103,36 @@ def _publish(staging: Path, out: Path) -> None:
         if old is not None:
             old.rename(out)
         raise
-    if old is not None:
+    if old is not None and not keep_old:
         shutil.rmtree(old, ignore_errors=True)
+        return None
+    return old
+
+
+def restore_folder(out, old: Path | None) -> None:
+    """Undo :func:`publish_folder` with ``keep_old``: remove ``out``, put ``old`` back."""
+    shutil.rmtree(out, ignore_errors=True)
+    if old is not None:
+        Path(old).rename(out)
+
+
+def install_dataset(folder, out) -> Path | None:
+    """Copy the finished data set ``folder`` (anywhere, e.g. a worker's download) to ``out``
+    as :func:`recover_poses` publishes: checked first (:func:`check_dataset_folder`), copied
+    into a hidden staging folder beside ``out``, then renamed into place. Returns the replaced
+    earlier data set, moved aside (see :func:`publish_folder`), or None."""
+    out = Path(out).absolute()
+    check_dataset_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copytree(folder, staging)
+        return publish_folder(staging, out, keep_old=True)
+    except OSError as err:
+        raise GSError(f"{out}: cannot write the data set here ({err})") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _photo_images(source: Path, staging: Path, *, masks, max_size: int, progress: Progress,
@@ -132,11 +168,12 @@ def _video_images(source: Path, staging: Path, *, frames: int, max_size: int,
     return [p.name for p in written], (infos[0].width, infos[0].height), infos
 
 
-def _source_images(source: Path, staging: Path, *, masks, frames, max_size, progress,
-                   should_stop):
+def source_kind(source, *, masks=None) -> str:
+    """"folder" or "video" for a pose source; GSError naming what is wrong with it (missing,
+    neither a folder nor a video file, masks given for a video)."""
+    source = Path(source)
     if source.is_dir():
-        return _photo_images(source, staging, masks=masks, max_size=max_size,
-                             progress=progress, should_stop=should_stop)
+        return "folder"
     if not source.exists():
         raise GSError(f"{source}: no such folder or video file")
     if source.suffix.lower() not in VIDEO_SUFFIXES:
@@ -145,6 +182,14 @@ def _source_images(source: Path, staging: Path, *, masks, frames, max_size, prog
     if masks:
         raise GSError("masks are for a folder of photos; for a video, sample its frames "
                       "into a folder first and give masks for them")
+    return "video"
+
+
+def _source_images(source: Path, staging: Path, *, masks, frames, max_size, progress,
+                   should_stop):
+    if source_kind(source, masks=masks) == "folder":
+        return _photo_images(source, staging, masks=masks, max_size=max_size,
+                             progress=progress, should_stop=should_stop)
     return _video_images(source, staging, frames=frames, max_size=max_size,
                          progress=progress, should_stop=should_stop)
 
@@ -174,7 +219,7 @@ def recover_poses(*, photos, out, masks=None, frames: int = DEFAULT_FRAMES,
     _check_options(frames=frames, max_size=max_size, test_every=test_every,
                    camera_model=camera_model, matcher=matcher, threads=threads)
     require_pycolmap()  # before any work: a missing package is the first thing to hear about
-    _check_out(out)
+    check_dataset_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
     start = time.perf_counter()
@@ -200,7 +245,7 @@ def recover_poses(*, photos, out, masks=None, frames: int = DEFAULT_FRAMES,
         update_report(staging, result)
         if should_stop():
             return {"cancelled": True}
-        _publish(staging, out)
+        publish_folder(staging, out)
     except SfmCancelled:
         return {"cancelled": True}
     finally:

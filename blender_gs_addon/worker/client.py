@@ -533,7 +533,10 @@ class WorkerClient:
         if files and job.downloaded is None:
             raise GSError("the worker's result files did not arrive")
         for name, relative in files.items():
-            outputs[name] = str(job.downloaded.path(relative))
+            path = job.downloaded.path(relative.rstrip("/"))
+            if relative.endswith("/") and not path.is_dir():  # a folder output, empty
+                raise GSError(f"the worker's result folder {relative} did not arrive")
+            outputs[name] = str(path)
         return outputs
 
     # ------------------------------------------------------------------ shutdown

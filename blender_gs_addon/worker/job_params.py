@@ -14,14 +14,18 @@ import re
 
 from ..devices import DTYPES
 from ..errors import GSError
+from ..poses.dataset import DEFAULT_TEST_EVERY
+from ..poses.recover import DEFAULT_FRAMES, DEFAULT_MAX_SIZE
 from ..reconstruction.pipeline import BACKENDS
 
-__all__ = ["InvalidParameters", "JOB_KINDS", "OUTPUT_NAME", "check_job"]
+__all__ = ["InvalidParameters", "JOB_KINDS", "OUTPUT_NAME", "POSE_PARAMS", "check_job"]
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_IMAGE_SIDE = 16384
 # What a reconstruction may be written as (the worker's file name; the format follows it).
 OUTPUT_NAME = re.compile(r"splats(\.compressed)?\.(ply|spz|splat)")
+# What a photos job recovers poses from: the folder of photos sent, or the one video sent.
+PHOTO_SOURCE = re.compile(r"photos(/[^/\\\x00]+)?")
 
 
 class InvalidParameters(GSError):
@@ -95,6 +99,37 @@ def _output_name(value):
     return value
 
 
+def _photo_source(value):
+    if (not isinstance(value, str) or not PHOTO_SOURCE.fullmatch(value)
+            or value.split("/")[-1] in (".", "..")):
+        _fail("photos or photos/<video file name>", value)
+    return value
+
+
+def _vector3(value):
+    ok = (isinstance(value, list) and len(value) == 3 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+        for x in value) and any(value))
+    if not ok:
+        _fail("a non-zero [x, y, z] of finite numbers", value)
+    return [float(x) for x in value]
+
+
+def _max_size(value):
+    if value != 0:
+        _whole(16, MAX_IMAGE_SIDE)(value)
+    return value
+
+
+def _threads(value):
+    if value != -1:
+        _whole(1, 1024)(value)
+    return value
+
+
+# The photos job's parameters that are recover_poses() keyword arguments.
+POSE_PARAMS = ("frames", "max_size", "test_every", "up", "camera_model", "matcher", "threads")
+
 # kind → {name: (check, default or _REQUIRED)}, and the input files the job needs.
 _SPECS = {
     "check": {},
@@ -112,9 +147,25 @@ _SPECS = {
         "offline": (_optional(_flag), None), "variant": (_text, "big"),
         "dtype": (_optional(_choice(DTYPES)), None), "output": (_output_name, "splats.ply"),
     },
+    "photos": {  # pose recovery (pycolmap) and the fit, from photos or a video sent
+        "source": (_photo_source, "photos"), "masks": (_flag, False),
+        "frames": (_whole(1, 100_000), DEFAULT_FRAMES), "max_size": (_max_size, DEFAULT_MAX_SIZE),
+        "test_every": (_whole(0, 1_000_000), DEFAULT_TEST_EVERY),
+        "up": (_optional(_vector3), None),
+        "camera_model": (_choice(("SIMPLE_PINHOLE", "PINHOLE")), "SIMPLE_PINHOLE"),
+        "matcher": (_choice(("auto", "exhaustive", "sequential")), "auto"),
+        "threads": (_threads, -1), "steps": (_optional(_whole(1, 10**7)), None),
+        "device": (_choice(DEVICES), "auto"), "seed": (_whole(0, 2**31 - 1), 0),
+        "preset": (_optional(_choice(("cpu", "gpu"))), None),
+        "output": (_output_name, "splats.ply"),
+        # How the sender names the photos and masks folders (or the video): the job's own
+        # paths in messages and the report are replaced by these.
+        "photos_label": (_optional(_text), None), "masks_label": (_optional(_text), None),
+    },
 }
 _INPUTS = {"render": ("splats.ply", "the splats as splats.ply"),
-           "reconstruct": ("capture/", "a data set under capture/")}
+           "reconstruct": ("capture/", "a data set under capture/"),
+           "photos": ("photos/", "photos or a video under photos/")}
 JOB_KINDS = tuple(_SPECS)
 
 
@@ -143,6 +194,8 @@ def check_job(kind, params, files) -> dict:
         except InvalidParameters as err:
             raise InvalidParameters(f"{kind} job: parameter {name!r} {err}") from None
     _check_inputs(kind, files)
+    if kind == "photos":
+        _check_photo_inputs(checked, files)
     return checked
 
 
@@ -157,3 +210,13 @@ def _check_inputs(kind: str, files) -> None:
         present = needed in paths
     if not present:
         raise InvalidParameters(f"{kind} job: its input files must hold {what}")
+
+
+def _check_photo_inputs(params: dict, files) -> None:
+    paths = {f.get("path") for f in files or [] if isinstance(f, dict)}
+    source = params["source"]
+    if source != "photos" and source not in paths:
+        raise InvalidParameters(f"photos job: its input files must hold {source}, the video")
+    if params["masks"] and not any(isinstance(p, str) and p.startswith("masks/")
+                                   for p in paths):
+        raise InvalidParameters("photos job: its input files must hold the masks under masks/")

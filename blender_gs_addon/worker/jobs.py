@@ -39,6 +39,13 @@ def environment() -> dict:
         info["gsplat"] = gsplat.__version__
     except Exception as err:
         info["gsplat_error"] = f"{type(err).__name__}: {err}"
+    info["pycolmap"] = None  # pose recovery (the photos job)
+    try:
+        import pycolmap
+
+        info["pycolmap"] = pycolmap.__version__
+    except Exception as err:
+        info["pycolmap_error"] = f"{type(err).__name__}: {err}"
     return info
 
 
@@ -68,20 +75,61 @@ def _render(params: dict, folder: Path, *, progress) -> tuple[dict, dict]:
     return {"width": params["width"], "height": params["height"]}, {"still": "still.npz"}
 
 
-def _reconstruct(params: dict, folder: Path, *, progress, should_stop, log) -> tuple[dict, dict]:
+def _run_pipeline(folder: Path, output: str, options: dict, *, progress, should_stop,
+                  report) -> dict:
+    """reconstruct() writing ``folder/output``; JobCancelled when it was cancelled."""
     from ..reconstruction.pipeline import reconstruct
 
+    result = reconstruct(out=str(folder / output), **options, progress=progress,
+                         should_stop=should_stop, report=report)
+    if result.get("cancelled"):
+        raise JobCancelled()
+    result.pop("splats")
+    return result
+
+
+def _reconstruct(params: dict, folder: Path, *, progress, should_stop, log) -> tuple[dict, dict]:
     options = dict(params)
     output = options.pop("output")
     if options["weights"] is not None:  # a path on this (the worker's) machine
         options["weights"] = os.path.expanduser(options["weights"])
-    result = reconstruct(capture=str(folder / "capture"), out=str(folder / output), **options,
-                         progress=progress, should_stop=should_stop,
-                         report=lambda levels, msg: log(next(iter(levels)), msg))
-    if result.get("cancelled"):
-        raise JobCancelled()
-    result.pop("splats")
+    result = _run_pipeline(folder, output, {**options, "capture": str(folder / "capture")},
+                           progress=progress, should_stop=should_stop,
+                           report=lambda levels, msg: log(next(iter(levels)), msg))
     return result, {"splats": output}
+
+
+def _photos(params: dict, folder: Path, *, progress, should_stop, log) -> tuple[dict, dict]:
+    # Poses, then the fit; the data set (images, transforms, points, report.json, the COLMAP
+    # model) goes back as the folder dataset/ beside the splats.
+    from ..errors import GSError
+    from .job_params import POSE_PARAMS
+
+    options = dict(params)
+    output, source = options.pop("output"), options.pop("source")
+    labels = [(str(folder / name), label) for name, label in (
+        (source, options.pop("photos_label")), ("masks", options.pop("masks_label")))
+        if label]
+
+    def named(text: str) -> str:  # the sender's names for the job's own paths
+        for path, label in labels:
+            text = text.replace(path, label)
+        return text
+
+    pose_options = {name: options.pop(name) for name in POSE_PARAMS}
+    if options.pop("masks"):
+        pose_options["masks"] = str(folder / "masks")
+    try:
+        result = _run_pipeline(
+            folder, output, {**options, "photos": str(folder / source), "backend": "fit",
+                             "dataset": str(folder / "dataset"), "pose_options": pose_options},
+            progress=lambda stage, fraction, text: progress(stage, fraction, named(text)),
+            should_stop=should_stop,
+            report=lambda levels, msg: log(next(iter(levels)), named(msg)))
+    except GSError as err:
+        raise GSError(named(str(err))) from None
+    result["poses"]["source"] = named(result["poses"]["source"])
+    return result, {"splats": output, "dataset": "dataset/"}
 
 
 def run_job(kind: str, params: dict, folder: Path, *, progress, should_stop,
@@ -96,4 +144,6 @@ def run_job(kind: str, params: dict, folder: Path, *, progress, should_stop,
     if kind == "reconstruct":
         return _reconstruct(params, folder, progress=progress, should_stop=should_stop,
                             log=log)
+    if kind == "photos":
+        return _photos(params, folder, progress=progress, should_stop=should_stop, log=log)
     raise ValueError(f"no runner for job kind {kind!r}")  # job_params knows every kind

@@ -20,8 +20,8 @@ from .job_params import OUTPUT_NAME
 from .protocol import JOB_DIR_PREFIX
 from .transfer import dataset_bundle
 
-__all__ = ["require_torch", "describe_environment", "output_name_for", "reconstruct_in_worker",
-           "STARTUP_TIMEOUT"]
+__all__ = ["require_torch", "require_pycolmap_in", "describe_environment", "output_name_for",
+           "reconstruct_in_worker", "STARTUP_TIMEOUT"]
 
 STARTUP_TIMEOUT = 120.0  # seconds: first torch + CUDA import on a cold disk is slow
 
@@ -37,12 +37,24 @@ def require_torch(client: WorkerClient) -> None:
                   "add-on at one that has it")
 
 
+def require_pycolmap_in(client: WorkerClient) -> None:
+    """GSError when the worker's Python cannot import pycolmap (pose recovery); the worker
+    stays up for other jobs."""
+    if client.info.get("pycolmap"):
+        return
+    why = client.info.get("pycolmap_error", "no pycolmap module")
+    raise GSError(f"the worker {client.label} (Python {client.info.get('python', '?')}) cannot "
+                  f"import pycolmap ({why}), which recovering camera poses from photos needs; "
+                  "install it there (pip install pycolmap==4.2.1)")
+
+
 def describe_environment(info: dict) -> str:
-    """'Python 3.11.7: torch 2.13.0, gsplat 1.5.3, CUDA yes (NVIDIA H100)' from a hello or a
-    ``check`` job's result."""
+    """'Python 3.11.7: torch 2.13.0, gsplat 1.5.3, CUDA yes (NVIDIA H100), pycolmap 4.2.1'
+    from a hello or a ``check`` job's result."""
     cuda = f"yes ({info.get('device_name')})" if info.get("cuda") else "no"
     return (f"Python {info.get('python')}: torch {info.get('torch') or 'missing'}, "
-            f"gsplat {info.get('gsplat') or 'missing'}, CUDA {cuda}")
+            f"gsplat {info.get('gsplat') or 'missing'}, CUDA {cuda}, "
+            f"pycolmap {info.get('pycolmap') or 'missing'}")
 
 
 def output_name_for(out) -> str:

@@ -50,7 +50,13 @@ from .protocol import (
     encode,
     read_lines,
 )
-from .transfer import Bundle, BundleReceiver, bundle_messages, format_megabytes
+from .transfer import (
+    Bundle,
+    BundleReceiver,
+    bundle_messages,
+    folder_files,
+    format_megabytes,
+)
 
 __all__ = ["serve", "main", "EOF_GRACE"]
 
@@ -288,7 +294,11 @@ class _Server:
         """Send the job's output files; False when the job was cancelled meanwhile."""
         if not files:
             return True
-        bundle = Bundle.of_files(job.folder, list(dict.fromkeys(files.values())))
+        paths = []
+        for relative in files.values():  # a folder (ending in "/") goes with all its files
+            paths += (folder_files(job.folder, relative) if relative.endswith("/")
+                      else [relative])
+        bundle = Bundle.of_files(job.folder, list(dict.fromkeys(paths)))
         self.channel.send({"type": "files", "id": job.id, "files": bundle.manifest(),
                            "size": bundle.size})
         for message in bundle_messages(job.id, bundle, should_stop=job.cancel.is_set):

@@ -27,8 +27,9 @@ from pathlib import Path, PurePosixPath
 from ..errors import GSError, Report, log_report
 from .protocol import CHUNK_BYTES
 
-__all__ = ["BundleFile", "Bundle", "dataset_bundle", "bundle_messages", "BundleReceiver",
-           "check_bundle_path", "MAX_BUNDLE_FILES", "format_megabytes"]
+__all__ = ["BundleFile", "Bundle", "dataset_bundle", "photos_bundle", "folder_files",
+           "bundle_messages", "BundleReceiver", "check_bundle_path", "MAX_BUNDLE_FILES",
+           "format_megabytes"]
 
 MAX_BUNDLE_FILES = 5000  # the manifest travels in one protocol line
 
@@ -118,6 +119,53 @@ def dataset_bundle(folder, *, prefix: str = "capture", report: Report = log_repo
                       f"sends in one job ({MAX_BUNDLE_FILES:,})")
     return Bundle(tuple(BundleFile(path=check_bundle_path(p), size=s.stat().st_size, source=s)
                         for p, s in sorted(wanted.items())))
+
+
+def folder_files(root, relative: str) -> list[str]:
+    """The files under ``root/relative`` (recursively, sorted), as bundle paths relative to
+    ``root``: what an output named ``relative/`` (a folder) sends."""
+    root = Path(root)
+    base = root / check_bundle_path(relative.rstrip("/"))
+    return sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+def _files_of(folder: Path, suffixes) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def photos_bundle(source, *, masks=None) -> tuple[Bundle, str]:
+    """What a ``photos`` job needs of a folder of photos (its photos under ``photos/``, the
+    masks folder's images under ``masks/``) or of a video (``photos/<name>``), and the job's
+    ``source`` parameter. GSError naming what is wrong with ``source`` (missing, no photos in
+    the folder, not a video file) before anything is sent."""
+    from ..poses.photos import PHOTO_SUFFIXES, list_photos
+    from ..poses.recover import source_kind
+
+    source = Path(source)
+    wanted: dict[str, Path] = {}
+    if source_kind(source, masks=masks) == "video":
+        wanted[f"photos/{source.name}"] = source
+        kind = f"photos/{source.name}"
+    else:
+        wanted.update((f"photos/{p.name}", p) for p in list_photos(source))
+        kind = "photos"
+    if masks:
+        masks = Path(masks)
+        if not masks.is_dir():
+            raise GSError(f"{masks}: no such masks folder")
+        wanted.update((f"masks/{p.name}", p) for p in _files_of(masks, PHOTO_SUFFIXES))
+    if len(wanted) > MAX_BUNDLE_FILES:
+        raise GSError(f"{source}: {len(wanted):,} files are more than the worker protocol "
+                      f"sends in one job ({MAX_BUNDLE_FILES:,})")
+    files = []
+    for path, file in wanted.items():
+        try:
+            files.append(BundleFile(path=check_bundle_path(path), size=file.stat().st_size,
+                                    source=file))
+        except OSError as err:
+            raise GSError(f"{file}: cannot be read ({err})") from None
+    return Bundle(tuple(files)), kind
 
 
 def bundle_messages(job_id: str, bundle: Bundle, *,
