@@ -85,7 +85,8 @@ def _read_meta(bundle: ImageBundle, source: str, limits: ReadLimits) -> tuple[di
     if version != SOG_VERSION:
         raise GSError(f"{source}: SOG version {version!r} is not supported: this reader knows "
                       f"version {SOG_VERSION}, which every PlayCanvas tool reads and writes "
-                      "(no specification of any later version has been published); save the "
+                      "(no specification of a later version was available to implement it "
+                      "from); save the "
                       f"file as SOG version {SOG_VERSION} with the tool that made it")
     count = meta.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
