@@ -250,6 +250,24 @@ def test_worker_exits_promptly_when_stdin_closes_mid_job(raw):
     assert time.monotonic() - start < 1.5
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_terminate_and_hang_up_mid_job_leave_no_job_folder(tmp_path, signum):
+    # SIGTERM is what PR_SET_PDEATHSIG sends when sshd's session dies, SIGHUP what a hung-up
+    # session can send. pycolmap, which the hello imports where installed, puts glog's C
+    # failure handler on SIGTERM, which would end the process with the folder left behind.
+    worker = _RawWorker(env={"TMPDIR": str(tmp_path)})
+    try:
+        worker.send({"type": "job", "id": "long", "kind": "wait", "params": {"seconds": 60}})
+        assert worker.read_until({"progress"}, timeout=10)["id"] == "long"
+        folders = [p for p in tmp_path.iterdir() if p.name.startswith("gs_reconstruct_")]
+        assert len(folders) == 1 and folders[0].is_dir()
+        worker.proc.send_signal(signum)
+        assert worker.proc.wait(timeout=5) == 128 + signum
+        assert not folders[0].exists()
+    finally:
+        worker.close()
+
+
 def test_stale_job_folders_are_swept_at_worker_start(tmp_path):
     from blender_gs_addon.worker.job_dirs import sweep_stale_job_dirs
 

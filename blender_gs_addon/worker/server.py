@@ -63,6 +63,10 @@ __all__ = ["serve", "main", "EOF_GRACE"]
 # Seconds a running job gets to stop after stdin closed before the process exits anyway: the
 # parent is gone, so nobody waits for the result.
 EOF_GRACE = 0.5
+# Signals that end the worker with its job folder removed: a plain kill, and the hang-up a
+# dropped SSH session can deliver (by default it would end the process with the folder left).
+_LEAVE_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                       if hasattr(signal, name))
 _PROGRESS_EVERY = 0.2  # seconds between upload progress messages
 
 
@@ -127,11 +131,19 @@ class _Server:
         if job is not None:
             job.discard()
 
-    def terminate(self, *_signal) -> None:
-        """SIGTERM (also what PR_SET_PDEATHSIG sends when the parent, e.g. sshd, dies): leave
-        at once, without the job's folder."""
+    def claim_signals(self) -> None:
+        """(Re)install :meth:`terminate` for the leave signals. Again after each import that
+        may take them: pycolmap's glog installs a C failure handler for SIGTERM on import,
+        which would end the process without removing the job's folder."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in _LEAVE_SIGNALS:
+                signal.signal(signum, self.terminate)
+
+    def terminate(self, signum: int = signal.SIGTERM, _frame=None) -> None:
+        """SIGTERM (also what PR_SET_PDEATHSIG sends when the parent, e.g. sshd, dies) or
+        SIGHUP (the session hung up): leave at once, without the job's folder."""
         self.discard_job()
-        os._exit(143)
+        os._exit(128 + int(signum))
 
     # -------------------------------------------------------------- the stdin thread
     def read(self, in_fd: int) -> None:
@@ -272,8 +284,11 @@ class _Server:
             self.channel.send({"type": "log", "id": job.id, "level": level, "message": text})
 
         try:
-            outputs, files = run_job(job.kind, job.params, job.folder,
-                                     progress=progress, should_stop=job.cancel.is_set, log=log)
+            try:
+                outputs, files = run_job(job.kind, job.params, job.folder, progress=progress,
+                                         should_stop=job.cancel.is_set, log=log)
+            finally:
+                self.claim_signals()  # the job may have imported a library that took them
             sent = self.send_files(job, files)
             reply = ({"type": "result", "id": job.id, "outputs": outputs,
                       **({"files": files} if files else {})}
@@ -332,8 +347,10 @@ def _handshake(server: _Server) -> int | None:
     # import below takes its seconds.
     threading.Thread(target=_heartbeat, args=(channel,), daemon=True,
                      name="worker-heartbeat").start()
+    info = environment()  # imports torch, gsplat and pycolmap
+    server.claim_signals()
     channel.send({"type": "hello", "protocol": PROTOCOL, "version": __version__,
-                  "pid": os.getpid(), **environment()})
+                  "pid": os.getpid(), **info})
     return None
 
 
@@ -345,8 +362,7 @@ def serve(in_fd: int | None = None, out_fd: int | None = None) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
     server = _Server(channel)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, server.terminate)
+    server.claim_signals()
     threading.Thread(target=server.read, args=(in_fd,), daemon=True,
                      name="worker-stdin").start()
     refused = _handshake(server)
@@ -378,7 +394,8 @@ def _die_with_parent() -> None:
 
 def main() -> int:
     _die_with_parent()
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))  # until serve() has a job to drop
+    for signum in _LEAVE_SIGNALS:  # until serve() has a job to drop
+        signal.signal(signum, lambda number, _frame: os._exit(128 + number))
     # In the background: a slow temporary disk must not delay the hello.
     threading.Thread(target=sweep_stale_job_dirs, daemon=True, name="worker-sweep").start()
     code = serve()
