@@ -334,6 +334,13 @@ def _ray_processes() -> set[int]:
     return found
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT as at a terminal. A test run started in the background
+    by a non-interactive shell inherits SIGINT ignored, and Python keeps an ignored SIGINT
+    ignored, so the driver would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ray_batch_fails_the_bad_input_alone_resumes_and_stops_on_ctrl_c(tmp_path, datasets):
     pytest.importorskip("ray")
@@ -365,7 +372,7 @@ def test_ray_batch_fails_the_bad_input_alone_resumes_and_stops_on_ctrl_c(tmp_pat
         driver = subprocess.Popen(
             _batch_command(*good, datasets / "notaset", f"gamma={datasets / 'alpha'}",
                            "--out", out, "--steps", 100000), stdout=subprocess.DEVNULL,
-            stderr=stderr_out, cwd=ROOT, env=env)
+            stderr=stderr_out, cwd=ROOT, env=env, preexec_fn=_interruptible)
     try:
         logs = lambda: out.glob(".partial-gamma-*/log.txt")  # noqa: E731
         _wait_for(lambda: any("[fit" in p.read_text() for p in logs()), 180,
