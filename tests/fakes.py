@@ -84,9 +84,6 @@ def write_torus_dataset(root: Path, *, train: int = 12, test: int = 3, resolutio
 
     from blender_gs_addon.capture.rigs import sphere_rig
     from blender_gs_addon.conventions.frames import splats_file_to_world
-    from blender_gs_addon.datasets.camera_views import ViewDataset
-    from blender_gs_addon.datasets.nerf_synthetic import write_transforms
-    from blender_gs_addon.reconstruction.evaluate import render_views
     from blender_gs_addon.samples import sample_splats
 
     root = Path(root)
@@ -102,8 +99,20 @@ def write_torus_dataset(root: Path, *, train: int = 12, test: int = 3, resolutio
         away[2, 3] = 100.0
         held_out.camera_to_world = np.repeat(away[None], test, axis=0)
     views += held_out.to_views(root / "test", split="test")
+    write_rendered_dataset(root, truth, views)
+    return root
+
+
+def write_rendered_dataset(root: Path, truth, views) -> np.ndarray:
+    """Render the splats ``truth`` (world frame) with our rasterizer into every view's image
+    (RGBA on black) and write the data set's transforms into ``root``; the alpha images
+    [V, H, W]."""
+    from blender_gs_addon.datasets.camera_views import ViewDataset
+    from blender_gs_addon.datasets.nerf_synthetic import write_transforms
+    from blender_gs_addon.reconstruction.evaluate import render_views
+
     rgb, alpha = render_views(truth, views, background=(0.0, 0.0, 0.0))
     for view, image, a in zip(views, rgb, alpha):
         save_rgba(view.file_path, image, a)
-    write_transforms(ViewDataset(views=views), root)
-    return root
+    write_transforms(ViewDataset(views=views), Path(root))
+    return alpha

@@ -83,6 +83,18 @@ INTERESTING = (0, 1, 2, 3, 4, 5, 255, 256, 299, 300, 301, 0x7FFF, 0xFFFF, 0x7FFF
                0x80000000, 0xFFFFFFFF, 50_000_001, 10**9)
 
 
+
+def read_fails_cleanly_or_finite(read, path) -> SplatSet | None:
+    """What every reader promises for any bytes: one GSError, or a valid set of finite values
+    (returned; None after the GSError). ``read(path, report=...)`` is a format's reader."""
+    try:
+        splats = read(path, report=lambda *_: None)
+    except GSError:
+        return None
+    splats.validate(name="fuzz", require_finite=True)
+    return splats
+
+
 def _splats(count: int, degree: int, seed: int) -> SplatSet:
     rng = np.random.default_rng(seed)
     k = {0: 0, 1: 3, 2: 8, 3: 15}[degree]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from cli_runner import ROOT
 from cli_runner import run_cli as cli
-from fakes import save_rgba
+from fakes import write_rendered_dataset
 
 from blender_gs_addon import GSError
 from blender_gs_addon.batch import BatchConfig, resolve_inputs, run_batch, run_item
@@ -25,7 +25,7 @@ from blender_gs_addon.batch.summary import ProgressBar
 from blender_gs_addon.capture.rigs import sphere_rig, subject_bounds_from_cameras
 from blender_gs_addon.datasets.camera_views import ViewDataset
 from blender_gs_addon.datasets.colmap import write_colmap_model
-from blender_gs_addon.datasets.nerf_synthetic import read_transforms, write_transforms
+from blender_gs_addon.datasets.nerf_synthetic import read_transforms
 
 RES, FOV = 32, 40.0
 FAST = BatchConfig(steps=4, views=4, test_views=2, resolution=32, engine="WORKBENCH")
@@ -42,18 +42,13 @@ def _truth(seed: int):
 
 def make_dataset(root: Path, *, seed: int = 3, train: int = 8, test: int = 2) -> Path:
     """A transforms data set: ``train`` + ``test`` views at 32² of a 300-splat torus."""
-    from blender_gs_addon.reconstruction.evaluate import render_views
-
     views = sphere_rig(count=train, radius=2.5, fov_deg=FOV, width=RES, height=RES).to_views(
         root / "train", split="train")
     if test:
         held_out = sphere_rig(count=test, radius=2.6, fov_deg=FOV, width=RES, height=RES)
         held_out.names = [f"t{i}" for i in range(test)]
         views += held_out.to_views(root / "test", split="test")
-    rgb, alpha = render_views(_truth(seed), views, background=(0.0, 0.0, 0.0))
-    for view, image, a in zip(views, rgb, alpha):
-        save_rgba(view.file_path, image, a)
-    write_transforms(ViewDataset(views=views), root)
+    write_rendered_dataset(root, _truth(seed), views)
     return root
 
 

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import save_rgba
+from fakes import write_rendered_dataset
 
 torch = pytest.importorskip("torch")
 
 from blender_gs_addon import GSError  # noqa: E402
 from blender_gs_addon.capture.rigs import sphere_rig  # noqa: E402
 from blender_gs_addon.conventions.frames import splats_file_to_world, splats_world_to_file  # noqa: E402
-from blender_gs_addon.datasets.camera_views import ViewDataset  # noqa: E402
-from blender_gs_addon.datasets.nerf_synthetic import read_transforms, write_transforms  # noqa: E402
+from blender_gs_addon.datasets.nerf_synthetic import read_transforms  # noqa: E402
 from blender_gs_addon.formats import read_splats, write_splats  # noqa: E402
-from blender_gs_addon.reconstruction.evaluate import evaluate_splats, render_views  # noqa: E402
+from blender_gs_addon.reconstruction.evaluate import evaluate_splats  # noqa: E402
 from blender_gs_addon.reconstruction.fit import (  # noqa: E402
     carve_random_points,
     fit_preset,
@@ -47,10 +46,7 @@ def dataset_dir(tmp_path_factory):
     test.names = [f"t{i}" for i in range(3)]
     test.camera_to_world = test.camera_to_world @ np.diag([1.0, 1.0, 1.0, 1.0])
     views += test.to_views(root / "test", split="test")
-    rgb, alpha = render_views(truth, views, background=(0.0, 0.0, 0.0))
-    for view, image, a in zip(views, rgb, alpha):
-        save_rgba(view.file_path, image, a)
-    write_transforms(ViewDataset(views=views), root)
+    write_rendered_dataset(root, truth, views)
     write_splats(root / "truth.ply", splats_world_to_file(truth))
     return root
 

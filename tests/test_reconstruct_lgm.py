@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import save_rgba
+from fakes import write_rendered_dataset
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -24,13 +24,11 @@ from safetensors.torch import save_file  # noqa: E402
 
 from blender_gs_addon.capture.rigs import lgm_rig, sphere_rig  # noqa: E402
 from blender_gs_addon.conventions.frames import splats_file_to_world  # noqa: E402
-from blender_gs_addon.datasets.camera_views import ViewDataset  # noqa: E402
-from blender_gs_addon.datasets.nerf_synthetic import read_transforms, write_transforms  # noqa: E402
+from blender_gs_addon.datasets.nerf_synthetic import read_transforms  # noqa: E402
 from blender_gs_addon.formats import read_splats  # noqa: E402
 from blender_gs_addon.models.lgm import build_lgm, lgm_config  # noqa: E402
 from blender_gs_addon.models.lgm_io import LGM_INPUT_SIZE  # noqa: E402
 from blender_gs_addon.reconstruction import pipeline as reconstruct_module  # noqa: E402
-from blender_gs_addon.reconstruction.evaluate import render_views  # noqa: E402
 from blender_gs_addon.reconstruction.pipeline import reconstruct  # noqa: E402
 from blender_gs_addon.samples import sample_splats  # noqa: E402
 
@@ -51,11 +49,8 @@ def capture(tmp_path_factory):
     test = sphere_rig(count=1, radius=1.5, fov_deg=49.1, width=RES, height=RES)
     test.names = ["t0"]
     views += test.to_views(root / "test", split="test")
-    rgb, alpha = render_views(truth, views, background=(0.0, 0.0, 0.0))
+    alpha = write_rendered_dataset(root, truth, views)
     assert all(a.mean() > 0.05 for a in alpha)  # the object is in every view
-    for view, image, a in zip(views, rgb, alpha):
-        save_rgba(view.file_path, image, a)
-    write_transforms(ViewDataset(views=views), root)
     return root
 
 
