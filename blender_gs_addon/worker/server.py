@@ -284,11 +284,8 @@ class _Server:
             self.channel.send({"type": "log", "id": job.id, "level": level, "message": text})
 
         try:
-            try:
-                outputs, files = run_job(job.kind, job.params, job.folder, progress=progress,
-                                         should_stop=job.cancel.is_set, log=log)
-            finally:
-                self.claim_signals()  # the job may have imported a library that took them
+            outputs, files = run_job(job.kind, job.params, job.folder,
+                                     progress=progress, should_stop=job.cancel.is_set, log=log)
             sent = self.send_files(job, files)
             reply = ({"type": "result", "id": job.id, "outputs": outputs,
                       **({"files": files} if files else {})}
@@ -298,6 +295,7 @@ class _Server:
         except Exception as err:  # every failure goes back to the client, the worker lives on
             reply = {"type": "error", "id": job.id, "error_type": type(err).__name__,
                      "message": str(err), "traceback": traceback.format_exc()}
+        self.claim_signals()  # the job may have imported a library that took them
         job.discard()
         # Free the slot before answering: a client that submits its next job the moment it
         # reads this reply must not be told the worker is busy.
